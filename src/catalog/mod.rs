@@ -1,0 +1,3 @@
+//! Movie catalogs: the interchange formats movies arrive in, and (later) the catalog store.
+
+pub mod jsonl;
