@@ -4,6 +4,8 @@
 //! store), [`engine`] (tokenizer + transformer + pooling, run by candle), [`models`] (getting model
 //! folders), [`pipeline`] (the offline steps) and [`cli`] (the command line).
 
+pub mod artifacts;
+pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod engine;

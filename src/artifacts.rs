@@ -1,0 +1,179 @@
+//! On-disk artifacts of the pipeline and the rules that keep them trustworthy.
+//!
+//! An embedding set is three files in one folder: `embeddings.safetensors` (`[N, D]` f32, tensor
+//! `embeddings`), `embeddings.ids.json` (row → movie id) and `embeddings.manifest.json`. Each is written
+//! to a temporary name, flushed and renamed, and all three carry the same `run_id`: an interrupted run can
+//! leave a new matrix beside an old manifest, but such a mix is refused at load, never used.
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub const MATRIX_FILE: &str = "embeddings.safetensors";
+pub const IDS_FILE: &str = "embeddings.ids.json";
+pub const MANIFEST_FILE: &str = "embeddings.manifest.json";
+pub const MATRIX_TENSOR: &str = "embeddings";
+pub const MANIFEST_FORMAT: &str = "cinevec-embeddings/1";
+
+/// Which model made an embedding set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub source: String,
+    pub architecture: crate::engine::Architecture,
+    pub weights_sha256: String,
+    pub pooling: crate::engine::Pooling,
+    pub max_tokens: usize,
+}
+
+/// Everything needed to decide whether an embedding set is still valid for a model and catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub run_id: String,
+    pub created_at: String,
+    pub model: ModelRecord,
+    pub dim: usize,
+    pub rows: usize,
+    pub doc_format: String,
+    /// Documents longer than `model.max_tokens`, embedded from their first tokens.
+    pub truncated: usize,
+    /// Where the documents came from, and the sha256 of that input.
+    pub input: String,
+    pub input_sha256: String,
+    pub device: String,
+    pub dtype: String,
+    pub seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdsFile {
+    run_id: String,
+    ids: Vec<String>,
+}
+
+/// A loaded embedding set.
+#[derive(Debug, Clone)]
+pub struct EmbeddingSet {
+    pub manifest: Manifest,
+    pub ids: Vec<String>,
+    /// `[rows, dim]` row-major.
+    pub matrix: Vec<f32>,
+}
+
+impl EmbeddingSet {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.matrix[i * self.manifest.dim..(i + 1) * self.manifest.dim]
+    }
+}
+
+/// A new random-enough run id: time plus process id plus a counter.
+pub fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{nanos:x}-{:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Write `bytes` to `path` atomically: temporary file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = path.file_name().context("artifact path has no file name")?.to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Write an embedding set into `dir`. The manifest goes last: it is the commit point.
+pub fn write_embeddings(dir: &Path, manifest: &Manifest, ids: &[String], matrix: &[f32]) -> Result<()> {
+    ensure!(ids.len() == manifest.rows, "{} ids for {} rows", ids.len(), manifest.rows);
+    ensure!(matrix.len() == manifest.rows * manifest.dim, "matrix size does not match rows × dim");
+    let bytes = f32_bytes(matrix);
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![manifest.rows, manifest.dim],
+        &bytes,
+    )?;
+    let metadata = HashMap::from([("run_id".to_string(), manifest.run_id.clone())]);
+    let st = safetensors::serialize([(MATRIX_TENSOR, view)], Some(metadata))?;
+    write_atomic(&dir.join(MATRIX_FILE), &st)?;
+    let ids_file = IdsFile { run_id: manifest.run_id.clone(), ids: ids.to_vec() };
+    write_atomic(&dir.join(IDS_FILE), &serde_json::to_vec(&ids_file)?)?;
+    write_atomic(&dir.join(MANIFEST_FILE), &serde_json::to_vec_pretty(manifest)?)?;
+    Ok(())
+}
+
+/// Read just the manifest (cheap; for up-to-date checks).
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read(&path).with_context(|| format!("no embedding manifest at {}", path.display()))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not a valid manifest", path.display()))?;
+    ensure!(manifest.format == MANIFEST_FORMAT, "{}: unknown format {}", path.display(), manifest.format);
+    Ok(manifest)
+}
+
+/// Load an embedding set, refusing any mix of files from different runs.
+pub fn load_embeddings(dir: &Path) -> Result<EmbeddingSet> {
+    let manifest = read_manifest(dir)?;
+    let matrix_path = dir.join(MATRIX_FILE);
+    let file = std::fs::File::open(&matrix_path).with_context(|| format!("cannot open {}", matrix_path.display()))?;
+    // SAFETY: read-only map of a file cinevec writes only by atomic rename.
+    let mmap = unsafe { memmap2::Mmap::map(&file)? };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&mmap)
+        .with_context(|| format!("{} is not a safetensors file", matrix_path.display()))?;
+    let file_run = meta.metadata().as_ref().and_then(|m| m.get("run_id").cloned()).unwrap_or_default();
+    if file_run != manifest.run_id {
+        bail!(
+            "{} belongs to another run than its manifest (an interrupted `cinevec embed`?): re-run `cinevec embed`",
+            matrix_path.display()
+        );
+    }
+    let st = safetensors::SafeTensors::deserialize(&mmap)?;
+    let tensor = st.tensor(MATRIX_TENSOR).context("matrix file has no `embeddings` tensor")?;
+    ensure!(tensor.dtype() == safetensors::Dtype::F32, "embedding matrix must be f32");
+    ensure!(
+        tensor.shape() == [manifest.rows, manifest.dim],
+        "embedding matrix is {:?}, manifest says [{}, {}]",
+        tensor.shape(),
+        manifest.rows,
+        manifest.dim
+    );
+    let matrix: Vec<f32> =
+        tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+
+    let ids_path = dir.join(IDS_FILE);
+    let ids: IdsFile = serde_json::from_slice(
+        &std::fs::read(&ids_path).with_context(|| format!("cannot read {}", ids_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a valid id list", ids_path.display()))?;
+    if ids.run_id != manifest.run_id {
+        bail!("{} belongs to another run than its manifest: re-run `cinevec embed`", ids_path.display());
+    }
+    ensure!(ids.ids.len() == manifest.rows, "{} ids for {} rows", ids.ids.len(), manifest.rows);
+    Ok(EmbeddingSet { manifest, ids: ids.ids, matrix })
+}
+
+/// The default artifacts folder.
+pub fn default_dir() -> PathBuf {
+    PathBuf::from("artifacts")
+}

@@ -1,0 +1,214 @@
+//! BERT-family encoder (MiniLM, BGE, E5, ...), written for inference on packed batches.
+//!
+//! Unlike a padded implementation, every dense layer (QKV, output, feed-forward) runs on the packed
+//! `[total_tokens, hidden]` matrix, so padding costs nothing there; only attention works on the padded
+//! `[batch, heads, longest, head_dim]` layout. Q, K and V are fused into one matrix product.
+
+use super::batch::PackedBatch;
+use super::ops;
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+struct Linear {
+    /// `[out, in]`, as stored.
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Linear {
+    fn load(vb: &VarBuilder, inp: usize, out: usize) -> Result<Self> {
+        Ok(Linear { weight: vb.get((out, inp), "weight")?, bias: vb.get(out, "bias")? })
+    }
+
+    /// Stack several linears with the same input into one (Q, K and V become one matrix product).
+    fn fuse(parts: &[Linear]) -> Result<Self> {
+        let ws: Vec<_> = parts.iter().map(|l| l.weight.clone()).collect();
+        let bs: Vec<_> = parts.iter().map(|l| l.bias.clone()).collect();
+        Ok(Linear { weight: Tensor::cat(&ws, 0)?, bias: Tensor::cat(&bs, 0)? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+
+    /// `gelu(x W^T + b)`, bias and activation fused on the CPU.
+    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        ops::bias_gelu(&x.matmul(&self.weight.t()?)?, &self.bias)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        // Old TF-converted checkpoints call them gamma/beta.
+        let (w, b) = if vb.contains_tensor("weight") { ("weight", "bias") } else { ("gamma", "beta") };
+        Ok(LayerNorm { weight: vb.get(size, w)?, bias: vb.get(size, b)?, eps: eps as f32 })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+
+    /// `layer_norm(x + residual)`.
+    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        self.forward(&(x + residual)?)
+    }
+}
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+pub struct Bert {
+    word_embeddings: candle_nn::Embedding,
+    position_embeddings: candle_nn::Embedding,
+    /// Row 0 of the token-type table: every input is a single segment.
+    token_type: Tensor,
+    embedding_norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    head_dim: usize,
+    exact_gelu: bool,
+}
+
+impl Bert {
+    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+        if let Some(kind) = &config.position_embedding_type {
+            if kind != "absolute" {
+                candle_core::bail!("position_embedding_type `{kind}` is not supported (only `absolute`)");
+            }
+        }
+        let exact_gelu = match config.hidden_act.as_str() {
+            "gelu" => true,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => false,
+            other => candle_core::bail!("hidden_act `{other}` is not supported"),
+        };
+        // HF checkpoints of BertModel subclasses nest everything under `bert.`.
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") { vb.pp("bert") } else { vb };
+        let h = config.hidden_size;
+        let emb = vb.pp("embeddings");
+        let word_embeddings = candle_nn::embedding(config.vocab_size, h, emb.pp("word_embeddings"))?;
+        let position_embeddings =
+            candle_nn::embedding(config.max_position_embeddings, h, emb.pp("position_embeddings"))?;
+        let token_type = emb.pp("token_type_embeddings").get((config.type_vocab_size, h), "weight")?.get(0)?;
+        let embedding_norm = LayerNorm::load(&emb.pp("LayerNorm"), h, config.layer_norm_eps)?;
+
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let att = l.pp("attention");
+            let parts = ["query", "key", "value"]
+                .map(|n| Linear::load(&att.pp("self").pp(n), h, h))
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?;
+            layers.push(Layer {
+                qkv: Linear::fuse(&parts)?,
+                attn_out: Linear::load(&att.pp("output").pp("dense"), h, h)?,
+                attn_norm: LayerNorm::load(&att.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?,
+                intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size)?,
+                output: Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h)?,
+                output_norm: LayerNorm::load(&l.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?,
+            });
+        }
+        Ok(Bert {
+            word_embeddings,
+            position_embeddings,
+            token_type,
+            embedding_norm,
+            layers,
+            heads: config.num_attention_heads,
+            head_dim: h / config.num_attention_heads,
+            exact_gelu,
+        })
+    }
+
+    /// Last hidden states of every token, packed: `[total_tokens, hidden]`.
+    pub fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
+        let words = self.word_embeddings.forward(&batch.ids)?;
+        let positions = self.position_embeddings.forward(&batch.positions)?;
+        let x = (words + positions)?.broadcast_add(&self.token_type)?;
+        let mut x = self.embedding_norm.forward(&x)?;
+        for layer in &self.layers {
+            x = self.layer_forward(layer, &x, batch)?;
+        }
+        Ok(x)
+    }
+
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch) -> Result<Tensor> {
+        let (b, l) = (batch.batch_size(), batch.longest);
+        let (nh, hd) = (self.heads, self.head_dim);
+        let qkv = layer.qkv.forward(x)?; // [T, 3H]
+        let qkv = batch.pad(&qkv)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, nh, L, hd]
+        let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(&batch.key_mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, nh * hd))?; // [B, L, H]
+        let ctx = batch.unpad(&ctx)?;
+        let x = layer.attn_norm.forward_residual(&layer.attn_out.forward(&ctx)?, x)?;
+        let hidden = if self.exact_gelu {
+            layer.intermediate.forward_gelu(&x)?
+        } else {
+            layer.intermediate.forward(&x)?.gelu()?
+        };
+        layer.output_norm.forward_residual(&layer.output.forward(&hidden)?, &x)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.token_type.dtype()
+    }
+}
+
+/// Pool packed hidden states into one vector per sequence.
+pub fn pool(hidden: &Tensor, batch: &PackedBatch, pooling: super::Pooling) -> Result<Tensor> {
+    match pooling {
+        super::Pooling::Cls => hidden.index_select(&batch.first_rows, 0),
+        super::Pooling::Mean => batch.mean_pool.to_dtype(hidden.dtype())?.matmul(hidden),
+    }
+}
+
+/// L2-normalise each row.
+pub fn normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    x.broadcast_div(&norm.clamp(1e-12, f64::MAX)?)
+}

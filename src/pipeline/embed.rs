@@ -1,0 +1,182 @@
+//! `cinevec embed`: every movie of a catalog through the engine into an embedding set.
+
+use crate::artifacts::{self, Manifest, ModelRecord};
+use crate::catalog::jsonl::read_records;
+use crate::engine::{Embedder, Encoded};
+use crate::movie::DOC_FORMAT_VERSION;
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Instant;
+
+/// Batching limits for the embedding loop.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// At most this many documents per forward pass.
+    pub max_batch: usize,
+    /// At most this many padded tokens (batch size × longest) per forward pass.
+    pub max_tokens: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        BatchLimits { max_batch: 32, max_tokens: 16_384 }
+    }
+}
+
+/// Split documents, already sorted by decreasing length, into batches within the limits. Returns
+/// index ranges into the sorted order.
+pub fn plan_batches(sorted_lengths: &[usize], limits: BatchLimits) -> Vec<std::ops::Range<usize>> {
+    let mut batches = Vec::new();
+    let mut start = 0;
+    while start < sorted_lengths.len() {
+        // The first document is the longest of its batch, so it fixes the padded width.
+        let width = sorted_lengths[start].max(1);
+        let by_tokens = (limits.max_tokens / width).max(1);
+        let size = limits.max_batch.max(1).min(by_tokens);
+        let end = (start + size).min(sorted_lengths.len());
+        batches.push(start..end);
+        start = end;
+    }
+    batches
+}
+
+/// Embed tokenised documents in length-sorted batches; returns the `[n, dim]` matrix in input order.
+/// `on_batch` is told how many documents each finished batch held.
+pub fn embed_sorted(
+    embedder: &Embedder,
+    encoded: &[Encoded],
+    limits: BatchLimits,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Vec<f32>> {
+    let dim = embedder.dim();
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    // Longest first: the biggest batch runs first, so a memory problem shows at once, not at the end.
+    order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
+    let lengths: Vec<usize> = order.iter().map(|&i| encoded[i].ids.len()).collect();
+    let mut matrix = vec![0f32; encoded.len() * dim];
+    for range in plan_batches(&lengths, limits) {
+        let members = &order[range];
+        let batch: Vec<&Encoded> = members.iter().map(|&i| &encoded[i]).collect();
+        let rows = embedder.embed_encoded(&batch)?;
+        for (k, &i) in members.iter().enumerate() {
+            matrix[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+        }
+        on_batch(members.len());
+    }
+    Ok(matrix)
+}
+
+/// Outcome of an embedding run, for the command's summary.
+#[derive(Debug)]
+pub struct EmbedReport {
+    pub manifest: Manifest,
+    pub skipped_lines: usize,
+    pub duplicate_ids: usize,
+}
+
+/// Embed a catalog JSONL file into an embedding set in `out_dir`.
+pub fn embed_catalog(
+    embedder: &Embedder,
+    model_source: &str,
+    catalog: &Path,
+    out_dir: &Path,
+    limits: BatchLimits,
+    strict: bool,
+) -> Result<EmbedReport> {
+    let started = Instant::now();
+    let input_sha256 = crate::engine::sha256_file(catalog)?;
+    let mut ids = Vec::new();
+    let mut texts = Vec::new();
+    let mut seen = HashSet::new();
+    let (mut skipped, mut duplicates) = (0usize, 0usize);
+    for item in read_records(catalog).with_context(|| format!("cannot read {}", catalog.display()))? {
+        match item? {
+            Ok(record) => {
+                if !seen.insert(record.id.clone()) {
+                    duplicates += 1;
+                    if duplicates <= 3 {
+                        tracing::warn!("{}: duplicate id {} skipped", catalog.display(), record.id);
+                    }
+                    continue;
+                }
+                ids.push(record.id);
+                texts.push(record.movie.render());
+            }
+            Err(bad) => {
+                if strict {
+                    bail!("{}:{}: {}", catalog.display(), bad.line, bad.error);
+                }
+                skipped += 1;
+                if skipped <= 5 {
+                    tracing::warn!("{}:{}: skipped: {}", catalog.display(), bad.line, bad.error);
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        bail!("{} holds no valid movies", catalog.display());
+    }
+
+    let tokenize = crate::progress::bar(texts.len() as u64, "tokenize", "docs");
+    let mut encoded = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(1024) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        encoded.extend(embedder.encode(&refs)?);
+        tokenize.inc(chunk.len() as u64);
+    }
+    tokenize.finish_and_clear();
+    drop(texts);
+
+    let bar = crate::progress::bar(encoded.len() as u64, "embed", "docs");
+    let matrix = embed_sorted(embedder, &encoded, limits, |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+
+    let info = embedder.info();
+    let manifest = Manifest {
+        format: artifacts::MANIFEST_FORMAT.to_string(),
+        run_id: artifacts::new_run_id(),
+        created_at: artifacts::now_rfc3339(),
+        model: ModelRecord {
+            source: model_source.to_string(),
+            architecture: info.architecture,
+            weights_sha256: info.weights_sha256.clone(),
+            pooling: info.pooling,
+            max_tokens: info.max_tokens,
+        },
+        dim: info.dim,
+        rows: ids.len(),
+        doc_format: DOC_FORMAT_VERSION.to_string(),
+        truncated: encoded.iter().filter(|e| e.truncated()).count(),
+        input: catalog.display().to_string(),
+        input_sha256,
+        device: info.device.clone(),
+        dtype: info.dtype.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    artifacts::write_embeddings(out_dir, &manifest, &ids, &matrix)?;
+    Ok(EmbedReport { manifest, skipped_lines: skipped, duplicate_ids: duplicates })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_both_limits() {
+        let lengths = [300, 200, 100, 100, 50, 50, 50, 10];
+        let limits = BatchLimits { max_batch: 3, max_tokens: 400 };
+        let batches = plan_batches(&lengths, limits);
+        assert_eq!(batches, vec![0..1, 1..3, 3..6, 6..8]);
+        for b in &batches {
+            assert!(b.len() <= 3);
+            assert!(lengths[b.start] * b.len() <= 400 || b.len() == 1);
+        }
+    }
+
+    #[test]
+    fn an_overlong_document_gets_a_batch_of_its_own() {
+        let batches = plan_batches(&[1000, 5], BatchLimits { max_batch: 8, max_tokens: 100 });
+        assert_eq!(batches, vec![0..1, 1..2]);
+    }
+}

@@ -1,0 +1,3 @@
+//! The offline steps: ingest (catalog), embed, train.
+
+pub mod embed;
