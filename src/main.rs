@@ -2,6 +2,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cinevec::tune_allocator();
+    cinevec::tune_threads();
     let cli = cinevec::cli::Cli::parse();
     cinevec::cli::init_logging(cli.verbose);
     match cinevec::cli::run(cli) {

@@ -136,10 +136,13 @@ impl Bert {
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let att = l.pp("attention");
-            let parts = ["query", "key", "value"]
+            let mut parts = ["query", "key", "value"]
                 .map(|n| Linear::load(&att.pp("self").pp(n), h, h))
                 .into_iter()
                 .collect::<Result<Vec<_>>>()?;
+            // Fold attention's 1/sqrt(head_dim) into the query projection: one less pass per layer.
+            let scale = ((h / config.num_attention_heads) as f64).powf(-0.5);
+            parts[0] = Linear { weight: (&parts[0].weight * scale)?, bias: (&parts[0].bias * scale)? };
             layers.push(Layer {
                 qkv: Linear::fuse(&parts)?,
                 attn_out: Linear::load(&att.pp("output").pp("dense"), h, h)?,
@@ -178,7 +181,7 @@ impl Bert {
         let (nh, hd) = (self.heads, self.head_dim);
         let qkv = layer.qkv.forward(x)?; // [T, 3H]
         let qkv = batch.pad(&qkv)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, nh, L, hd]
-        let q = (qkv.get(0)?.contiguous()? * (hd as f64).powf(-0.5))?;
+        let q = qkv.get(0)?.contiguous()?; // already scaled by 1/sqrt(hd)
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(&batch.key_mask)?;
