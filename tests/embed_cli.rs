@@ -90,3 +90,39 @@ fn a_missing_model_is_one_clear_line() {
     assert!(stderr.contains("run `cinevec model fetch` first"), "{stderr}");
     assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 }
+
+#[test]
+fn an_unreachable_hub_is_one_clear_sentence_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_cinevec"))
+        // A closed local port: the hub is unreachable whatever network the test machine has.
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .args(["model", "fetch", "Alibaba-NLP/gte-modernbert-base", "--models-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("cannot reach the Hugging Face hub"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| n.to_string_lossy().starts_with(".hf-cache")), "left behind: {left:?}");
+}
+
+#[test]
+#[ignore = "needs ../shared: run scripts/test.sh"]
+fn a_local_folder_is_checked_in_place() {
+    let dir = common::shared().join("fixtures/tiny-modernbert");
+    let run = Command::new(env!("CARGO_BIN_EXE_cinevec")).args(["model", "fetch"]).arg(&dir).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("ModernBert, dim 64, cls pooling, max 512 tokens"), "{stdout}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_cinevec")).args(["model", "fetch"]).arg(empty.path()).output().unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("missing config.json, tokenizer.json, model.safetensors"), "{stderr}");
+}
