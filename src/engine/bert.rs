@@ -38,31 +38,44 @@ fn default_eps() -> f64 {
     1e-12
 }
 
+/// Below this many rows (tokens in a batch), the CPU matrix product is faster with the transposed
+/// weight stored contiguously: the `gemm` kernels then skip re-packing the whole weight on every call,
+/// which dominates when there are few rows (one short document: ~20% faster per product). Above it the
+/// stored layout is as fast or faster (measured with 87 to 2,800 rows on 2 cores).
+const SMALL_BATCH_ROWS: usize = 256;
+
 struct Linear {
     /// `[out, in]`, as stored.
     weight: Tensor,
+    /// `[in, out]` contiguous copy, kept on the CPU only (see [`SMALL_BATCH_ROWS`]).
+    weight_t: Option<Tensor>,
     bias: Tensor,
 }
 
 impl Linear {
-    fn load(vb: &VarBuilder, inp: usize, out: usize) -> Result<Self> {
-        Ok(Linear { weight: vb.get((out, inp), "weight")?, bias: vb.get(out, "bias")? })
+    fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
+        let weight_t = if weight.device().is_cpu() { Some(weight.t()?.contiguous()?) } else { None };
+        Ok(Linear { weight, weight_t, bias })
     }
 
-    /// Stack several linears with the same input into one (Q, K and V become one matrix product).
-    fn fuse(parts: &[Linear]) -> Result<Self> {
-        let ws: Vec<_> = parts.iter().map(|l| l.weight.clone()).collect();
-        let bs: Vec<_> = parts.iter().map(|l| l.bias.clone()).collect();
-        Ok(Linear { weight: Tensor::cat(&ws, 0)?, bias: Tensor::cat(&bs, 0)? })
+    fn load(vb: &VarBuilder, inp: usize, out: usize) -> Result<Self> {
+        Linear::new(vb.get((out, inp), "weight")?, vb.get(out, "bias")?)
+    }
+
+    fn product(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.weight_t {
+            Some(wt) if x.dim(0)? < SMALL_BATCH_ROWS => x.matmul(wt),
+            _ => x.matmul(&self.weight.t()?),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        self.product(x)?.broadcast_add(&self.bias)
     }
 
     /// `gelu(x W^T + b)`, bias and activation fused on the CPU.
     fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
-        ops::bias_gelu(&x.matmul(&self.weight.t()?)?, &self.bias)
+        ops::bias_gelu(&self.product(x)?, &self.bias)
     }
 }
 
@@ -136,15 +149,18 @@ impl Bert {
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let att = l.pp("attention");
-            let mut parts = ["query", "key", "value"]
-                .map(|n| Linear::load(&att.pp("self").pp(n), h, h))
-                .into_iter()
-                .collect::<Result<Vec<_>>>()?;
-            // Fold attention's 1/sqrt(head_dim) into the query projection: one less pass per layer.
+            // Q, K and V become one matrix product; attention's 1/sqrt(head_dim) is folded into the
+            // query part, saving a pass over the scores.
             let scale = ((h / config.num_attention_heads) as f64).powf(-0.5);
-            parts[0] = Linear { weight: (&parts[0].weight * scale)?, bias: (&parts[0].bias * scale)? };
+            let (mut ws, mut bs) = (Vec::with_capacity(3), Vec::with_capacity(3));
+            for (name, factor) in [("query", scale), ("key", 1.0), ("value", 1.0)] {
+                let p = att.pp("self").pp(name);
+                ws.push((p.get((h, h), "weight")? * factor)?);
+                bs.push((p.get(h, "bias")? * factor)?);
+            }
+            let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?)?;
             layers.push(Layer {
-                qkv: Linear::fuse(&parts)?,
+                qkv,
                 attn_out: Linear::load(&att.pp("output").pp("dense"), h, h)?,
                 attn_norm: LayerNorm::load(&att.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?,
                 intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size)?,
