@@ -8,6 +8,7 @@ pub mod config;
 pub mod device;
 pub mod modernbert;
 pub mod ops;
+pub mod worker;
 
 pub use config::{Architecture, ModelSpec, Pooling};
 
