@@ -1,0 +1,120 @@
+//! The HNSW index against brute force, filters, persistence and run-time inserts.
+
+use cinevec::index::{search_exact, IndexParams, VectorIndex};
+
+/// Unit vectors with the structure of embeddings: a few shared directions plus noise.
+fn vectors(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    let basis: Vec<f32> = (0..8 * dim).map(|_| next()).collect();
+    let mut out = Vec::with_capacity(rows * dim);
+    for _ in 0..rows {
+        let w: Vec<f32> = (0..8).map(|_| next()).collect();
+        let mut v: Vec<f32> = (0..dim).map(|d| (0..8).map(|b| w[b] * basis[b * dim + d]).sum::<f32>() + 0.3 * next()).collect();
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+        out.extend(v);
+    }
+    out
+}
+
+fn exact(matrix: &[f32], dim: usize, q: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<usize> {
+    let rows = |r: usize| matrix.get(r * dim..(r + 1) * dim);
+    search_exact(&rows, matrix.len() / dim, q, k, keep).iter().map(|h| h.row).collect()
+}
+
+#[test]
+fn hnsw_recall_at_10_against_brute_force() {
+    let (n, dim) = (4000, 64);
+    let m = vectors(n, dim, 7);
+    let index = VectorIndex::build(&m, dim, IndexParams::default());
+    assert_eq!(index.len(), n);
+    let mut found = 0;
+    let queries = 200;
+    for q in 0..queries {
+        let row = q * 17;
+        let query = &m[row * dim..(row + 1) * dim];
+        let not_self = |r: usize| r != row;
+        let want = exact(&m, dim, query, 10, &not_self);
+        let got: Vec<usize> = index.search(query, 10, &not_self).iter().map(|h| h.row).collect();
+        assert!(!got.contains(&row), "the query row must be filtered out");
+        found += want.iter().filter(|r| got.contains(r)).count();
+    }
+    let recall = found as f64 / (queries * 10) as f64;
+    assert!(recall >= 0.98, "recall@10 {recall}");
+}
+
+#[test]
+fn filters_apply_inside_the_search_and_scores_are_cosines() {
+    let (n, dim) = (2000, 32);
+    let m = vectors(n, dim, 11);
+    let index = VectorIndex::build(&m, dim, IndexParams::default());
+    let query = &m[0..dim];
+    let even = |r: usize| r % 2 == 0 && r != 0;
+    let hits = index.search(query, 10, &even);
+    assert_eq!(hits.len(), 10);
+    for h in &hits {
+        assert!(h.row % 2 == 0 && h.row != 0);
+        let cos = cinevec::index::dot(query, &m[h.row * dim..(h.row + 1) * dim]);
+        assert!((cos - h.score).abs() < 1e-5);
+    }
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+}
+
+#[test]
+fn exact_search_returns_everything_a_selective_filter_allows() {
+    let (n, dim) = (500, 16);
+    let m = vectors(n, dim, 3);
+    let only = [3usize, 77, 123];
+    let keep = |r: usize| only.contains(&r);
+    let rows = |r: usize| m.get(r * dim..(r + 1) * dim);
+    let hits = search_exact(&rows, n, &m[0..dim], 10, &keep);
+    let mut got: Vec<usize> = hits.iter().map(|h| h.row).collect();
+    got.sort();
+    assert_eq!(got, only);
+}
+
+#[test]
+fn a_saved_graph_loads_only_for_its_own_matrix() {
+    let (n, dim) = (1500, 24);
+    let m = vectors(n, dim, 5);
+    let params = IndexParams::default();
+    let index = VectorIndex::build(&m, dim, params);
+    let dir = tempfile::tempdir().unwrap();
+    index.save(dir.path(), "run-a", n).unwrap();
+
+    let loaded = VectorIndex::load(dir.path(), "run-a", n, dim, params).unwrap().expect("same run loads");
+    let q = &m[40 * dim..41 * dim];
+    let all = |_r: usize| true;
+    let a: Vec<usize> = index.search(q, 10, &all).iter().map(|h| h.row).collect();
+    let b: Vec<usize> = loaded.search(q, 10, &all).iter().map(|h| h.row).collect();
+    assert_eq!(a, b);
+
+    assert!(VectorIndex::load(dir.path(), "run-b", n, dim, params).unwrap().is_none(), "another matrix");
+    assert!(VectorIndex::load(dir.path(), "run-a", n + 1, dim, params).unwrap().is_none(), "other row count");
+    let other = IndexParams { max_connections: 8, ..params };
+    assert!(VectorIndex::load(dir.path(), "run-a", n, dim, other).unwrap().is_none(), "other parameters");
+
+    // A damaged graph file means "rebuild", never a panic or a wrong graph.
+    let graph = dir.path().join("index.hnsw.graph");
+    let bytes = std::fs::read(&graph).unwrap();
+    std::fs::write(&graph, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(VectorIndex::load(dir.path(), "run-a", n, dim, params).unwrap().is_none());
+    std::fs::write(&graph, vec![7u8; bytes.len()]).unwrap();
+    assert!(VectorIndex::load(dir.path(), "run-a", n, dim, params).unwrap().is_none());
+}
+
+#[test]
+fn a_vector_inserted_at_run_time_is_found_at_once() {
+    let (n, dim) = (1000, 32);
+    let m = vectors(n + 1, dim, 9);
+    let index = VectorIndex::build(&m[..n * dim], dim, IndexParams::default());
+    let new = &m[n * dim..];
+    index.insert(n, new);
+    let hits = index.search(new, 1, &|_| true);
+    assert_eq!(hits[0].row, n);
+    assert!((hits[0].score - 1.0).abs() < 1e-5);
+}
