@@ -53,11 +53,11 @@ fn filters_apply_inside_the_search_and_scores_are_cosines() {
     let m = vectors(n, dim, 11);
     let index = VectorIndex::build(&m, dim, IndexParams::default());
     let query = &m[0..dim];
-    let even = |r: usize| r % 2 == 0 && r != 0;
+    let even = |r: usize| r.is_multiple_of(2) && r != 0;
     let hits = index.search(query, 10, &even);
     assert_eq!(hits.len(), 10);
     for h in &hits {
-        assert!(h.row % 2 == 0 && h.row != 0);
+        assert!(h.row.is_multiple_of(2) && h.row != 0);
         let cos = cinevec::index::dot(query, &m[h.row * dim..(h.row + 1) * dim]);
         assert!((cos - h.score).abs() < 1e-5);
     }
