@@ -1,8 +1,10 @@
 //! The command line: one `clap` struct per command, each flag with an environment fallback.
 
+use crate::catalog::store::{self, Store};
 use crate::engine::{Embedder, EngineOptions, Pooling};
 use crate::models::{self, ModelSource};
 use crate::pipeline::embed::{self, BatchLimits};
+use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +29,109 @@ pub enum Command {
     /// Measure embedding speed on a catalog (used by scripts/bench-embed.sh).
     #[command(hide = true)]
     BenchEmbed(BenchEmbedArgs),
+    /// Read movies into the catalog store: the official IMDb dumps, a catalog JSONL file, or the demo.
+    Ingest(IngestArgs),
+    /// Inspect or export the catalog store.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Write synthetic dumps in the official IMDb format (used by scripts/bench-ingest.sh).
+    #[command(hide = true)]
+    GenImdb(GenImdbArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// Catalog store: a SQLite file (created, with its folder, if missing) or a `sqlite:` URL.
+    #[arg(long, env = "CINEVEC_DB", default_value = store::DEFAULT_DB)]
+    pub db: String,
+}
+
+impl DbArgs {
+    /// The store must exist already (commands that only read it).
+    fn require_existing(&self) -> Result<()> {
+        let is_url = self.db.contains(':') && !std::path::Path::new(&self.db).exists();
+        if !is_url && !std::path::Path::new(&self.db).is_file() {
+            anyhow::bail!("no catalog store at {}: run `cinevec ingest` first (or pass --db)", self.db);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub source: IngestSourceArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Fail on the first malformed row or line instead of skipping and counting it; nothing is
+    /// written then.
+    #[arg(long, env = "CINEVEC_INGEST_STRICT")]
+    pub strict: bool,
+    /// Movies per store transaction.
+    #[arg(long, env = "CINEVEC_INGEST_BATCH", default_value_t = 5000)]
+    pub batch_size: usize,
+    /// Folder for downloads (the demo package).
+    #[arg(long, env = "CINEVEC_CACHE_DIR", default_value = "artifacts/.cache")]
+    pub cache_dir: PathBuf,
+}
+
+/// Exactly one source per run.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct IngestSourceArgs {
+    /// Folder with the official IMDb dumps: title.basics, title.ratings, title.principals and
+    /// name.basics, each `.tsv` or `.tsv.gz`. Keeps movies and TV movies with a rating and >= 30 votes.
+    #[arg(long, env = "CINEVEC_INGEST_IMDB", value_name = "DIR")]
+    pub imdb: Option<PathBuf>,
+    /// A catalog JSONL file (`{"id", "rating", "votes", "movie"}` per line).
+    #[arg(long, env = "CINEVEC_INGEST_CATALOG", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// The demo catalog: the rated films of npm package vega-datasets@3.2.1 (needs npm the first
+    /// time; cached in --cache-dir).
+    #[arg(long, env = "CINEVEC_INGEST_DEMO")]
+    pub demo: bool,
+}
+
+impl IngestArgs {
+    pub fn source(&self) -> IngestSource {
+        match (&self.source.imdb, &self.source.catalog) {
+            (Some(dir), _) => IngestSource::Imdb(dir.clone()),
+            (_, Some(file)) => IngestSource::Catalog(file.clone()),
+            _ => IngestSource::Demo { cache_dir: self.cache_dir.clone() },
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Write every movie of the store as catalog JSONL (what `cinevec embed --catalog` reads), by id.
+    Export {
+        /// Output file (written atomically).
+        #[arg(long, env = "CINEVEC_EXPORT_OUT", value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Count the movies in the store, by source.
+    Info {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GenImdbArgs {
+    /// Folder to write title.basics/title.ratings/title.principals/name.basics.tsv.gz into.
+    #[arg(long, env = "CINEVEC_GEN_OUT")]
+    pub out: PathBuf,
+    /// Fraction of the real size (1.0: 11.6 M titles, ~90 M principal rows, 14 M names).
+    #[arg(long, env = "CINEVEC_GEN_SCALE", default_value_t = 1.0)]
+    pub scale: f64,
+    #[arg(long, env = "CINEVEC_GEN_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// gzip level (0-9).
+    #[arg(long, env = "CINEVEC_GEN_LEVEL", default_value_t = 6)]
+    pub level: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,5 +314,61 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BenchEmbed(args) => crate::bench::embed(&args),
+        Command::Ingest(args) => {
+            let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
+            let report = ingest::ingest(&args.source(), &args.db.db, &options)?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Catalog(CatalogCommand::Export { out, db }) => {
+            db.require_existing()?;
+            let n = with_store(&db, |store| async move {
+                crate::pipeline::export::export_jsonl(&store, &out).await.map(|n| (n, out))
+            })?;
+            println!("exported {} movies to {}", n.0, n.1.display());
+            Ok(())
+        }
+        Command::Catalog(CatalogCommand::Info { db }) => {
+            db.require_existing()?;
+            let by_source = with_store(&db, |store| async move { Ok(store.count_by_source().await?) })?;
+            let total: u64 = by_source.iter().map(|(_, n)| n).sum();
+            println!("{}: {total} movies", db.db);
+            for (source, n) in by_source {
+                println!("  {source}: {n}");
+            }
+            Ok(())
+        }
+        Command::GenImdb(args) => {
+            let opts =
+                crate::catalog::imdb_synth::SynthOptions { scale: args.scale, seed: args.seed, level: args.level };
+            let started = std::time::Instant::now();
+            let s = crate::catalog::imdb_synth::generate(&args.out, opts)?;
+            println!(
+                "wrote {} titles, {} ratings, {} principals, {} names to {} in {:.0} s; a correct ingest keeps {} movies",
+                s.titles,
+                s.ratings,
+                s.principals,
+                s.names,
+                args.out.display(),
+                started.elapsed().as_secs_f64(),
+                s.kept_movies
+            );
+            Ok(())
+        }
     }
+}
+
+/// Run `f` with the store open on a small runtime, closing the store afterwards.
+fn with_store<T, F, Fut>(db: &DbArgs, f: F) -> Result<T>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let store = Store::open(&db.db).await?;
+        let result = f(store.clone()).await;
+        store.close().await;
+        result
+    })
 }

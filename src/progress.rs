@@ -41,3 +41,23 @@ pub fn spinner(prefix: &str) -> ProgressBar {
     pb.enable_steady_tick(Duration::from_millis(250));
     pb
 }
+
+/// A reader that advances a [`bytes_bar`] by the bytes read through it.
+pub struct ReadProgress<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R> ReadProgress<R> {
+    pub fn new(inner: R, bar: ProgressBar) -> Self {
+        ReadProgress { inner, bar }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ReadProgress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}

@@ -1,3 +1,10 @@
-//! Movie catalogs: the interchange formats movies arrive in, and (later) the catalog store.
+//! Movie catalogs: the formats movies arrive in (catalog JSONL, the official IMDb dumps, the demo
+//! package) and the store they are kept in.
 
+pub mod demo;
+pub mod imdb;
+pub mod imdb_synth;
 pub mod jsonl;
+pub mod store;
+
+pub use store::{MovieRow, Store, StoreError, StoredMovie, UpsertCounts};

@@ -1,3 +1,5 @@
-//! The offline steps: ingest (catalog), embed, train.
+//! The offline steps: ingest (catalog), export, embed, train.
 
 pub mod embed;
+pub mod export;
+pub mod ingest;

@@ -1,0 +1,4 @@
+// `sqlx::migrate!` embeds migrations/ at build time; rebuild when a migration is added, not only edited.
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}

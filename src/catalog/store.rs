@@ -1,0 +1,362 @@
+//! The catalog store: every movie the service knows, with its canonical document, in SQLite (WAL mode)
+//! through `sqlx`. The schema lives in `migrations/` and is applied by [`Store::open`].
+//!
+//! The SQL is kept portable (`$n` placeholders, `ON CONFLICT ... DO UPDATE`, `IS DISTINCT FROM`, types
+//! that both SQLite and PostgreSQL know) so that a PostgreSQL backend can follow without new queries.
+//! The API is async so that the HTTP server can share one [`Store`] (a cheap clone of a pool handle);
+//! the offline commands build a small runtime around it.
+
+use crate::catalog::jsonl::CatalogRecord;
+use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where `--db` points when not given.
+pub const DEFAULT_DB: &str = "artifacts/catalog.db";
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}: PostgreSQL is not supported yet; use a SQLite file path or a sqlite: URL")]
+    Unsupported(String),
+    #[error("cannot open the catalog store {location}: {source}")]
+    Open { location: String, source: sqlx::Error },
+    #[error("cannot apply the schema migrations to {location}: {source}")]
+    Migrate { location: String, source: sqlx::migrate::MigrateError },
+    #[error("catalog store: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("catalog store: movie {id} has an invalid stored document: {error}")]
+    BadDocument { id: String, error: String },
+}
+
+/// A movie to write: what every source (IMDb dumps, catalog files, the demo, later the API) produces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovieRow {
+    /// IMDb tconst, or the source's own stable id.
+    pub id: String,
+    /// Average IMDb user rating (1–10), when known.
+    pub rating: Option<f64>,
+    pub votes: Option<u64>,
+    pub movie: MovieDoc,
+    /// Where the movie came from, e.g. `imdb`, `catalog:movies.jsonl`.
+    pub source: String,
+}
+
+impl MovieRow {
+    /// A catalog JSONL record, labelled with its source.
+    pub fn from_record(record: CatalogRecord, source: &str) -> Self {
+        MovieRow {
+            id: record.id,
+            rating: record.rating,
+            votes: record.votes,
+            movie: record.movie,
+            source: source.to_string(),
+        }
+    }
+}
+
+/// A movie as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMovie {
+    pub id: String,
+    pub rating: Option<f64>,
+    pub votes: Option<u64>,
+    pub movie: MovieDoc,
+    /// The rendering version the document was stored with ([`DOC_FORMAT_VERSION`] at the time).
+    pub doc_format: String,
+    /// SHA-256 (hex) of the rendered document: what an embedding of this movie must have been made from.
+    pub doc_sha256: String,
+    pub source: String,
+    /// RFC 3339 UTC: first written.
+    pub added_at: String,
+    /// RFC 3339 UTC: last changed (an identical rewrite does not change it).
+    pub updated_at: String,
+}
+
+impl StoredMovie {
+    /// The movie as a catalog JSONL record (the interchange format).
+    pub fn to_record(&self) -> CatalogRecord {
+        CatalogRecord { id: self.id.clone(), rating: self.rating, votes: self.votes, movie: self.movie.clone() }
+    }
+}
+
+/// What one [`Store::upsert_movies`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertCounts {
+    /// Rows inserted or changed.
+    pub written: u64,
+    /// Rows already stored exactly like this (rating, votes, document, source): left alone.
+    pub unchanged: u64,
+}
+
+/// SHA-256 (hex) of a rendered document.
+pub fn doc_sha256(rendered: &str) -> String {
+    hex::encode(Sha256::digest(rendered.as_bytes()))
+}
+
+const UPSERT: &str = "\
+INSERT INTO movies (id, title, release_year, rating, votes, document, doc_format, doc_sha256, source, added_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+ON CONFLICT (id) DO UPDATE SET
+    title = excluded.title,
+    release_year = excluded.release_year,
+    rating = excluded.rating,
+    votes = excluded.votes,
+    document = excluded.document,
+    doc_format = excluded.doc_format,
+    doc_sha256 = excluded.doc_sha256,
+    source = excluded.source,
+    updated_at = excluded.updated_at
+WHERE movies.document <> excluded.document
+   OR movies.doc_format <> excluded.doc_format
+   OR movies.source <> excluded.source
+   OR movies.rating IS DISTINCT FROM excluded.rating
+   OR movies.votes IS DISTINCT FROM excluded.votes";
+
+/// `SELECT <the columns decode() reads> FROM movies <tail>`, as a `&'static str`.
+macro_rules! select_movies {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, rating, votes, document, doc_format, doc_sha256, source, added_at, updated_at FROM movies ",
+            $tail
+        )
+    };
+}
+
+/// Handle to the catalog store. Cloning is cheap (it is a connection pool handle).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Open (creating it and its folder if missing) the store at `location`: a file path, or a `sqlite:`
+    /// URL such as `sqlite::memory:`; then apply any pending migrations.
+    pub async fn open(location: &str) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open { location: location.to_string(), source };
+        if location.starts_with("postgres:") || location.starts_with("postgresql:") {
+            return Err(StoreError::Unsupported(location.to_string()));
+        }
+        let options = if location.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(location).map_err(open_err)?
+        } else {
+            let path = Path::new(location);
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+            }
+            SqliteConnectOptions::new().filename(path)
+        };
+        let in_memory = options.get_filename().as_os_str() == ":memory:" || location.contains("mode=memory");
+        let options = options
+            .create_if_missing(true)
+            // WAL: readers (the server) never block the writer (an ingest); NORMAL sync is durable
+            // across application crashes in WAL mode and much faster for bulk writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = if in_memory {
+            // Every connection to `:memory:` is its own database: keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await
+        } else {
+            SqlitePoolOptions::new().max_connections(4).connect_with(options).await
+        }
+        .map_err(open_err)?;
+        sqlx::migrate!()
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { location: location.to_string(), source })?;
+        Ok(Store { pool })
+    }
+
+    /// Insert or update movies by id, all in one transaction. A movie stored exactly like this already
+    /// is left alone (its `updated_at` does not move), so re-ingesting a source is idempotent.
+    pub async fn upsert_movies(&self, rows: &[MovieRow]) -> Result<UpsertCounts, StoreError> {
+        let now = now_rfc3339_millis();
+        let mut counts = UpsertCounts::default();
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            let document = row.movie.render();
+            let sha = doc_sha256(&document);
+            // Vote counts beyond i64 cannot occur in real data; saturate rather than fail the batch.
+            let votes = row.votes.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+            let done = sqlx::query(UPSERT)
+                .bind(&row.id)
+                .bind(row.movie.title())
+                .bind(row.movie.release_year())
+                .bind(row.rating)
+                .bind(votes)
+                .bind(document)
+                .bind(DOC_FORMAT_VERSION)
+                .bind(sha)
+                .bind(&row.source)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                counts.written += 1;
+            } else {
+                counts.unchanged += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// One movie by id.
+    pub async fn get(&self, id: &str) -> Result<Option<StoredMovie>, StoreError> {
+        let row = sqlx::query(select_movies!("WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| decode(&r)).transpose()
+    }
+
+    /// Movies whose title equals `title`, ignoring ASCII case, ordered by id.
+    pub async fn find_by_title(&self, title: &str) -> Result<Vec<StoredMovie>, StoreError> {
+        let rows = sqlx::query(select_movies!("WHERE lower(title) = lower($1) ORDER BY id"))
+            .bind(title)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Up to `limit` movies with ids after `after` (all from the start when `None`), ordered by id:
+    /// keyset paging, so walking a large catalog never holds it all in memory.
+    pub async fn movies_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<StoredMovie>, StoreError> {
+        let rows = sqlx::query(select_movies!("WHERE id > $1 ORDER BY id LIMIT $2"))
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every id, ordered (the order of [`Store::movies_after`] and of the export).
+    pub async fn all_ids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM movies ORDER BY id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+    }
+
+    /// Number of movies.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT count(*) FROM movies").fetch_one(&self.pool).await?.try_get(0)?;
+        Ok(n as u64)
+    }
+
+    /// Number of movies per source, ordered by source.
+    pub async fn count_by_source(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT source, count(*) FROM movies GROUP BY source ORDER BY source")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? as u64))).collect()
+    }
+
+    /// Close every connection (checkpointing the WAL into the database file). Call before exiting.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The connection pool, for later store modules (embeddings) that share the database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMovie, StoreError> {
+    let id: String = row.try_get("id")?;
+    let document: String = row.try_get("document")?;
+    let movie = serde_json::from_str(&document)
+        .map_err(|e| e.to_string())
+        .and_then(|v| MovieDoc::from_value(v).map_err(|e| e.to_string()))
+        .map_err(|error| StoreError::BadDocument { id: id.clone(), error })?;
+    let votes: Option<i64> = row.try_get("votes")?;
+    Ok(StoredMovie {
+        id,
+        rating: row.try_get("rating")?,
+        votes: votes.map(|v| v.max(0) as u64),
+        movie,
+        doc_format: row.try_get("doc_format")?,
+        doc_sha256: row.try_get("doc_sha256")?,
+        source: row.try_get("source")?,
+        added_at: row.try_get("added_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Millisecond precision, so that an update right after an insert is visible in `updated_at`.
+fn now_rfc3339_millis() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    fn row(id: &str, title: &str, rating: Option<f64>) -> MovieRow {
+        let movie = MovieDoc::parse(&json!({"title": title, "release_year": 1999, "genres": null})).unwrap();
+        MovieRow { id: id.into(), rating, votes: Some(100), movie, source: "test".into() }
+    }
+
+    #[test]
+    fn upsert_inserts_then_updates_only_what_changed() {
+        rt().block_on(async {
+            let store = Store::open("sqlite::memory:").await.unwrap();
+            let first =
+                store.upsert_movies(&[row("b", "Heat", Some(8.3)), row("a", "Alien", Some(8.5))]).await.unwrap();
+            assert_eq!(first, UpsertCounts { written: 2, unchanged: 0 });
+            let before = store.get("a").await.unwrap().unwrap();
+
+            let again =
+                store.upsert_movies(&[row("a", "Alien", Some(8.5)), row("b", "Heat", Some(8.2))]).await.unwrap();
+            assert_eq!(again, UpsertCounts { written: 1, unchanged: 1 });
+            let after = store.get("a").await.unwrap().unwrap();
+            assert_eq!(after.updated_at, before.updated_at, "an identical row must not be touched");
+            assert_eq!(store.get("b").await.unwrap().unwrap().rating, Some(8.2));
+
+            assert_eq!(store.count().await.unwrap(), 2);
+            assert_eq!(store.all_ids().await.unwrap(), ["a", "b"]);
+            assert_eq!(store.find_by_title("ALIEN").await.unwrap()[0].id, "a");
+            assert_eq!(after.doc_sha256, doc_sha256(&after.movie.render()));
+            assert_eq!(after.movie.title(), "Alien");
+            assert!(store.get("zzz").await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn pages_walk_every_movie_once_in_id_order() {
+        rt().block_on(async {
+            let store = Store::open("sqlite::memory:").await.unwrap();
+            let rows: Vec<_> = (0..25).map(|i| row(&format!("m{i:02}"), &format!("T{i}"), None)).collect();
+            store.upsert_movies(&rows).await.unwrap();
+            let mut seen = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.movies_after(after.as_deref(), 10).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                seen.extend(page.into_iter().map(|m| m.id));
+            }
+            let expected: Vec<_> = (0..25).map(|i| format!("m{i:02}")).collect();
+            assert_eq!(seen, expected);
+        });
+    }
+
+    #[test]
+    fn postgres_urls_are_refused_clearly() {
+        let err = rt().block_on(Store::open("postgres://localhost/cinevec")).unwrap_err();
+        assert!(err.to_string().contains("PostgreSQL is not supported yet"), "{err}");
+    }
+}
