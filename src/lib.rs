@@ -9,6 +9,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod engine;
+pub mod head;
 pub mod models;
 pub mod movie;
 pub mod pipeline;

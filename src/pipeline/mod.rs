@@ -1,3 +1,4 @@
 //! The offline steps: ingest (catalog), embed, train.
 
 pub mod embed;
+pub mod train;
