@@ -34,10 +34,12 @@ fn ridge_matches_the_closed_form_in_one_dimension() {
 
 #[test]
 fn ridge_without_regularisation_recovers_an_exact_linear_rule() {
-    let rows: Vec<Vec<f32>> = (0..40).map(|i| {
-        let t = i as f32;
-        vec![(t * 0.37).sin(), (t * 0.11).cos(), ((t * 1.3).sin() * 2.0)]
-    }).collect();
+    let rows: Vec<Vec<f32>> = (0..40)
+        .map(|i| {
+            let t = i as f32;
+            vec![(t * 0.37).sin(), (t * 0.11).cos(), ((t * 1.3).sin() * 2.0)]
+        })
+        .collect();
     let y: Vec<f64> = rows.iter().map(|r| 2.0 + 3.0 * r[0] as f64 - r[1] as f64 + 0.5 * r[2] as f64).collect();
     let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
     let model = fit_ridge_with(&dataset(&refs, &y), 1e-9).unwrap();
@@ -51,14 +53,10 @@ fn ridge_without_regularisation_recovers_an_exact_linear_rule() {
 fn ridge_keeps_the_lambda_with_the_lowest_validation_error() {
     // Few noisy rows in many dimensions: strong regularisation should win on validation.
     let make = |n: usize, off: usize| -> Dataset {
-        let rows: Vec<Vec<f32>> = (0..n)
-            .map(|i| (0..20).map(|j| (((i + off) * 31 + j * 17) as f32 * 0.7).sin()).collect())
-            .collect();
-        let y: Vec<f64> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| 5.0 + r[0] as f64 + (((i + off) * 7919) as f64).sin() * 1.5)
-            .collect();
+        let rows: Vec<Vec<f32>> =
+            (0..n).map(|i| (0..20).map(|j| (((i + off) * 31 + j * 17) as f32 * 0.7).sin()).collect()).collect();
+        let y: Vec<f64> =
+            rows.iter().enumerate().map(|(i, r)| 5.0 + r[0] as f64 + (((i + off) * 7919) as f64).sin() * 1.5).collect();
         let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
         dataset(&refs, &y)
     };

@@ -12,7 +12,12 @@ use cinevec::head::train::EpochLog;
 use cinevec::head::{EmbeddingLink, Head, TargetKind};
 use head_support::{manifest, small_training, synthetic};
 
-fn fit(train: &Dataset, val: &Dataset, cfg: &HeadTraining, m: &cinevec::artifacts::Manifest) -> (FitOutcome, Vec<EpochLog>) {
+fn fit(
+    train: &Dataset,
+    val: &Dataset,
+    cfg: &HeadTraining,
+    m: &cinevec::artifacts::Manifest,
+) -> (FitOutcome, Vec<EpochLog>) {
     let ridge = fit_ridge(train, val, &lambda_grid()).unwrap();
     let mut logs = Vec::new();
     let out = fit_head(train, val, &ridge, EmbeddingLink::of(m), cfg, &mut |l| logs.push(*l)).unwrap();

@@ -95,12 +95,17 @@ pub fn fit_head(
     };
     let (train_target, val_target) = (target_of(train), target_of(val));
     let t_mean = super::data::mean(&train_target);
-    let t_scale = (train_target.iter().map(|t| (t - t_mean).powi(2)).sum::<f64>() / train_target.len() as f64)
-        .sqrt()
-        .max(1e-6);
+    let t_scale =
+        (train_target.iter().map(|t| (t - t_mean).powi(2)).sum::<f64>() / train_target.len() as f64).sqrt().max(1e-6);
     let standard = |t: &[f64]| -> Vec<f32> { t.iter().map(|t| ((t - t_mean) / t_scale) as f32).collect() };
     let (train_t, val_t) = (standard(&train_target), standard(&val_target));
-    let data = MemberData { train_x: &train_x, train_t: &train_t, val_x: &val_x, val_t: &val_t, loss_scale: t_scale * t_scale };
+    let data = MemberData {
+        train_x: &train_x,
+        train_t: &train_t,
+        val_x: &val_x,
+        val_t: &val_t,
+        loss_scale: t_scale * t_scale,
+    };
 
     let mlp_config = cfg.mlp.mlp_config(dim);
     let mut rng = Rng::new(cfg.seed);
@@ -140,7 +145,9 @@ pub fn fit_head(
     let (val_ridge, val_mlp) = head.components(&val.x, dim)?;
     let blend_path: Vec<(f64, f64)> = match cfg.blend {
         Blend::Fixed(w) => vec![(w, blend_mse(w, &val_ridge, &val_mlp, &val.y))],
-        Blend::Auto => (0..=20).map(|k| k as f64 / 20.0).map(|w| (w, blend_mse(w, &val_ridge, &val_mlp, &val.y))).collect(),
+        Blend::Auto => {
+            (0..=20).map(|k| k as f64 / 20.0).map(|w| (w, blend_mse(w, &val_ridge, &val_mlp, &val.y))).collect()
+        }
     };
     let best = blend_path.iter().copied().fold((0.0, f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
     head.spec.ridge_weight = best.0;

@@ -78,15 +78,16 @@ impl Mlp {
         let mut tensors = HashMap::new();
         for (name, shape) in config.tensor_shapes() {
             let n: usize = shape.iter().product();
-            let values: Vec<f32> = if name.ends_with("linear.weight") || name.ends_with("linear.bias") || name.starts_with("out.") {
-                let fan_in = if name.ends_with("weight") { shape[1] } else { fan_in_of(config, &name) };
-                let bound = 1.0 / (fan_in as f32).sqrt();
-                (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect()
-            } else if name.ends_with("norm.weight") || name.ends_with("running_var") {
-                vec![1.0; n]
-            } else {
-                vec![0.0; n]
-            };
+            let values: Vec<f32> =
+                if name.ends_with("linear.weight") || name.ends_with("linear.bias") || name.starts_with("out.") {
+                    let fan_in = if name.ends_with("weight") { shape[1] } else { fan_in_of(config, &name) };
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    (0..n).map(|_| (rng.next_f32() * 2.0 - 1.0) * bound).collect()
+                } else if name.ends_with("norm.weight") || name.ends_with("running_var") {
+                    vec![1.0; n]
+                } else {
+                    vec![0.0; n]
+                };
             tensors.insert(name, Tensor::from_vec(values, shape, device)?);
         }
         Mlp::from_tensors(config, &tensors, "")

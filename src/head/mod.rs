@@ -247,8 +247,13 @@ impl Head {
             return Ok((Vec::new(), Vec::new()));
         }
         let x = Tensor::from_slice(rows, (rows.len() / dim, dim), &self.device)?;
-        let ridge: Vec<f64> =
-            x.matmul(&self.ridge_weight)?.squeeze(1)?.to_vec1::<f32>()?.iter().map(|&v| v as f64 + self.ridge_bias).collect();
+        let ridge: Vec<f64> = x
+            .matmul(&self.ridge_weight)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&v| v as f64 + self.ridge_bias)
+            .collect();
         let z = x.broadcast_sub(&self.input_mean)?.broadcast_div(&self.input_scale)?;
         let mut sum: Option<Tensor> = None;
         for m in &self.members {
@@ -296,7 +301,9 @@ impl Head {
         }
         let views = data
             .iter()
-            .map(|(n, shape, b)| Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)?)))
+            .map(|(n, shape, b)| {
+                Ok((n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)?))
+            })
             .collect::<Result<Vec<_>>>()?;
         let metadata = HashMap::from([
             ("head_id".to_string(), self.spec.head_id.clone()),
@@ -312,8 +319,8 @@ impl HeadSpec {
         let path = dir.join(HEAD_SPEC_FILE);
         let text = std::fs::read(&path)
             .with_context(|| format!("no rating head at {}: run `cinevec train` first", path.display()))?;
-        let spec: HeadSpec =
-            serde_json::from_slice(&text).with_context(|| format!("{} is not a valid head description", path.display()))?;
+        let spec: HeadSpec = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a valid head description", path.display()))?;
         ensure!(spec.format == HEAD_FORMAT, "{}: unknown format {}", path.display(), spec.format);
         Ok(spec)
     }

@@ -135,12 +135,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let set = artifacts::load_embeddings(&opts.embeddings)?;
     let ratings = opts.ratings.load()?;
     let data = join(&set, &ratings);
-    tracing::info!(
-        "{} of {} embedded movies have a rating in {}",
-        data.len(),
-        set.ids.len(),
-        opts.ratings.describe()
-    );
+    tracing::info!("{} of {} embedded movies have a rating in {}", data.len(), set.ids.len(), opts.ratings.describe());
     if !(0.0..1.0).contains(&opts.test_fraction) || !(0.0..1.0).contains(&opts.val_fraction) {
         bail!("test and validation fractions must be in [0, 1)");
     }
@@ -194,9 +189,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     let mut head = fit.head;
     let split_parts = [&train, &val, &test];
-    let head_predict = |d: &Dataset| -> Result<Vec<f64>> {
-        Ok(head.predict(&d.x, d.dim)?.iter().map(|p| p.rating).collect())
-    };
+    let head_predict =
+        |d: &Dataset| -> Result<Vec<f64>> { Ok(head.predict(&d.x, d.dim)?.iter().map(|p| p.rating).collect()) };
     let models = vec![
         errors_of("mean", |d| Ok(mean.predict(d)), split_parts)?,
         errors_of("ridge", |d| Ok(ridge.model.predict(d)), split_parts)?,
