@@ -4,13 +4,15 @@
 //! Parameters are our own named `Var`s rather than a `VarMap`, for two reasons: candle cannot seed its
 //! CPU random generator, so initial weights and dropout masks come from our seeded [`Rng`] (a seed then
 //! reproduces a run exactly); and the BatchNorm running statistics must be saved and restored with the
-//! weights, which is explicit here. `candle_nn::BatchNorm` shares the running-statistic `Var`s we give
-//! it and updates them in place in training mode; evaluation mode reads them.
+//! weights, which is explicit here. BatchNorm is [`BatchNorm1d`]: PyTorch's semantics (batch statistics
+//! and a momentum-0.1 update of the running mean and unbiased variance in training, running statistics
+//! in evaluation), with the fused kernels of [`super::ops`] in training; it matches
+//! `candle_nn::BatchNorm`, which the tests check.
 
 use super::data::Rng;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{BatchNorm, Linear, Module, ModuleT};
+use candle_nn::{Linear, Module};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -58,8 +60,41 @@ impl MlpConfig {
 }
 
 struct Block {
-    linear: Linear,
-    norm: BatchNorm,
+    /// `[out, in]`, applied as `x · weightᵀ`; its bias is fused into the GELU.
+    weight: Tensor,
+    bias: Tensor,
+    norm: BatchNorm1d,
+}
+
+/// BatchNorm over the features of `[rows, features]`.
+struct BatchNorm1d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
+}
+
+impl BatchNorm1d {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            let (out, stats) = super::ops::batch_norm_train(x, &self.weight, &self.bias, BATCH_NORM_EPS)?;
+            let rows = x.dim(0)? as f32;
+            let m = BATCH_NORM_MOMENTUM as f32;
+            let update = |running: &Var, batch: &[f32], unbias: f32| -> Result<()> {
+                let old = running.as_tensor().to_vec1::<f32>()?;
+                let new: Vec<f32> = old.iter().zip(batch).map(|(r, b)| (1.0 - m) * r + m * b * unbias).collect();
+                running.set(&Tensor::from_vec(new, old.len(), x.device())?)?;
+                Ok(())
+            };
+            update(&self.running_mean, &stats.mean, 1.0)?;
+            update(&self.running_var, &stats.var, rows / (rows - 1.0))?;
+            Ok(out)
+        } else {
+            let scale = (&self.weight / (self.running_var.as_tensor() + BATCH_NORM_EPS)?.sqrt()?)?;
+            let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+            Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?)
+        }
+    }
 }
 
 /// One MLP with its parameters.
@@ -109,23 +144,22 @@ impl Mlp {
             // A copy: the Var is trained in place and must not alias the caller's tensor.
             vars.push((name, Var::from_tensor(&t.to_dtype(DType::F32)?.copy()?)?));
         }
-        let get = |name: &str| -> Tensor {
-            vars.iter().find(|(n, _)| n == name).expect("every name was just inserted").1.as_tensor().clone()
+        let var = |name: &str| -> Var {
+            vars.iter().find(|(n, _)| n == name).expect("every name was just inserted").1.clone()
         };
+        let get = |name: &str| -> Tensor { var(name).as_tensor().clone() };
         let mut blocks = Vec::new();
-        for (i, &w) in config.hidden.iter().enumerate() {
-            let p = |s: &str| get(&format!("blocks.{i}.{s}"));
+        for i in 0..config.hidden.len() {
+            let p = |s: &str| format!("blocks.{i}.{s}");
             blocks.push(Block {
-                linear: Linear::new(p("linear.weight"), Some(p("linear.bias"))),
-                norm: BatchNorm::new_with_momentum(
-                    w,
-                    p("norm.running_mean"),
-                    p("norm.running_var"),
-                    p("norm.weight"),
-                    p("norm.bias"),
-                    BATCH_NORM_EPS,
-                    BATCH_NORM_MOMENTUM,
-                )?,
+                weight: get(&p("linear.weight")),
+                bias: get(&p("linear.bias")),
+                norm: BatchNorm1d {
+                    weight: get(&p("norm.weight")),
+                    bias: get(&p("norm.bias")),
+                    running_mean: var(&p("norm.running_mean")),
+                    running_var: var(&p("norm.running_var")),
+                },
             });
         }
         let out = Linear::new(get("out.weight"), Some(get("out.bias")));
@@ -168,8 +202,8 @@ impl Mlp {
             _ => x.clone(),
         };
         for block in &self.blocks {
-            h = block.linear.forward(&h)?.gelu_erf()?;
-            h = block.norm.forward_t(&h, train)?;
+            h = super::ops::bias_gelu(&h.matmul(&block.weight.t()?)?, &block.bias)?;
+            h = block.norm.forward(&h, train)?;
             if let Some(r) = rng.as_deref_mut() {
                 if self.config.dropout > 0.0 {
                     h = dropout(&h, self.config.dropout, r)?;
@@ -197,4 +231,48 @@ fn dropout(x: &Tensor, p: f32, rng: &mut Rng) -> Result<Tensor> {
     let keep = 1.0 / (1.0 - p);
     let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect();
     Ok(x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::ModuleT;
+
+    /// Our BatchNorm against candle-nn's on the same data: outputs in both modes and running statistics.
+    #[test]
+    fn batch_norm_matches_candle_nn() -> Result<()> {
+        let dev = Device::Cpu;
+        let bn = BatchNorm1d {
+            weight: Tensor::new(&[1.5f32, 0.5, 2.0], &dev)?,
+            bias: Tensor::new(&[0.1f32, -0.2, 0.3], &dev)?,
+            running_mean: Var::zeros(3, DType::F32, &dev)?,
+            running_var: Var::ones(3, DType::F32, &dev)?,
+        };
+        let reference = candle_nn::BatchNorm::new_with_momentum(
+            3,
+            Tensor::zeros(3, DType::F32, &dev)?,
+            Tensor::ones(3, DType::F32, &dev)?,
+            bn.weight.clone(),
+            bn.bias.clone(),
+            BATCH_NORM_EPS,
+            BATCH_NORM_MOMENTUM,
+        )?;
+        let close = |a: &Tensor, b: &Tensor| -> Result<f32> { Ok((a - b)?.abs()?.max_all()?.to_scalar::<f32>()?) };
+        for step in 0..3 {
+            let x = (Tensor::randn(0f32, 2.0, (20, 3), &dev)? + step as f64)?;
+            assert!(close(&bn.forward(&x, true)?, &reference.forward_t(&x, true)?)? < 1e-5);
+        }
+        assert!(close(bn.running_mean.as_tensor(), reference.running_mean())? < 1e-5);
+        assert!(close(bn.running_var.as_tensor(), reference.running_var())? < 1e-5);
+        let x = Tensor::randn(0f32, 2.0, (7, 3), &dev)?;
+        assert!(close(&bn.forward(&x, false)?, &reference.forward_t(&x, false)?)? < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn parameter_count_of_the_reference_design() {
+        // 768 → 6 × 256 → 1 with BatchNorm: 529,153 parameters, as published.
+        let config = MlpConfig { input_dim: 768, hidden: vec![256; 6], dropout: 0.6, input_dropout: 0.0 };
+        assert_eq!(config.parameter_count(), 529_153);
+    }
 }

@@ -9,6 +9,7 @@
 pub mod data;
 pub mod fit;
 pub mod mlp;
+pub mod ops;
 pub mod ridge;
 pub mod train;
 

@@ -2,7 +2,7 @@
 //! chosen on validation.
 
 use super::data::{mean, Dataset, Errors};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
 /// A linear model `rating = bias + w · x`.
@@ -146,17 +146,23 @@ pub fn fit_ridge(train: &Dataset, val: &Dataset, grid: &[f64]) -> Result<Ridge> 
         bail!("ridge needs at least two training rows and one validation row");
     }
     let normal = Normal::of(train);
-    let mut best: Option<(f64, f64, Linear)> = None;
-    let mut path = Vec::with_capacity(grid.len());
-    for &lambda in grid {
-        let model = normal.solve(lambda)?;
-        let mse = Errors::of(&model.predict(val), &val.y).mse;
-        path.push((lambda, mse));
-        if best.as_ref().is_none_or(|(_, b, _)| mse < *b) {
-            best = Some((lambda, mse, model));
-        }
-    }
-    let (lambda, _, model) = best.expect("the grid is not empty");
+    let fits = grid
+        .par_iter()
+        .map(|&lambda| {
+            let model = normal.solve(lambda)?;
+            let mse = Errors::of(&model.predict(val), &val.y).mse;
+            Ok((lambda, mse, model))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let path = fits.iter().map(|(l, m, _)| (*l, *m)).collect();
+    // The first of equals wins, so ties go to the weaker regularisation, as in a sequential scan.
+    let (lambda, _, model) = fits
+        .into_iter()
+        .fold(None, |best: Option<(f64, f64, Linear)>, f| match best {
+            Some(b) if b.1 <= f.1 => Some(b),
+            _ => Some(f),
+        })
+        .context("the λ grid is empty")?;
     Ok(Ridge { model, lambda, path })
 }
 
