@@ -3,8 +3,12 @@
 use crate::catalog::store::{self, Store};
 use crate::engine::{Embedder, EngineOptions, Pooling};
 use crate::models::{self, ModelSource};
+use crate::head::fit::{Blend, HeadTraining};
+use crate::head::train::MlpTraining;
+use crate::head::TargetKind;
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
+use crate::pipeline::train::{self, RatingsSource, TrainOptions};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -26,6 +30,9 @@ pub enum Command {
     Model(ModelCommand),
     /// Embed every movie of a catalog JSONL file into an embedding set (matrix, ids, manifest).
     Embed(EmbedArgs),
+    /// Train the rating head on an embedding set and the catalog's ratings; compare it with the mean
+    /// baseline and ridge regression.
+    Train(TrainArgs),
     /// Measure embedding speed on a catalog (used by scripts/bench-embed.sh).
     #[command(hide = true)]
     BenchEmbed(BenchEmbedArgs),
@@ -37,6 +44,8 @@ pub enum Command {
     /// Write synthetic dumps in the official IMDb format (used by scripts/bench-ingest.sh).
     #[command(hide = true)]
     GenImdb(GenImdbArgs),
+    /// Serve more-like-this, recommendations, rating predictions and embeddings over HTTP.
+    Serve(crate::server::ServeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -240,6 +249,124 @@ pub struct EmbedArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Folder the head, its config and the training report are written to (and, unless
+    /// --embeddings says otherwise, the embedding set is read from).
+    #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Folder of the embedding set to train on [default: the --artifacts folder].
+    #[arg(long, env = "CINEVEC_EMBEDDINGS")]
+    pub embeddings: Option<PathBuf>,
+    /// Catalog JSONL file with the ratings [default: the catalog the embedding set was made from].
+    #[arg(long, env = "CINEVEC_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    #[command(flatten)]
+    pub split: SplitArgs,
+    #[command(flatten)]
+    pub head: HeadArgs,
+}
+
+/// How the rated movies are split.
+#[derive(Debug, Clone, Args)]
+pub struct SplitArgs {
+    /// Share of the rated movies held out for the final test.
+    #[arg(long, env = "CINEVEC_TEST_FRACTION", default_value_t = 0.1)]
+    pub test_fraction: f64,
+    /// Share of the remaining movies used for validation (model selection, early stopping, interval).
+    #[arg(long, env = "CINEVEC_VAL_FRACTION", default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Seed of the shuffle that splits movies into train / validation / test.
+    #[arg(long, env = "CINEVEC_SPLIT_SEED", default_value_t = 42)]
+    pub split_seed: u64,
+}
+
+/// The rating head's architecture and training schedule.
+#[derive(Debug, Clone, Args)]
+pub struct HeadArgs {
+    /// Width of each hidden block.
+    #[arg(long, env = "CINEVEC_HEAD_WIDTH", default_value_t = 256)]
+    pub width: usize,
+    /// Number of hidden blocks [Linear → GELU → BatchNorm → Dropout].
+    #[arg(long, env = "CINEVEC_HEAD_DEPTH", default_value_t = 6)]
+    pub depth: usize,
+    /// Dropout after each hidden block.
+    #[arg(long, env = "CINEVEC_HEAD_DROPOUT", default_value_t = 0.6)]
+    pub dropout: f32,
+    /// Dropout on the input embedding.
+    #[arg(long, env = "CINEVEC_HEAD_INPUT_DROPOUT", default_value_t = 0.0)]
+    pub input_dropout: f32,
+    /// Training epochs per member.
+    #[arg(long, env = "CINEVEC_HEAD_EPOCHS", default_value_t = 600)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, env = "CINEVEC_HEAD_BATCH_SIZE", default_value_t = 4096)]
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, env = "CINEVEC_HEAD_LR", default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Lowest learning rate of each cosine cycle, as a fraction of --lr.
+    #[arg(long, env = "CINEVEC_HEAD_MIN_LR_FRACTION", default_value_t = 0.0)]
+    pub min_lr_fraction: f64,
+    /// AdamW weight decay.
+    #[arg(long, env = "CINEVEC_HEAD_WEIGHT_DECAY", default_value_t = 1e-3)]
+    pub weight_decay: f64,
+    /// Epochs of the first cosine cycle before a warm restart; 0 = one cycle over all epochs.
+    #[arg(long, env = "CINEVEC_HEAD_RESTART_EPOCHS", default_value_t = 50)]
+    pub restart_epochs: usize,
+    /// Each cosine cycle is this many times longer than the previous one.
+    #[arg(long, env = "CINEVEC_HEAD_RESTART_MULT", default_value_t = 2)]
+    pub restart_mult: usize,
+    /// Stop a member when validation MSE has not improved for this many epochs; 0 = never.
+    #[arg(long, env = "CINEVEC_HEAD_PATIENCE", default_value_t = 0)]
+    pub patience: usize,
+    /// MLPs trained from different seeds and averaged.
+    #[arg(long, env = "CINEVEC_HEAD_MEMBERS", default_value_t = 1)]
+    pub members: usize,
+    /// What the MLP learns: the rating, or the residual of ridge regression.
+    #[arg(long, env = "CINEVEC_HEAD_TARGET", value_enum, default_value_t = TargetKind::Rating)]
+    pub target: TargetKind,
+    /// Standardise each input feature (training mean and deviation) before the MLP.
+    #[arg(long, env = "CINEVEC_HEAD_STANDARDIZE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub standardize: bool,
+    /// Weight of ridge regression in the final rating: `auto` (chosen on validation) or 0–1.
+    #[arg(long, env = "CINEVEC_HEAD_BLEND", default_value = "0")]
+    pub blend: Blend,
+    /// Coverage of the prediction interval, calibrated on validation residuals.
+    #[arg(long, env = "CINEVEC_HEAD_INTERVAL", default_value_t = 0.8)]
+    pub interval: f64,
+    /// Seed of initial weights, batch shuffles and dropout.
+    #[arg(long, env = "CINEVEC_HEAD_SEED", default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl HeadArgs {
+    pub fn training(&self) -> HeadTraining {
+        HeadTraining {
+            mlp: MlpTraining {
+                width: self.width,
+                depth: self.depth,
+                dropout: self.dropout,
+                input_dropout: self.input_dropout,
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                learning_rate: self.lr,
+                min_lr_fraction: self.min_lr_fraction,
+                weight_decay: self.weight_decay,
+                restart_epochs: self.restart_epochs,
+                restart_mult: self.restart_mult,
+                patience: self.patience,
+                members: self.members,
+            },
+            target: self.target,
+            standardize: self.standardize,
+            blend: self.blend,
+            interval: self.interval,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct BenchEmbedArgs {
     /// Catalog JSONL file to take documents from.
     #[arg(long)]
@@ -258,9 +385,11 @@ pub struct BenchEmbedArgs {
 }
 
 pub fn init_logging(verbose: u8) {
+    // hnsw_rs and sqlx narrate every dump, load and statement at info level: keep them to warnings
+    // unless asked for more.
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "info,hnsw_rs=warn,anndists=warn,sqlx=warn",
+        1 => "debug,hnsw_rs=info,sqlx=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -313,7 +442,31 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Train(args) => {
+            let embeddings = args.embeddings.clone().unwrap_or_else(|| args.artifacts.clone());
+            let catalog = match &args.catalog {
+                Some(c) => c.clone(),
+                None => PathBuf::from(crate::artifacts::read_manifest(&embeddings)?.input),
+            };
+            let opts = TrainOptions {
+                embeddings,
+                out: args.artifacts.clone(),
+                ratings: RatingsSource::CatalogJsonl(catalog),
+                test_fraction: args.split.test_fraction,
+                val_fraction: args.split.val_fraction,
+                split_seed: args.split.split_seed,
+                head: args.head.training(),
+            };
+            tracing::info!("training config: {}", serde_json::to_string(&opts.head)?);
+            let report = train::train(&opts)?;
+            print!("{}", train::render_report(&report));
+            for f in train::written_files(&opts.out) {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::BenchEmbed(args) => crate::bench::embed(&args),
+        Command::Serve(args) => crate::server::serve(args),
         Command::Ingest(args) => {
             let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
             let report = ingest::ingest(&args.source(), &args.db.db, &options)?;

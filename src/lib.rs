@@ -2,18 +2,21 @@
 //!
 //! The crate is laid out by role: [`movie`] (the canonical document), [`catalog`] (input formats and the
 //! store), [`engine`] (tokenizer + transformer + pooling, run by candle), [`models`] (getting model
-//! folders), [`pipeline`] (the offline steps) and [`cli`] (the command line).
+//! folders), [`pipeline`] (the offline steps), [`head`] (the rating model), [`index`] (nearest
+//! neighbours), [`server`] (the HTTP service) and [`cli`] (the command line).
 
 pub mod artifacts;
 pub mod bench;
 pub mod catalog;
 pub mod cli;
 pub mod engine;
+pub mod head;
 pub mod index;
 pub mod models;
 pub mod movie;
 pub mod pipeline;
 pub mod progress;
+pub mod server;
 
 /// Keep freed memory in the process instead of handing it back to the kernel after every tensor.
 ///

@@ -186,24 +186,7 @@ impl Store {
         let mut counts = UpsertCounts::default();
         let mut tx = self.pool.begin().await?;
         for row in rows {
-            let document = row.movie.render();
-            let sha = doc_sha256(&document);
-            // Vote counts beyond i64 cannot occur in real data; saturate rather than fail the batch.
-            let votes = row.votes.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-            let done = sqlx::query(UPSERT)
-                .bind(&row.id)
-                .bind(row.movie.title())
-                .bind(row.movie.release_year())
-                .bind(row.rating)
-                .bind(votes)
-                .bind(document)
-                .bind(DOC_FORMAT_VERSION)
-                .bind(sha)
-                .bind(&row.source)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() > 0 {
+            if upsert_one(&mut tx, row, &now).await? {
                 counts.written += 1;
             } else {
                 counts.unchanged += 1;
@@ -211,6 +194,64 @@ impl Store {
         }
         tx.commit().await?;
         Ok(counts)
+    }
+
+    /// Store a movie added at run time together with its embedding, in one transaction: either both
+    /// are written or neither. The embedding is tied to the model (`model_sha256`) and to the exact
+    /// document it was computed from.
+    pub async fn put_movie_with_embedding(
+        &self,
+        row: &MovieRow,
+        model_sha256: &str,
+        vector: &[f32],
+    ) -> Result<(), StoreError> {
+        let now = now_rfc3339_millis();
+        let mut tx = self.pool.begin().await?;
+        upsert_one(&mut tx, row, &now).await?;
+        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        sqlx::query(
+            "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (movie_id) DO UPDATE SET model_sha256 = excluded.model_sha256, dim = excluded.dim,
+                 doc_sha256 = excluded.doc_sha256, vector = excluded.vector, created_at = excluded.created_at",
+        )
+        .bind(&row.id)
+        .bind(model_sha256)
+        .bind(vector.len() as i64)
+        .bind(doc_sha256(&row.movie.render()))
+        .bind(bytes)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Run-time embeddings made by the model `model_sha256` whose movie document has not changed since,
+    /// as `(movie id, vector)`, ordered by when they were stored.
+    pub async fn movie_embeddings(&self, model_sha256: &str) -> Result<Vec<(String, Vec<f32>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.movie_id, e.dim, e.vector FROM movie_embeddings e JOIN movies m ON m.id = e.movie_id
+             WHERE e.model_sha256 = $1 AND e.doc_sha256 = m.doc_sha256 ORDER BY e.created_at, e.movie_id",
+        )
+        .bind(model_sha256)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0)?;
+                let dim: i64 = r.try_get(1)?;
+                let bytes: Vec<u8> = r.try_get(2)?;
+                if bytes.len() != dim as usize * 4 {
+                    return Err(StoreError::BadDocument {
+                        id,
+                        error: format!("stored embedding has {} bytes for dimension {dim}", bytes.len()),
+                    });
+                }
+                let v = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                Ok((id, v))
+            })
+            .collect()
     }
 
     /// One movie by id.
@@ -289,6 +330,28 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMovie, StoreError> {
         added_at: row.try_get("added_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// Insert or update one movie inside a transaction; `false` when it was stored exactly like this.
+async fn upsert_one(tx: &mut sqlx::SqliteConnection, row: &MovieRow, now: &str) -> Result<bool, StoreError> {
+    let document = row.movie.render();
+    let sha = doc_sha256(&document);
+    // Vote counts beyond i64 cannot occur in real data; saturate rather than fail the batch.
+    let votes = row.votes.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    let done = sqlx::query(UPSERT)
+        .bind(&row.id)
+        .bind(row.movie.title())
+        .bind(row.movie.release_year())
+        .bind(row.rating)
+        .bind(votes)
+        .bind(document)
+        .bind(DOC_FORMAT_VERSION)
+        .bind(sha)
+        .bind(&row.source)
+        .bind(now)
+        .execute(tx)
+        .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Millisecond precision, so that an update right after an insert is visible in `updated_at`.

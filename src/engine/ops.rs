@@ -76,7 +76,7 @@ fn gelu_row_portable(x: &[f32], bias: &[f32], out: &mut [f32]) {
 /// `e^x` for `x <= 0`, branch-free so that it vectorises: `x = n ln2 + r`, `e^r` by its Taylor series
 /// (|r| <= ln2/2, relative error below 2e-7), `2^n` built in the exponent bits.
 #[inline(always)]
-fn exp_neg(x: f32) -> f32 {
+pub fn exp_neg(x: f32) -> f32 {
     let x = x.max(-87.0);
     let n = (x * std::f32::consts::LOG2_E).round();
     // ln 2 split in a part exact in f32 and the rest, so `x - n ln2` loses no bits.

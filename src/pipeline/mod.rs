@@ -3,3 +3,4 @@
 pub mod embed;
 pub mod export;
 pub mod ingest;
+pub mod train;

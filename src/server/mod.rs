@@ -233,7 +233,7 @@ impl Application {
             stopping.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("shutting down: draining in-flight requests");
         });
-        let mut server = std::pin::pin!(server.into_future());
+        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
         let mut loaded = false;
         loop {
             tokio::select! {

@@ -138,6 +138,11 @@ async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiErr
             "max_batch": cfg.queue.max_batch,
             "max_batch_tokens": cfg.queue.max_batch_tokens,
         },
+        "queue": {
+            "depth": loaded.queue.stats().depth.load(Ordering::Relaxed),
+            "batches": loaded.queue.stats().batches.load(Ordering::Relaxed),
+            "documents": loaded.queue.stats().documents.load(Ordering::Relaxed),
+        },
         "writes_enabled": cfg.api_key.is_some(),
         "load_seconds": loaded.load_seconds,
     })))

@@ -6,7 +6,7 @@ use super::ServeConfig;
 use crate::artifacts::{self, Manifest};
 use crate::catalog::store::{Store, StoredMovie};
 use crate::engine::worker::EmbedQueue;
-use crate::engine::{EngineInfo, Embedder};
+use crate::engine::EngineInfo;
 use crate::head::Head;
 use crate::index::VectorIndex;
 use anyhow::{bail, Context, Result};
