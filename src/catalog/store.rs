@@ -176,7 +176,7 @@ impl Store {
             }
             SqliteConnectOptions::new().filename(path)
         };
-        let in_memory = options.get_filename().as_os_str() == ":memory:" || location.contains("mode=memory");
+        let in_memory = location.contains(":memory:") || location.contains("mode=memory");
         let options = options
             .create_if_missing(true)
             // WAL: readers (the server) never block the writer (an ingest); NORMAL sync is durable

@@ -13,7 +13,9 @@
 //! 3. `title.principals`: the rows of kept titles only (~4 M), collecting the people they name;
 //! 4. `name.basics`: the names of those people only;
 //!
-//! then credits are sorted by (tconst, ordering), grouped per movie and written.
+//! then credits are sorted by (tconst, ordering), grouped per movie and written. A principal whose
+//! person is missing from `name.basics` is left out of the document, as the reference's inner join
+//! left it out, and counted ("left out" in the report).
 
 use crate::catalog::demo;
 use crate::catalog::imdb::{self, Dump, FileStats, NameRow, PrincipalRow, RatingRow, TitleRow};
@@ -214,8 +216,8 @@ pub fn ingest(source: &IngestSource, db: &str, opts: &IngestOptions) -> Result<I
             Input::Demo(cache_dir) => ingest_demo(cache_dir, opts, writer),
         })?;
         report.total = rt.block_on(store.count())?;
-        report.new = report.total - before;
-        report.changed = written.counts.written - report.new;
+        report.new = report.total.saturating_sub(before);
+        report.changed = written.counts.written.saturating_sub(report.new);
         report.unchanged = written.counts.unchanged;
         report.store_busy = written.busy;
         report.store = db.to_string();
