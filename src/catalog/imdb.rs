@@ -103,7 +103,9 @@ const MAX_FIELDS: usize = 32;
 impl Header {
     /// Check a header line and locate the needed columns in it.
     pub fn parse(dump: Dump, line: &[u8]) -> Result<Header> {
+        // A byte-order mark, as some editors write, is not part of the first column's name.
         let line = strip_cr(line);
+        let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         let names: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
         if names.len() > MAX_FIELDS {
             bail!("header has {} columns, more than the {MAX_FIELDS} supported", names.len());
@@ -554,6 +556,8 @@ mod tests {
             RatingRow::parse(&h, b"42\ttt0000001\t5.7").unwrap(),
             RatingRow { tconst: 1, rating: 5.7, votes: 42 }
         );
+        let h = Header::parse(Dump::TitleRatings, "\u{feff}tconst\taverageRating\tnumVotes\r".as_bytes()).unwrap();
+        assert_eq!(RatingRow::parse(&h, b"tt0000002\t10.0\t7").unwrap(), RatingRow { tconst: 2, rating: 10.0, votes: 7 });
         let err = Header::parse(Dump::TitleRatings, b"tconst\trating\tvotes").unwrap_err().to_string();
         assert!(err.contains("lacks column `averageRating`"), "{err}");
     }
