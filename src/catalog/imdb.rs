@@ -392,7 +392,10 @@ pub fn read_dump(
     let mut line_no = 0u64;
 
     let outcome = std::thread::scope(|scope| -> Result<()> {
-        let reader = scope.spawn(move || produce_chunks(input, full_tx, empty_rx));
+        let reader = std::thread::Builder::new()
+            .name("tsv-reader".into())
+            .spawn_scoped(scope, move || produce_chunks(input, full_tx, empty_rx))
+            .context("cannot start the reader thread")?;
         let result = (|| -> Result<()> {
             for chunk in full_rx.iter() {
                 let chunk = chunk.with_context(|| format!("cannot read {}", path.display()))?;
