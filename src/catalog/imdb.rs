@@ -560,7 +560,10 @@ mod tests {
             RatingRow { tconst: 1, rating: 5.7, votes: 42 }
         );
         let h = Header::parse(Dump::TitleRatings, "\u{feff}tconst\taverageRating\tnumVotes\r".as_bytes()).unwrap();
-        assert_eq!(RatingRow::parse(&h, b"tt0000002\t10.0\t7").unwrap(), RatingRow { tconst: 2, rating: 10.0, votes: 7 });
+        assert_eq!(
+            RatingRow::parse(&h, b"tt0000002\t10.0\t7").unwrap(),
+            RatingRow { tconst: 2, rating: 10.0, votes: 7 }
+        );
         let err = Header::parse(Dump::TitleRatings, b"tconst\trating\tvotes").unwrap_err().to_string();
         assert!(err.contains("lacks column `averageRating`"), "{err}");
     }
