@@ -98,10 +98,33 @@ pub fn doc_sha256(rendered: &str) -> String {
     hex::encode(Sha256::digest(rendered.as_bytes()))
 }
 
-const UPSERT: &str = "\
-INSERT INTO movies (id, title, release_year, rating, votes, document, doc_format, doc_sha256, source, added_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-ON CONFLICT (id) DO UPDATE SET
+/// Movies per `INSERT` statement: one round trip to the database thread per 32 movies instead of per
+/// movie. Not more: SQLite looks numbered parameters up by a linear scan, so binding costs grow with
+/// the square of the statement's parameter count (257 here).
+const ROWS_PER_STATEMENT: usize = 32;
+/// Parameters per movie in [`upsert_sql`]; `$1` (now) and `$2` (document format) are shared.
+const PARAMS_PER_ROW: usize = 8;
+
+/// The upsert for `rows` movies. An identical row is left alone (the `WHERE` of `DO UPDATE`), so
+/// `rows_affected` counts the rows inserted or changed.
+fn upsert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO movies (id, title, release_year, rating, votes, document, doc_sha256, source, \
+         doc_format, added_at, updated_at) VALUES ",
+    );
+    for r in 0..rows {
+        let p = 3 + r * PARAMS_PER_ROW;
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for i in 0..PARAMS_PER_ROW {
+            sql.push_str(&format!("${}, ", p + i));
+        }
+        sql.push_str("$2, $1, $1)");
+    }
+    sql.push_str(
+        " ON CONFLICT (id) DO UPDATE SET
     title = excluded.title,
     release_year = excluded.release_year,
     rating = excluded.rating,
@@ -115,7 +138,10 @@ WHERE movies.document <> excluded.document
    OR movies.doc_format <> excluded.doc_format
    OR movies.source <> excluded.source
    OR movies.rating IS DISTINCT FROM excluded.rating
-   OR movies.votes IS DISTINCT FROM excluded.votes";
+   OR movies.votes IS DISTINCT FROM excluded.votes",
+    );
+    sql
+}
 
 /// `SELECT <the columns decode() reads> FROM movies <tail>`, as a `&'static str`.
 macro_rules! select_movies {
@@ -150,7 +176,7 @@ impl Store {
             }
             SqliteConnectOptions::new().filename(path)
         };
-        let in_memory = options.get_filename().as_os_str() == ":memory:" || location.contains("mode=memory");
+        let in_memory = location.contains(":memory:") || location.contains("mode=memory");
         let options = options
             .create_if_missing(true)
             // WAL: readers (the server) never block the writer (an ingest); NORMAL sync is durable
@@ -181,16 +207,16 @@ impl Store {
 
     /// Insert or update movies by id, all in one transaction. A movie stored exactly like this already
     /// is left alone (its `updated_at` does not move), so re-ingesting a source is idempotent.
+    ///
+    /// Ids should be unique within one call: SQLite lets the last one win, PostgreSQL refuses.
     pub async fn upsert_movies(&self, rows: &[MovieRow]) -> Result<UpsertCounts, StoreError> {
         let now = now_rfc3339_millis();
         let mut counts = UpsertCounts::default();
         let mut tx = self.pool.begin().await?;
-        for row in rows {
-            if upsert_one(&mut tx, row, &now).await? {
-                counts.written += 1;
-            } else {
-                counts.unchanged += 1;
-            }
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let written = upsert_chunk(&mut tx, chunk, &now).await?;
+            counts.written += written;
+            counts.unchanged += chunk.len() as u64 - written;
         }
         tx.commit().await?;
         Ok(counts)
@@ -207,7 +233,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_rfc3339_millis();
         let mut tx = self.pool.begin().await?;
-        upsert_one(&mut tx, row, &now).await?;
+        upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
         let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
         sqlx::query(
             "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
@@ -332,26 +358,32 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMovie, StoreError> {
     })
 }
 
-/// Insert or update one movie inside a transaction; `false` when it was stored exactly like this.
-async fn upsert_one(tx: &mut sqlx::SqliteConnection, row: &MovieRow, now: &str) -> Result<bool, StoreError> {
-    let document = row.movie.render();
-    let sha = doc_sha256(&document);
-    // Vote counts beyond i64 cannot occur in real data; saturate rather than fail the batch.
-    let votes = row.votes.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-    let done = sqlx::query(UPSERT)
-        .bind(&row.id)
-        .bind(row.movie.title())
-        .bind(row.movie.release_year())
-        .bind(row.rating)
-        .bind(votes)
-        .bind(document)
-        .bind(DOC_FORMAT_VERSION)
-        .bind(sha)
-        .bind(&row.source)
-        .bind(now)
-        .execute(tx)
-        .await?;
-    Ok(done.rows_affected() > 0)
+/// Insert or update up to [`ROWS_PER_STATEMENT`] movies with one statement inside a transaction;
+/// returns how many were written (the rest were stored exactly like this already).
+async fn upsert_chunk(tx: &mut sqlx::SqliteConnection, chunk: &[MovieRow], now: &str) -> Result<u64, StoreError> {
+    static FULL: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
+    let sql: std::sync::Arc<str> = if chunk.len() == ROWS_PER_STATEMENT {
+        FULL.get_or_init(|| upsert_sql(ROWS_PER_STATEMENT).into()).clone()
+    } else {
+        upsert_sql(chunk.len()).into()
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now.to_string()).bind(DOC_FORMAT_VERSION);
+    for row in chunk {
+        let document = row.movie.render();
+        let sha = doc_sha256(&document);
+        // Vote counts beyond i64 cannot occur in real data; saturate rather than fail the batch.
+        let votes = row.votes.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        query = query
+            .bind(row.id.clone())
+            .bind(row.movie.title().to_string())
+            .bind(row.movie.release_year())
+            .bind(row.rating)
+            .bind(votes)
+            .bind(document)
+            .bind(sha)
+            .bind(row.source.clone());
+    }
+    Ok(query.execute(tx).await?.rows_affected())
 }
 
 /// Millisecond precision, so that an update right after an insert is visible in `updated_at`.
@@ -414,6 +446,23 @@ mod tests {
             }
             let expected: Vec<_> = (0..25).map(|i| format!("m{i:02}")).collect();
             assert_eq!(seen, expected);
+        });
+    }
+
+    #[test]
+    fn large_batches_span_several_statements() {
+        rt().block_on(async {
+            let store = Store::open("sqlite::memory:").await.unwrap();
+            let mut rows: Vec<_> = (0..150).map(|i| row(&format!("m{i:03}"), &format!("T{i}"), Some(5.0))).collect();
+            assert_eq!(store.upsert_movies(&rows).await.unwrap(), UpsertCounts { written: 150, unchanged: 0 });
+            for r in rows.iter_mut().step_by(15) {
+                r.rating = Some(6.0);
+            }
+            assert_eq!(store.upsert_movies(&rows).await.unwrap(), UpsertCounts { written: 10, unchanged: 140 });
+            assert_eq!(store.count().await.unwrap(), 150);
+            assert_eq!(store.get("m135").await.unwrap().unwrap().rating, Some(6.0));
+            assert_eq!(store.get("m136").await.unwrap().unwrap().rating, Some(5.0));
+            assert_eq!(store.get("m149").await.unwrap().unwrap().movie.title(), "T149");
         });
     }
 

@@ -13,7 +13,9 @@
 //! 3. `title.principals`: the rows of kept titles only (~4 M), collecting the people they name;
 //! 4. `name.basics`: the names of those people only;
 //!
-//! then credits are sorted by (tconst, ordering), grouped per movie and written.
+//! then credits are sorted by (tconst, ordering), grouped per movie and written. A principal whose
+//! person is missing from `name.basics` is left out of the document, as the reference's inner join
+//! left it out, and counted ("left out" in the report).
 
 use crate::catalog::demo;
 use crate::catalog::imdb::{self, Dump, FileStats, NameRow, PrincipalRow, RatingRow, TitleRow};
@@ -27,6 +29,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The reference filter: titles of these types with at least this many votes.
@@ -123,8 +126,11 @@ pub struct IngestReport {
     pub unchanged: u64,
     /// Movies in the store afterwards (all sources).
     pub total: u64,
-    /// Named steps after reading (grouping, building documents, writing) and their wall time.
+    /// Named steps after reading (grouping, writing) and their wall time.
     pub phases: Vec<(&'static str, Duration)>,
+    /// Time the store writer thread spent in the database (rendering, hashing, SQL), overlapping
+    /// with the building of the next documents.
+    pub store_busy: Duration,
     pub elapsed: Duration,
 }
 
@@ -188,6 +194,7 @@ impl fmt::Display for IngestReport {
         if !phases.is_empty() {
             write!(f, " (after reading: {})", phases.join(", "))?;
         }
+        write!(f, "; store thread busy {:.1} s", self.store_busy.as_secs_f64())?;
         Ok(())
     }
 }
@@ -203,17 +210,16 @@ pub fn ingest(source: &IngestSource, db: &str, opts: &IngestOptions) -> Result<I
     let store = rt.block_on(Store::open(db))?;
     let result = (|| -> Result<IngestReport> {
         let before = rt.block_on(store.count())?;
-        let mut writer = Writer::new(&rt, &store, opts.batch_size.max(1));
-        let mut report = match input {
-            Input::Imdb(paths) => ingest_imdb(&paths, opts, &mut writer)?,
-            Input::Catalog(path) => ingest_catalog(path, opts, &mut writer)?,
-            Input::Demo(cache_dir) => ingest_demo(cache_dir, opts, &mut writer)?,
-        };
-        writer.finish()?;
+        let (mut report, written) = with_writer(&rt, &store, opts.batch_size.max(1), |writer| match input {
+            Input::Imdb(paths) => ingest_imdb(&paths, opts, writer),
+            Input::Catalog(path) => ingest_catalog(path, opts, writer),
+            Input::Demo(cache_dir) => ingest_demo(cache_dir, opts, writer),
+        })?;
         report.total = rt.block_on(store.count())?;
-        report.new = report.total - before;
-        report.changed = writer.counts.written - report.new;
-        report.unchanged = writer.counts.unchanged;
+        report.new = report.total.saturating_sub(before);
+        report.changed = written.counts.written.saturating_sub(report.new);
+        report.unchanged = written.counts.unchanged;
+        report.store_busy = written.busy;
         report.store = db.to_string();
         Ok(report)
     })();
@@ -256,29 +262,14 @@ fn prepare(source: &IngestSource) -> Result<Input<'_>> {
     })
 }
 
-/// Writes movies in batches, one transaction each; the synchronous face of the async store.
-struct Writer<'a> {
-    rt: &'a tokio::runtime::Runtime,
-    store: &'a Store,
+/// Hands full batches of movies to the store writer thread.
+struct Writer {
+    batches: mpsc::SyncSender<Vec<MovieRow>>,
     batch: Vec<MovieRow>,
     size: usize,
-    counts: UpsertCounts,
-    /// Time spent in the store (as opposed to building rows).
-    busy: Duration,
 }
 
-impl<'a> Writer<'a> {
-    fn new(rt: &'a tokio::runtime::Runtime, store: &'a Store, size: usize) -> Self {
-        Writer {
-            rt,
-            store,
-            batch: Vec::with_capacity(size),
-            size,
-            counts: UpsertCounts::default(),
-            busy: Duration::ZERO,
-        }
-    }
-
+impl Writer {
     fn push(&mut self, row: MovieRow) -> Result<()> {
         self.batch.push(row);
         if self.batch.len() >= self.size {
@@ -287,22 +278,60 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Send what is pending (done at the end of a source; the writer thread writes it).
     fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let t = Instant::now();
-        let c = self.rt.block_on(self.store.upsert_movies(&self.batch))?;
-        self.busy += t.elapsed();
-        self.counts.written += c.written;
-        self.counts.unchanged += c.unchanged;
-        self.batch.clear();
-        Ok(())
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.size));
+        // Fails only when the writer thread stopped on an error, which is then reported instead.
+        self.batches.send(batch).map_err(|_| anyhow::anyhow!("the store writer stopped"))
     }
+}
 
-    fn finish(&mut self) -> Result<()> {
-        self.flush()
-    }
+/// What the writer thread did.
+#[derive(Debug, Default)]
+struct Written {
+    counts: UpsertCounts,
+    busy: Duration,
+}
+
+/// Run `produce` with a [`Writer`] whose batches a second thread writes to the store, one transaction
+/// each, so that building documents and writing them overlap (rendering and hashing happen on the
+/// writer side). At most two batches wait in between, which keeps memory flat.
+fn with_writer<R>(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    size: usize,
+    produce: impl FnOnce(&mut Writer) -> Result<R>,
+) -> Result<(R, Written)> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<MovieRow>>(2);
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn_scoped(scope, move || -> Result<Written> {
+                let mut written = Written::default();
+                for batch in rx {
+                    let t = Instant::now();
+                    let c = rt.block_on(store.upsert_movies(&batch))?;
+                    written.busy += t.elapsed();
+                    written.counts.written += c.written;
+                    written.counts.unchanged += c.unchanged;
+                }
+                Ok(written)
+            })
+            .context("cannot start the store writer thread")?;
+        let mut writer = Writer { batches: tx, batch: Vec::with_capacity(size), size };
+        let produced = produce(&mut writer).and_then(|r| writer.flush().map(|()| r));
+        drop(writer); // closes the channel: the thread finishes the queue and returns
+        let written = thread.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the store writer panicked")));
+        match (produced, written) {
+            // A store error is the root cause of a failed send: report it.
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(r), Ok(w)) => Ok((r, w)),
+        }
+    })
 }
 
 /// Malformed-row bookkeeping for one file: count, report the first few, or fail in strict mode.
@@ -535,9 +564,7 @@ fn ingest_imdb(paths: &DumpPaths, opts: &IngestOptions, writer: &mut Writer) -> 
     }
     writer.flush()?;
     bar.finish_and_clear();
-    let store_time = writer.busy;
-    report.phases.push(("documents", t.elapsed().saturating_sub(store_time)));
-    report.phases.push(("store", store_time));
+    report.phases.push(("documents", t.elapsed()));
     report.credits = Some(credit_report);
     Ok(report)
 }
@@ -650,7 +677,6 @@ fn ingest_catalog(path: &Path, opts: &IngestOptions, writer: &mut Writer) -> Res
             }
         }
     }
-    writer.flush()?;
     bar.finish_and_clear();
     let malformed = rejects.count;
     rejects.finish();
@@ -668,7 +694,6 @@ fn ingest_catalog(path: &Path, opts: &IngestOptions, writer: &mut Writer) -> Res
         },
         malformed,
     });
-    report.phases.push(("store", writer.busy));
     Ok(report)
 }
 
@@ -720,8 +745,6 @@ fn ingest_demo(cache_dir: &Path, opts: &IngestOptions, writer: &mut Writer) -> R
     for record in records {
         writer.push(MovieRow::from_record(record, demo::PACKAGE))?;
     }
-    writer.flush()?;
-    report.phases.push(("store", writer.busy));
     Ok(report)
 }
 
