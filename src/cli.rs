@@ -171,6 +171,11 @@ pub struct SplitArgs {
     /// Seed of the shuffle that splits movies into train / validation / test.
     #[arg(long, env = "CINEVEC_SPLIT_SEED", default_value_t = 42)]
     pub split_seed: u64,
+    /// k ≥ 2: cross-fitting instead of one validation split: the non-test movies are dealt into k
+    /// folds, each fold's MLPs train on the others and stop on it, and every movie is held out once
+    /// (validation numbers are then over all of them). 0 or 1: one split by --val-fraction.
+    #[arg(long, env = "CINEVEC_FOLDS", default_value_t = 0)]
+    pub folds: usize,
 }
 
 /// The rating head's architecture and training schedule.
@@ -212,7 +217,7 @@ pub struct HeadArgs {
     /// Stop a member when validation MSE has not improved for this many epochs; 0 = never.
     #[arg(long, env = "CINEVEC_HEAD_PATIENCE", default_value_t = 0)]
     pub patience: usize,
-    /// MLPs trained from different seeds and averaged.
+    /// MLPs trained from different seeds (per fold with --folds); the head averages all of them.
     #[arg(long, env = "CINEVEC_HEAD_MEMBERS", default_value_t = 1)]
     pub members: usize,
     /// What the MLP learns: the rating, or the residual of ridge regression.
@@ -346,6 +351,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 test_fraction: args.split.test_fraction,
                 val_fraction: args.split.val_fraction,
                 split_seed: args.split.split_seed,
+                folds: args.split.folds,
                 head: args.head.training(),
             };
             tracing::info!("training config: {}", serde_json::to_string(&opts.head)?);

@@ -4,7 +4,7 @@
 mod head_support;
 
 use candle_core::{Device, Tensor};
-use cinevec::head::data::{mean, Dataset, Errors, Rng};
+use cinevec::head::data::{mean, one_split, Dataset, Errors, Rng};
 use cinevec::head::fit::{fit_head, FitOutcome, HeadTraining};
 use cinevec::head::mlp::{Mlp, MlpConfig};
 use cinevec::head::ridge::{fit_ridge, lambda_grid};
@@ -19,8 +19,9 @@ fn fit(
     m: &cinevec::artifacts::Manifest,
 ) -> (FitOutcome, Vec<EpochLog>) {
     let ridge = fit_ridge(train, val, &lambda_grid()).unwrap();
+    let (data, folds) = one_split(train, val);
     let mut logs = Vec::new();
-    let out = fit_head(train, val, &ridge, EmbeddingLink::of(m), cfg, &mut |l| logs.push(*l)).unwrap();
+    let out = fit_head(&data, &folds, &ridge, EmbeddingLink::of(m), cfg, &mut |l| logs.push(*l)).unwrap();
     (out, logs)
 }
 

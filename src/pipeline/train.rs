@@ -4,11 +4,11 @@
 
 use crate::artifacts::{self, EmbeddingSet};
 use crate::catalog::jsonl::read_records;
-use crate::head::data::{split, Dataset, Errors};
+use crate::head::data::{k_folds, split, training_rows, Dataset, Errors, Fold};
 use crate::head::fit::{coverage, fit_head, HeadTraining};
-use crate::head::ridge::{fit_mean, fit_ridge, lambda_grid};
+use crate::head::ridge::{fit_mean, fit_ridge_folds, lambda_grid};
 use crate::head::train::{EpochLog, MemberSummary};
-use crate::head::{EmbeddingLink, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, TRAIN_REPORT_FILE};
+use crate::head::{EmbeddingLink, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, RATING_MAX, RATING_MIN, TRAIN_REPORT_FILE};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -71,6 +71,9 @@ pub struct TrainOptions {
     pub test_fraction: f64,
     pub val_fraction: f64,
     pub split_seed: u64,
+    /// 0 or 1: one train / validation split (`val_fraction`); k ≥ 2: k-fold cross-fitting over every
+    /// non-test row, each fold holding out a k-th for validation.
+    pub folds: usize,
     pub head: HeadTraining,
 }
 
@@ -123,11 +126,6 @@ pub fn join(set: &EmbeddingSet, ratings: &HashMap<String, f64>) -> Dataset {
     data
 }
 
-fn errors_of(model: &str, predict: impl Fn(&Dataset) -> Result<Vec<f64>>, parts: [&Dataset; 3]) -> Result<ModelErrors> {
-    let e = |d: &Dataset| -> Result<Errors> { Ok(Errors::of(&predict(d)?, &d.y)) };
-    Ok(ModelErrors { model: model.to_string(), train: e(parts[0])?, val: e(parts[1])?, test: e(parts[2])? })
-}
-
 /// Run the whole training; writes `head.safetensors`, `head.json` and `train-report.json` into
 /// `opts.out`.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
@@ -139,25 +137,39 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     if !(0.0..1.0).contains(&opts.test_fraction) || !(0.0..1.0).contains(&opts.val_fraction) {
         bail!("test and validation fractions must be in [0, 1)");
     }
-    let parts = split(&data.ids, opts.test_fraction, opts.val_fraction, opts.split_seed);
-    if parts.train.len() < 10 || parts.val.is_empty() || parts.test.is_empty() {
+    let cross_fit = opts.folds >= 2;
+    let val_fraction = if cross_fit { 0.0 } else { opts.val_fraction };
+    let parts = split(&data.ids, opts.test_fraction, val_fraction, opts.split_seed);
+    let n_val = if cross_fit { (parts.train.len() + parts.val.len()) / opts.folds } else { parts.val.len() };
+    if parts.train.len() < 10 || n_val == 0 || parts.test.is_empty() {
         bail!(
             "{} rated movies give {} training, {} validation and {} test rows: too few to train a head",
             data.len(),
             parts.train.len(),
-            parts.val.len(),
+            n_val,
             parts.test.len()
         );
     }
-    let (train, val, test) = (data.subset(&parts.train), data.subset(&parts.val), data.subset(&parts.test));
+    let test = data.subset(&parts.test);
+    let fit_rows: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
+    let fit_data = data.subset(&fit_rows);
     drop(data);
+    let folds = if cross_fit {
+        k_folds(&fit_data.ids, opts.folds, opts.split_seed)
+    } else {
+        let n_train = parts.train.len();
+        vec![Fold { train: (0..n_train).collect(), val: (n_train..fit_rows.len()).collect() }]
+    };
+    let train = fit_data.subset(&training_rows(&folds, fit_data.len()));
 
     let mean = fit_mean(&train);
-    let ridge = fit_ridge(&train, &val, &lambda_grid())?;
+    let ridge = fit_ridge_folds(&fit_data, &folds, &lambda_grid())?;
     tracing::info!("ridge: λ = {:.3e} chosen on validation", ridge.lambda);
 
-    let bar = crate::progress::bar((opts.head.mlp.epochs * opts.head.mlp.members) as u64, "train", "epochs");
+    let bar =
+        crate::progress::bar((opts.head.mlp.epochs * opts.head.mlp.members * folds.len()) as u64, "train", "epochs");
     let mut best_val = f64::INFINITY;
+    let total_members = opts.head.mlp.members * folds.len();
     let mut on_epoch = |log: &EpochLog| {
         if log.epoch == 0 {
             best_val = f64::INFINITY;
@@ -166,7 +178,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         bar.set_message(format!(
             "member {}/{} epoch {} train {:.3} val {:.3} best {:.3} lr {:.1e}",
             log.member + 1,
-            opts.head.mlp.members,
+            total_members,
             log.epoch + 1,
             log.train_mse,
             log.val_mse,
@@ -175,7 +187,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         ));
         bar.set_position((log.member * opts.head.mlp.epochs + log.epoch + 1) as u64);
     };
-    let fit = fit_head(&train, &val, &ridge, EmbeddingLink::of(&set.manifest), &opts.head, &mut on_epoch)?;
+    let fit = fit_head(&fit_data, &folds, &ridge, EmbeddingLink::of(&set.manifest), &opts.head, &mut on_epoch)?;
     bar.finish_and_clear();
     for m in &fit.members {
         tracing::info!(
@@ -188,23 +200,46 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         );
     }
     let mut head = fit.head;
-    let split_parts = [&train, &val, &test];
-    let head_predict =
+
+    // Validation: every model's prediction for each validation row comes from a fit that did not see it.
+    let val_y: Vec<f64> = fit.val_rows.iter().map(|&i| fit_data.y[i]).collect();
+    let (mut mean_val, mut ridge_val) = (Vec::new(), Vec::new());
+    for (fold, model) in folds.iter().zip(&ridge.fold_models) {
+        let fold_mean = crate::head::data::mean(&fold.train.iter().map(|&i| fit_data.y[i]).collect::<Vec<_>>());
+        mean_val.extend(std::iter::repeat_n(fold_mean, fold.val.len()));
+        ridge_val.extend(fold.val.iter().map(|&i| model.predict_row(fit_data.row(i))));
+    }
+    let head_rating =
         |d: &Dataset| -> Result<Vec<f64>> { Ok(head.predict(&d.x, d.dim)?.iter().map(|p| p.rating).collect()) };
+    let errors = |model: &str, train_pred: Vec<f64>, val_pred: &[f64], test_pred: Vec<f64>| ModelErrors {
+        model: model.to_string(),
+        train: Errors::of(&train_pred, &train.y),
+        val: Errors::of(val_pred, &val_y),
+        test: Errors::of(&test_pred, &test.y),
+    };
     let models = vec![
-        errors_of("mean", |d| Ok(mean.predict(d)), split_parts)?,
-        errors_of("ridge", |d| Ok(ridge.model.predict(d)), split_parts)?,
-        errors_of("head", head_predict, split_parts)?,
+        errors("mean", mean.predict(&train), &mean_val, mean.predict(&test)),
+        errors("ridge", ridge.model.predict(&train), &ridge_val, ridge.model.predict(&test)),
+        errors("head", head_rating(&train)?, &fit.val_pred, head_rating(&test)?),
     ];
     let test_pred = head.predict(&test.x, test.dim)?;
-    let val_pred = head.predict(&val.x, val.dim)?;
     let cal = head.spec().calibration;
+    let val_inside = fit
+        .val_pred
+        .iter()
+        .zip(&val_y)
+        .filter(|(p, y)| {
+            let (lo, hi) =
+                ((*p + cal.low).clamp(RATING_MIN, RATING_MAX), (*p + cal.high).clamp(RATING_MIN, RATING_MAX));
+            lo <= **y && **y <= hi
+        })
+        .count();
     let interval = serde_json::json!({
         "level": cal.level,
         "low": cal.low,
         "high": cal.high,
         "from_validation_residuals": cal.residuals,
-        "val_coverage": coverage(&val_pred, &val.y),
+        "val_coverage": val_inside as f64 / val_y.len() as f64,
         "test_coverage": coverage(&test_pred, &test.y),
     });
 
@@ -223,15 +258,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }),
         ratings: serde_json::json!({
             "source": opts.ratings.describe(),
-            "rated_rows": train.len() + val.len() + test.len(),
-            "unrated_rows": set.ids.len() - (train.len() + val.len() + test.len()),
+            "rated_rows": fit_data.len() + test.len(),
+            "unrated_rows": set.ids.len() - (fit_data.len() + test.len()),
         }),
         split: serde_json::json!({
             "seed": opts.split_seed,
             "test_fraction": opts.test_fraction,
-            "val_fraction": opts.val_fraction,
+            "val_fraction": if cross_fit { serde_json::Value::Null } else { opts.val_fraction.into() },
+            "folds": folds.len(),
             "train": train.len(),
-            "val": val.len(),
+            "val": val_y.len(),
             "test": test.len(),
         }),
         head_over_mean_test_mse: models[2].test.mse / models[0].test.mse,
