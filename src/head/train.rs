@@ -9,8 +9,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// How to train the MLP members. Field defaults are the shipped defaults (chosen on validation; see
-/// BENCHMARKS.md).
+/// How to train the MLP members (the command's defaults are in `cli::HeadArgs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlpTraining {
     pub width: usize,
