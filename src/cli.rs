@@ -191,10 +191,10 @@ pub struct HeadArgs {
     pub depth: usize,
     /// Dropout after each hidden block (the reference design: 0.6).
     #[arg(long, env = "CINEVEC_HEAD_DROPOUT", default_value_t = 0.5)]
-    pub dropout: f32,
+    pub dropout: f64,
     /// Dropout on the (standardised) input embedding (the reference design: none).
     #[arg(long, env = "CINEVEC_HEAD_INPUT_DROPOUT", default_value_t = 0.2)]
-    pub input_dropout: f32,
+    pub input_dropout: f64,
     /// Most training epochs per member; the cosine schedule spans them (the reference design: 600).
     #[arg(long, env = "CINEVEC_HEAD_EPOCHS", default_value_t = 80)]
     pub epochs: usize,

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 /// How much of ridge regression goes into the final rating.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Blend {
     /// The weight in 0, 0.05, …, 1 with the lowest validation MSE.
     Auto,

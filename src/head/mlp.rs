@@ -26,9 +26,9 @@ pub struct MlpConfig {
     /// Width of each hidden block, in order.
     pub hidden: Vec<usize>,
     /// Dropout after each hidden block (training only).
-    pub dropout: f32,
+    pub dropout: f64,
     /// Dropout on the input features (training only).
-    pub input_dropout: f32,
+    pub input_dropout: f64,
 }
 
 impl MlpConfig {
@@ -227,9 +227,9 @@ fn fan_in_of(config: &MlpConfig, name: &str) -> usize {
 }
 
 /// Inverted dropout with a mask from our seeded generator (two 32-bit draws per call of the generator).
-fn dropout(x: &Tensor, p: f32, rng: &mut Rng) -> Result<Tensor> {
-    let keep = 1.0 / (1.0 - p);
-    let threshold = (p as f64 * (1u64 << 32) as f64) as u64;
+fn dropout(x: &Tensor, p: f64, rng: &mut Rng) -> Result<Tensor> {
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let threshold = (p * (1u64 << 32) as f64) as u64;
     let n = x.elem_count();
     let mut mask = Vec::with_capacity(n + 1);
     for _ in 0..n.div_ceil(2) {

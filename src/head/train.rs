@@ -14,8 +14,8 @@ use std::time::Instant;
 pub struct MlpTraining {
     pub width: usize,
     pub depth: usize,
-    pub dropout: f32,
-    pub input_dropout: f32,
+    pub dropout: f64,
+    pub input_dropout: f64,
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
