@@ -87,7 +87,8 @@ pub struct EpochLog {
 /// What training one member gave.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberSummary {
-    pub seed_index: usize,
+    /// Index of the member in the head.
+    pub member: usize,
     pub best_epoch: usize,
     pub best_val_mse: f64,
     pub epochs_run: usize,
@@ -166,7 +167,7 @@ pub fn fit_member(
     }
     mlp.restore(&best.2)?;
     let summary = MemberSummary {
-        seed_index: member,
+        member,
         best_epoch: best.1,
         best_val_mse: best.0,
         epochs_run,

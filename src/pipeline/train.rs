@@ -6,9 +6,9 @@ use crate::artifacts::{self, EmbeddingSet};
 use crate::catalog::jsonl::read_records;
 use crate::head::data::{k_folds, split, training_rows, Dataset, Errors, Fold};
 use crate::head::fit::{coverage, fit_head, HeadTraining};
-use crate::head::ridge::{fit_mean, fit_ridge_folds, lambda_grid};
+use crate::head::ridge::{fit_mean, fit_ridge_folds, lambda_grid, Ridge};
 use crate::head::train::{EpochLog, MemberSummary};
-use crate::head::{EmbeddingLink, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, RATING_MAX, RATING_MIN, TRAIN_REPORT_FILE};
+use crate::head::{EmbeddingLink, Head, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, RATING_MAX, RATING_MIN, TRAIN_REPORT_FILE};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -126,14 +126,16 @@ pub fn join(set: &EmbeddingSet, ratings: &HashMap<String, f64>) -> Dataset {
     data
 }
 
-/// Run the whole training; writes `head.safetensors`, `head.json` and `train-report.json` into
-/// `opts.out`.
-pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
-    let started = Instant::now();
-    let set = artifacts::load_embeddings(&opts.embeddings)?;
-    let ratings = opts.ratings.load()?;
-    let data = join(&set, &ratings);
-    tracing::info!("{} of {} embedded movies have a rating in {}", data.len(), set.ids.len(), opts.ratings.describe());
+/// The rated movies, split: `fit` holds every non-test row, `folds` index into it, `test` is held out.
+struct Parts {
+    fit: Dataset,
+    folds: Vec<Fold>,
+    test: Dataset,
+}
+
+/// Split the rated movies into test and the rest, and the rest into folds (one train / validation fold,
+/// or k for cross-fitting).
+fn split_rows(data: Dataset, opts: &TrainOptions) -> Result<Parts> {
     if !(0.0..1.0).contains(&opts.test_fraction) || !(0.0..1.0).contains(&opts.val_fraction) {
         bail!("test and validation fractions must be in [0, 1)");
     }
@@ -150,49 +152,96 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             parts.test.len()
         );
     }
-    let test = data.subset(&parts.test);
     let fit_rows: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
-    let fit_data = data.subset(&fit_rows);
-    drop(data);
+    let fit = data.subset(&fit_rows);
     let folds = if cross_fit {
-        k_folds(&fit_data.ids, opts.folds, opts.split_seed)
+        k_folds(&fit.ids, opts.folds, opts.split_seed)
     } else {
         let n_train = parts.train.len();
         vec![Fold { train: (0..n_train).collect(), val: (n_train..fit_rows.len()).collect() }]
     };
-    let train = fit_data.subset(&training_rows(&folds, fit_data.len()));
+    Ok(Parts { test: data.subset(&parts.test), fit, folds })
+}
 
-    let mean = fit_mean(&train);
-    let ridge = fit_ridge_folds(&fit_data, &folds, &lambda_grid())?;
-    tracing::info!("ridge: λ = {:.3e} chosen on validation", ridge.lambda);
-
-    let bar =
-        crate::progress::bar((opts.head.mlp.epochs * opts.head.mlp.members * folds.len()) as u64, "train", "epochs");
+/// The progress bar's callback: live training and validation loss of the member in training.
+fn progress(bar: &indicatif::ProgressBar, epochs: usize, members: usize) -> impl FnMut(&EpochLog) + '_ {
     let mut best_val = f64::INFINITY;
-    let total_members = opts.head.mlp.members * folds.len();
-    let mut on_epoch = |log: &EpochLog| {
+    move |log: &EpochLog| {
         if log.epoch == 0 {
             best_val = f64::INFINITY;
         }
         best_val = best_val.min(log.val_mse);
         bar.set_message(format!(
-            "member {}/{} epoch {} train {:.3} val {:.3} best {:.3} lr {:.1e}",
+            "member {}/{members} epoch {} train {:.3} val {:.3} best {:.3} lr {:.1e}",
             log.member + 1,
-            total_members,
             log.epoch + 1,
             log.train_mse,
             log.val_mse,
             best_val,
             log.learning_rate
         ));
-        bar.set_position((log.member * opts.head.mlp.epochs + log.epoch + 1) as u64);
-    };
-    let fit = fit_head(&fit_data, &folds, &ridge, EmbeddingLink::of(&set.manifest), &opts.head, &mut on_epoch)?;
+        bar.set_position((log.member * epochs + log.epoch + 1) as u64);
+    }
+}
+
+/// Held-out predictions of the two baselines for the validation rows, in the order of
+/// [`crate::head::fit::FitOutcome::val_rows`] (fold after fold): each from the fold's own fit.
+fn baseline_val_predictions(parts: &Parts, ridge: &Ridge) -> (Vec<f64>, Vec<f64>) {
+    let (mut mean_val, mut ridge_val) = (Vec::new(), Vec::new());
+    for (fold, model) in parts.folds.iter().zip(&ridge.fold_models) {
+        let fold_mean = crate::head::data::mean(&fold.train.iter().map(|&i| parts.fit.y[i]).collect::<Vec<_>>());
+        mean_val.extend(std::iter::repeat_n(fold_mean, fold.val.len()));
+        ridge_val.extend(fold.val.iter().map(|&i| model.predict_row(parts.fit.row(i))));
+    }
+    (mean_val, ridge_val)
+}
+
+/// The interval and how often it held: on the validation rows (by construction close to its level) and
+/// on the test rows (the honest number).
+fn interval_report(head: &Head, val_pred: &[f64], val_y: &[f64], test: &Dataset) -> Result<serde_json::Value> {
+    let cal = head.spec().calibration;
+    let val_inside = val_pred
+        .iter()
+        .zip(val_y)
+        .filter(|(p, y)| {
+            let lo = (*p + cal.low).clamp(RATING_MIN, RATING_MAX);
+            let hi = (*p + cal.high).clamp(RATING_MIN, RATING_MAX);
+            lo <= **y && **y <= hi
+        })
+        .count();
+    Ok(serde_json::json!({
+        "level": cal.level,
+        "low": cal.low,
+        "high": cal.high,
+        "from_validation_residuals": cal.residuals,
+        "val_coverage": val_inside as f64 / val_y.len().max(1) as f64,
+        "test_coverage": coverage(&head.predict(&test.x, test.dim)?, &test.y),
+    }))
+}
+
+/// Run the whole training; writes `head.safetensors`, `head.json` and `train-report.json` into
+/// `opts.out`.
+pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
+    let started = Instant::now();
+    let set = artifacts::load_embeddings(&opts.embeddings)?;
+    let data = join(&set, &opts.ratings.load()?);
+    tracing::info!("{} of {} embedded movies have a rating in {}", data.len(), set.ids.len(), opts.ratings.describe());
+    let parts = split_rows(data, opts)?;
+    let train = parts.fit.subset(&training_rows(&parts.folds, parts.fit.len()));
+
+    let mean = fit_mean(&train);
+    let ridge = fit_ridge_folds(&parts.fit, &parts.folds, &lambda_grid())?;
+    tracing::info!("ridge: λ = {:.3e} chosen on validation", ridge.lambda);
+
+    let (epochs, members) = (opts.head.mlp.epochs, opts.head.mlp.members * parts.folds.len());
+    let bar = crate::progress::bar((epochs * members) as u64, "train", "epochs");
+    let link = EmbeddingLink::of(&set.manifest);
+    let fit = fit_head(&parts.fit, &parts.folds, &ridge, link, &opts.head, &mut progress(&bar, epochs, members))?;
     bar.finish_and_clear();
     for m in &fit.members {
         tracing::info!(
             "member {}: best validation MSE {:.4} at epoch {} of {} ({:.1}s)",
-            m.seed_index + 1,
+            m.member + 1,
             m.best_val_mse,
             m.best_epoch + 1,
             m.epochs_run,
@@ -201,14 +250,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     }
     let mut head = fit.head;
 
-    // Validation: every model's prediction for each validation row comes from a fit that did not see it.
-    let val_y: Vec<f64> = fit.val_rows.iter().map(|&i| fit_data.y[i]).collect();
-    let (mut mean_val, mut ridge_val) = (Vec::new(), Vec::new());
-    for (fold, model) in folds.iter().zip(&ridge.fold_models) {
-        let fold_mean = crate::head::data::mean(&fold.train.iter().map(|&i| fit_data.y[i]).collect::<Vec<_>>());
-        mean_val.extend(std::iter::repeat_n(fold_mean, fold.val.len()));
-        ridge_val.extend(fold.val.iter().map(|&i| model.predict_row(fit_data.row(i))));
-    }
+    // Validation: every model's prediction for a validation row comes from a fit that did not see it.
+    let test = &parts.test;
+    let val_y: Vec<f64> = fit.val_rows.iter().map(|&i| parts.fit.y[i]).collect();
+    let (mean_val, ridge_val) = baseline_val_predictions(&parts, &ridge);
     let head_rating =
         |d: &Dataset| -> Result<Vec<f64>> { Ok(head.predict(&d.x, d.dim)?.iter().map(|p| p.rating).collect()) };
     let errors = |model: &str, train_pred: Vec<f64>, val_pred: &[f64], test_pred: Vec<f64>| ModelErrors {
@@ -218,30 +263,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         test: Errors::of(&test_pred, &test.y),
     };
     let models = vec![
-        errors("mean", mean.predict(&train), &mean_val, mean.predict(&test)),
-        errors("ridge", ridge.model.predict(&train), &ridge_val, ridge.model.predict(&test)),
-        errors("head", head_rating(&train)?, &fit.val_pred, head_rating(&test)?),
+        errors("mean", mean.predict(&train), &mean_val, mean.predict(test)),
+        errors("ridge", ridge.model.predict(&train), &ridge_val, ridge.model.predict(test)),
+        errors("head", head_rating(&train)?, &fit.val_pred, head_rating(test)?),
     ];
-    let test_pred = head.predict(&test.x, test.dim)?;
-    let cal = head.spec().calibration;
-    let val_inside = fit
-        .val_pred
-        .iter()
-        .zip(&val_y)
-        .filter(|(p, y)| {
-            let (lo, hi) =
-                ((*p + cal.low).clamp(RATING_MIN, RATING_MAX), (*p + cal.high).clamp(RATING_MIN, RATING_MAX));
-            lo <= **y && **y <= hi
-        })
-        .count();
-    let interval = serde_json::json!({
-        "level": cal.level,
-        "low": cal.low,
-        "high": cal.high,
-        "from_validation_residuals": cal.residuals,
-        "val_coverage": val_inside as f64 / val_y.len() as f64,
-        "test_coverage": coverage(&test_pred, &test.y),
-    });
+    let interval = interval_report(&head, &fit.val_pred, &val_y, test)?;
 
     head.save(&opts.out)?;
     let spec = head.spec();
@@ -258,14 +284,14 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }),
         ratings: serde_json::json!({
             "source": opts.ratings.describe(),
-            "rated_rows": fit_data.len() + test.len(),
-            "unrated_rows": set.ids.len() - (fit_data.len() + test.len()),
+            "rated_rows": parts.fit.len() + test.len(),
+            "unrated_rows": set.ids.len() - (parts.fit.len() + test.len()),
         }),
         split: serde_json::json!({
             "seed": opts.split_seed,
             "test_fraction": opts.test_fraction,
-            "val_fraction": if cross_fit { serde_json::Value::Null } else { opts.val_fraction.into() },
-            "folds": folds.len(),
+            "val_fraction": if parts.folds.len() > 1 { serde_json::Value::Null } else { opts.val_fraction.into() },
+            "folds": parts.folds.len(),
             "train": train.len(),
             "val": val_y.len(),
             "test": test.len(),
