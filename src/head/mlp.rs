@@ -4,7 +4,7 @@
 //! Parameters are our own named `Var`s rather than a `VarMap`, for two reasons: candle cannot seed its
 //! CPU random generator, so initial weights and dropout masks come from our seeded [`Rng`] (a seed then
 //! reproduces a run exactly); and the BatchNorm running statistics must be saved and restored with the
-//! weights, which is explicit here. BatchNorm is [`BatchNorm1d`]: PyTorch's semantics (batch statistics
+//! weights, which is explicit here. BatchNorm is `BatchNorm1d`: PyTorch's semantics (batch statistics
 //! and a momentum-0.1 update of the running mean and unbiased variance in training, running statistics
 //! in evaluation), with the fused kernels of [`super::ops`] in training; it matches
 //! `candle_nn::BatchNorm`, which the tests check.
