@@ -190,3 +190,22 @@ fn ratings_and_intervals_stay_on_the_rating_scale() {
         assert!(p.low <= p.rating && p.rating <= p.high, "{p:?}");
     }
 }
+
+#[test]
+fn a_head_can_be_shared_between_request_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Head>();
+    let (train, val) = (synthetic(200, 4, 14), synthetic(40, 4, 15));
+    let (out, _) = fit(&train, &val, &small_training(2), &manifest(240, 4));
+    let head = std::sync::Arc::new(out.head);
+    let expected = head.predict(&val.x, 4).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (head, x) = (head.clone(), val.x.clone());
+            std::thread::spawn(move || head.predict(&x, 4).unwrap())
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), expected);
+    }
+}
