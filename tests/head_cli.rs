@@ -74,6 +74,41 @@ fn train_writes_a_head_that_loads_and_a_report() {
 }
 
 #[test]
+fn cross_fitting_holds_every_movie_out_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = fixture(tmp.path(), 400);
+    let run = train(tmp.path())
+        .args([
+            "--folds",
+            "4",
+            "--members",
+            "2",
+            "--width",
+            "16",
+            "--depth",
+            "1",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "64",
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("train-report.json")).unwrap()).unwrap();
+    // 397 rated: 40 for test, the other 357 each validated once and trained on by the other folds.
+    assert_eq!(report["split"]["folds"], 4);
+    assert_eq!(report["split"]["test"], 40);
+    assert_eq!(report["split"]["val"], 357);
+    assert_eq!(report["split"]["train"], 357);
+    assert_eq!(report["interval"]["from_validation_residuals"], 357);
+    assert_eq!(report["members"].as_array().unwrap().len(), 8);
+    let head = Head::load(tmp.path(), &manifest).unwrap();
+    assert_eq!(head.spec().members, 8);
+}
+
+#[test]
 fn a_head_is_refused_once_the_set_is_re_embedded() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path(), 200);

@@ -4,7 +4,7 @@
 mod head_support;
 
 use candle_core::{Device, Tensor};
-use cinevec::head::data::{mean, Dataset, Errors, Rng};
+use cinevec::head::data::{mean, one_split, Dataset, Errors, Rng};
 use cinevec::head::fit::{fit_head, FitOutcome, HeadTraining};
 use cinevec::head::mlp::{Mlp, MlpConfig};
 use cinevec::head::ridge::{fit_ridge, lambda_grid};
@@ -19,8 +19,9 @@ fn fit(
     m: &cinevec::artifacts::Manifest,
 ) -> (FitOutcome, Vec<EpochLog>) {
     let ridge = fit_ridge(train, val, &lambda_grid()).unwrap();
+    let (data, folds) = one_split(train, val);
     let mut logs = Vec::new();
-    let out = fit_head(train, val, &ridge, EmbeddingLink::of(m), cfg, &mut |l| logs.push(*l)).unwrap();
+    let out = fit_head(&data, &folds, &ridge, EmbeddingLink::of(m), cfg, &mut |l| logs.push(*l)).unwrap();
     (out, logs)
 }
 
@@ -187,5 +188,24 @@ fn ratings_and_intervals_stay_on_the_rating_scale() {
             assert!((1.0..=10.0).contains(&v), "{p:?}");
         }
         assert!(p.low <= p.rating && p.rating <= p.high, "{p:?}");
+    }
+}
+
+#[test]
+fn a_head_can_be_shared_between_request_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Head>();
+    let (train, val) = (synthetic(200, 4, 14), synthetic(40, 4, 15));
+    let (out, _) = fit(&train, &val, &small_training(2), &manifest(240, 4));
+    let head = std::sync::Arc::new(out.head);
+    let expected = head.predict(&val.x, 4).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (head, x) = (head.clone(), val.x.clone());
+            std::thread::spawn(move || head.predict(&x, 4).unwrap())
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), expected);
     }
 }

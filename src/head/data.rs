@@ -26,7 +26,7 @@ impl Rng {
 
     /// Uniform in `[0, n)`.
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Fisher–Yates.
@@ -104,6 +104,59 @@ pub fn split(ids: &[String], test_fraction: f64, val_fraction: f64, seed: u64) -
     Split { train, val, test }
 }
 
+/// One way of holding rows out: fit on `train`, validate on `val` (row indices into one dataset).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+}
+
+/// `k` folds over the rows of `ids` for cross-fitting: a seeded shuffle (over the rows ordered by id, like
+/// [`split`]) deals the rows round-robin into `k` validation parts; each fold trains on the other parts.
+pub fn k_folds(ids: &[String], k: usize, seed: u64) -> Vec<Fold> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
+    // Not the split's own stream: the folds must not line up with the test split.
+    Rng::new(seed ^ 0xF01D_F01D_F01D_F01D).shuffle(&mut order);
+    (0..k)
+        .map(|f| {
+            let (mut train, mut val) = (Vec::new(), Vec::new());
+            for (pos, &row) in order.iter().enumerate() {
+                if pos % k == f {
+                    val.push(row)
+                } else {
+                    train.push(row)
+                }
+            }
+            train.sort_unstable();
+            val.sort_unstable();
+            Fold { train, val }
+        })
+        .collect()
+}
+
+/// The classic split as folds: `train` and `val` concatenated into one dataset, with one fold that
+/// trains on the first part and validates on the second.
+pub fn one_split(train: &Dataset, val: &Dataset) -> (Dataset, Vec<Fold>) {
+    let (n, m) = (train.len(), val.len());
+    let mut data = train.clone();
+    data.ids.extend(val.ids.iter().cloned());
+    data.x.extend_from_slice(&val.x);
+    data.y.extend_from_slice(&val.y);
+    (data, vec![Fold { train: (0..n).collect(), val: (n..n + m).collect() }])
+}
+
+/// Rows that some fold trains on, in increasing order.
+pub fn training_rows(folds: &[Fold], n: usize) -> Vec<usize> {
+    let mut used = vec![false; n];
+    for f in folds {
+        for &i in &f.train {
+            used[i] = true;
+        }
+    }
+    (0..n).filter(|&i| used[i]).collect()
+}
+
 /// Mean squared and mean absolute error.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Errors {
@@ -163,6 +216,28 @@ mod tests {
         let test_a: std::collections::BTreeSet<_> = a.test.iter().map(|&i| &ids[i]).collect();
         let test_b: std::collections::BTreeSet<_> = b.test.iter().map(|&i| &reversed[i]).collect();
         assert_eq!(test_a, test_b);
+    }
+
+    #[test]
+    fn the_test_rows_do_not_depend_on_the_validation_fraction() {
+        let ids: Vec<String> = (0..500).map(|i| format!("m{i}")).collect();
+        assert_eq!(split(&ids, 0.1, 0.0, 9).test, split(&ids, 0.1, 0.25, 9).test);
+    }
+
+    #[test]
+    fn k_folds_partition_the_rows() {
+        let ids: Vec<String> = (0..103).map(|i| format!("m{i}")).collect();
+        let folds = k_folds(&ids, 5, 3);
+        assert_eq!(folds.len(), 5);
+        let mut vals: Vec<usize> = folds.iter().flat_map(|f| f.val.clone()).collect();
+        vals.sort();
+        assert_eq!(vals, (0..103).collect::<Vec<_>>());
+        for f in &folds {
+            assert!(f.val.len() == 20 || f.val.len() == 21);
+            assert_eq!(f.train.len() + f.val.len(), 103);
+            assert!(f.train.iter().all(|i| !f.val.contains(i)));
+        }
+        assert_eq!(training_rows(&folds, 103).len(), 103);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Parameters are our own named `Var`s rather than a `VarMap`, for two reasons: candle cannot seed its
 //! CPU random generator, so initial weights and dropout masks come from our seeded [`Rng`] (a seed then
 //! reproduces a run exactly); and the BatchNorm running statistics must be saved and restored with the
-//! weights, which is explicit here. BatchNorm is [`BatchNorm1d`]: PyTorch's semantics (batch statistics
+//! weights, which is explicit here. BatchNorm is `BatchNorm1d`: PyTorch's semantics (batch statistics
 //! and a momentum-0.1 update of the running mean and unbiased variance in training, running statistics
 //! in evaluation), with the fused kernels of [`super::ops`] in training; it matches
 //! `candle_nn::BatchNorm`, which the tests check.
@@ -26,9 +26,9 @@ pub struct MlpConfig {
     /// Width of each hidden block, in order.
     pub hidden: Vec<usize>,
     /// Dropout after each hidden block (training only).
-    pub dropout: f32,
+    pub dropout: f64,
     /// Dropout on the input features (training only).
-    pub input_dropout: f32,
+    pub input_dropout: f64,
 }
 
 impl MlpConfig {
@@ -226,10 +226,19 @@ fn fan_in_of(config: &MlpConfig, name: &str) -> usize {
     }
 }
 
-/// Inverted dropout with a mask from our seeded generator.
-fn dropout(x: &Tensor, p: f32, rng: &mut Rng) -> Result<Tensor> {
-    let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f32() < p { 0.0 } else { keep }).collect();
+/// Inverted dropout with a mask from our seeded generator (two 32-bit draws per call of the generator).
+fn dropout(x: &Tensor, p: f64, rng: &mut Rng) -> Result<Tensor> {
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let threshold = (p * (1u64 << 32) as f64) as u64;
+    let n = x.elem_count();
+    let mut mask = Vec::with_capacity(n + 1);
+    for _ in 0..n.div_ceil(2) {
+        let r = rng.next_u64();
+        for half in [r & 0xFFFF_FFFF, r >> 32] {
+            mask.push(if half < threshold { 0.0 } else { keep });
+        }
+    }
+    mask.truncate(n);
     Ok(x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?)
 }
 
@@ -266,6 +275,16 @@ mod tests {
         assert!(close(bn.running_var.as_tensor(), reference.running_var())? < 1e-5);
         let x = Tensor::randn(0f32, 2.0, (7, 3), &dev)?;
         assert!(close(&bn.forward(&x, false)?, &reference.forward_t(&x, false)?)? < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn dropout_drops_its_share_and_keeps_the_mean() -> Result<()> {
+        let x = Tensor::ones((200, 100), DType::F32, &Device::Cpu)?;
+        let y = dropout(&x, 0.3, &mut Rng::new(5))?.flatten_all()?.to_vec1::<f32>()?;
+        let zeros = y.iter().filter(|v| **v == 0.0).count() as f64 / y.len() as f64;
+        let mean = y.iter().map(|v| *v as f64).sum::<f64>() / y.len() as f64;
+        assert!((zeros - 0.3).abs() < 0.02 && (mean - 1.0).abs() < 0.03, "zeros {zeros}, mean {mean}");
         Ok(())
     }
 

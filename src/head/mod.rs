@@ -241,7 +241,7 @@ impl Head {
         if dim != self.dim() {
             bail!("the rating head expects {}-dimensional embeddings, got {dim}", self.dim());
         }
-        if rows.len() % dim != 0 {
+        if !rows.len().is_multiple_of(dim) {
             bail!("{} values are not a whole number of {dim}-dimensional rows", rows.len());
         }
         if rows.is_empty() {

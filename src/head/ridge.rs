@@ -1,8 +1,8 @@
 //! The two baselines: the training mean, and ridge regression in closed form with its regularisation
 //! chosen on validation.
 
-use super::data::{mean, Dataset, Errors};
-use anyhow::{bail, Context, Result};
+use super::data::{mean, one_split, training_rows, Dataset, Errors, Fold};
+use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 /// A linear model `rating = bias + w · x`.
@@ -129,10 +129,13 @@ pub fn cholesky_solve(a: &mut [f64], d: usize, b: &[f64]) -> Result<Vec<f64>> {
 /// A fitted ridge model and how it was chosen.
 #[derive(Debug, Clone)]
 pub struct Ridge {
+    /// Fitted on every training row of every fold with the chosen λ: the model that is used.
     pub model: Linear,
     pub lambda: f64,
-    /// Validation MSE of every λ tried, in grid order.
+    /// Validation MSE (pooled over folds) of every λ tried, in grid order.
     pub path: Vec<(f64, f64)>,
+    /// One model per fold, fitted on that fold's training rows with the chosen λ.
+    pub fold_models: Vec<Linear>,
 }
 
 /// The λ grid: 10^(k/4) for k from −12 to 20 (1e-3 to 1e5).
@@ -142,28 +145,38 @@ pub fn lambda_grid() -> Vec<f64> {
 
 /// Fit ridge regression on `train` for every λ of `grid` and keep the one with the lowest validation MSE.
 pub fn fit_ridge(train: &Dataset, val: &Dataset, grid: &[f64]) -> Result<Ridge> {
-    if train.len() < 2 || val.is_empty() {
-        bail!("ridge needs at least two training rows and one validation row");
+    let (data, folds) = one_split(train, val);
+    fit_ridge_folds(&data, &folds, grid)
+}
+
+/// Choose λ by the validation MSE pooled over `folds` (rows of `data`), then fit the final model on
+/// every row some fold trains on.
+pub fn fit_ridge_folds(data: &Dataset, folds: &[Fold], grid: &[f64]) -> Result<Ridge> {
+    if grid.is_empty() || folds.is_empty() || folds.iter().any(|f| f.train.len() < 2 || f.val.is_empty()) {
+        bail!("ridge needs a λ grid and folds with at least two training rows and one validation row");
     }
-    let normal = Normal::of(train);
-    let fits = grid
+    let normals: Vec<(Normal, Dataset)> =
+        folds.iter().map(|f| (Normal::of(&data.subset(&f.train)), data.subset(&f.val))).collect();
+    let n_val: usize = folds.iter().map(|f| f.val.len()).sum();
+    let path = grid
         .par_iter()
         .map(|&lambda| {
-            let model = normal.solve(lambda)?;
-            let mse = Errors::of(&model.predict(val), &val.y).mse;
-            Ok((lambda, mse, model))
+            let mut se = 0.0;
+            for (normal, val) in &normals {
+                se += Errors::of(&normal.solve(lambda)?.predict(val), &val.y).mse * val.len() as f64;
+            }
+            Ok((lambda, se / n_val as f64))
         })
-        .collect::<Result<Vec<_>>>()?;
-    let path = fits.iter().map(|(l, m, _)| (*l, *m)).collect();
-    // The first of equals wins, so ties go to the weaker regularisation, as in a sequential scan.
-    let (lambda, _, model) = fits
-        .into_iter()
-        .fold(None, |best: Option<(f64, f64, Linear)>, f| match best {
-            Some(b) if b.1 <= f.1 => Some(b),
-            _ => Some(f),
-        })
-        .context("the λ grid is empty")?;
-    Ok(Ridge { model, lambda, path })
+        .collect::<Result<Vec<(f64, f64)>>>()?;
+    // The first of equals wins: ties go to the weaker regularisation, as in a sequential scan.
+    let (lambda, _) = path.iter().copied().fold((grid[0], f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
+    let fold_models = normals.iter().map(|(n, _)| n.solve(lambda)).collect::<Result<Vec<_>>>()?;
+    let model = if folds.len() == 1 {
+        fold_models[0].clone()
+    } else {
+        Normal::of(&data.subset(&training_rows(folds, data.len()))).solve(lambda)?
+    };
+    Ok(Ridge { model, lambda, path, fold_models })
 }
 
 /// Ridge with one fixed λ (for tests and for callers that already know it).

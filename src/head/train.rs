@@ -9,14 +9,13 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// How to train the MLP members. Field defaults are the shipped defaults (chosen on validation; see
-/// BENCHMARKS.md).
+/// How to train the MLP members (the command's defaults are in `cli::HeadArgs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlpTraining {
     pub width: usize,
     pub depth: usize,
-    pub dropout: f32,
-    pub input_dropout: f32,
+    pub dropout: f64,
+    pub input_dropout: f64,
     pub epochs: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
@@ -88,7 +87,8 @@ pub struct EpochLog {
 /// What training one member gave.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberSummary {
-    pub seed_index: usize,
+    /// Index of the member in the head.
+    pub member: usize,
     pub best_epoch: usize,
     pub best_val_mse: f64,
     pub epochs_run: usize,
@@ -167,7 +167,7 @@ pub fn fit_member(
     }
     mlp.restore(&best.2)?;
     let summary = MemberSummary {
-        seed_index: member,
+        member,
         best_epoch: best.1,
         best_val_mse: best.0,
         epochs_run,

@@ -4,11 +4,11 @@
 
 use crate::artifacts::{self, EmbeddingSet};
 use crate::catalog::jsonl::read_records;
-use crate::head::data::{split, Dataset, Errors};
+use crate::head::data::{k_folds, split, training_rows, Dataset, Errors, Fold};
 use crate::head::fit::{coverage, fit_head, HeadTraining};
-use crate::head::ridge::{fit_mean, fit_ridge, lambda_grid};
+use crate::head::ridge::{fit_mean, fit_ridge_folds, lambda_grid, Ridge};
 use crate::head::train::{EpochLog, MemberSummary};
-use crate::head::{EmbeddingLink, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, TRAIN_REPORT_FILE};
+use crate::head::{EmbeddingLink, Head, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE, RATING_MAX, RATING_MIN, TRAIN_REPORT_FILE};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -71,6 +71,9 @@ pub struct TrainOptions {
     pub test_fraction: f64,
     pub val_fraction: f64,
     pub split_seed: u64,
+    /// 0 or 1: one train / validation split (`val_fraction`); k ≥ 2: k-fold cross-fitting over every
+    /// non-test row, each fold holding out a k-th for validation.
+    pub folds: usize,
     pub head: HeadTraining,
 }
 
@@ -123,9 +126,97 @@ pub fn join(set: &EmbeddingSet, ratings: &HashMap<String, f64>) -> Dataset {
     data
 }
 
-fn errors_of(model: &str, predict: impl Fn(&Dataset) -> Result<Vec<f64>>, parts: [&Dataset; 3]) -> Result<ModelErrors> {
-    let e = |d: &Dataset| -> Result<Errors> { Ok(Errors::of(&predict(d)?, &d.y)) };
-    Ok(ModelErrors { model: model.to_string(), train: e(parts[0])?, val: e(parts[1])?, test: e(parts[2])? })
+/// The rated movies, split: `fit` holds every non-test row, `folds` index into it, `test` is held out.
+struct Parts {
+    fit: Dataset,
+    folds: Vec<Fold>,
+    test: Dataset,
+}
+
+/// Split the rated movies into test and the rest, and the rest into folds (one train / validation fold,
+/// or k for cross-fitting).
+fn split_rows(data: Dataset, opts: &TrainOptions) -> Result<Parts> {
+    if !(0.0..1.0).contains(&opts.test_fraction) || !(0.0..1.0).contains(&opts.val_fraction) {
+        bail!("test and validation fractions must be in [0, 1)");
+    }
+    let cross_fit = opts.folds >= 2;
+    let val_fraction = if cross_fit { 0.0 } else { opts.val_fraction };
+    let parts = split(&data.ids, opts.test_fraction, val_fraction, opts.split_seed);
+    let n_val = if cross_fit { (parts.train.len() + parts.val.len()) / opts.folds } else { parts.val.len() };
+    if parts.train.len() < 10 || n_val == 0 || parts.test.is_empty() {
+        bail!(
+            "{} rated movies give {} training, {} validation and {} test rows: too few to train a head",
+            data.len(),
+            parts.train.len(),
+            n_val,
+            parts.test.len()
+        );
+    }
+    let fit_rows: Vec<usize> = parts.train.iter().chain(&parts.val).copied().collect();
+    let fit = data.subset(&fit_rows);
+    let folds = if cross_fit {
+        k_folds(&fit.ids, opts.folds, opts.split_seed)
+    } else {
+        let n_train = parts.train.len();
+        vec![Fold { train: (0..n_train).collect(), val: (n_train..fit_rows.len()).collect() }]
+    };
+    Ok(Parts { test: data.subset(&parts.test), fit, folds })
+}
+
+/// The progress bar's callback: live training and validation loss of the member in training.
+fn progress(bar: &indicatif::ProgressBar, epochs: usize, members: usize) -> impl FnMut(&EpochLog) + '_ {
+    let mut best_val = f64::INFINITY;
+    move |log: &EpochLog| {
+        if log.epoch == 0 {
+            best_val = f64::INFINITY;
+        }
+        best_val = best_val.min(log.val_mse);
+        bar.set_message(format!(
+            "member {}/{members} epoch {} train {:.3} val {:.3} best {:.3} lr {:.1e}",
+            log.member + 1,
+            log.epoch + 1,
+            log.train_mse,
+            log.val_mse,
+            best_val,
+            log.learning_rate
+        ));
+        bar.set_position((log.member * epochs + log.epoch + 1) as u64);
+    }
+}
+
+/// Held-out predictions of the two baselines for the validation rows, in the order of
+/// [`crate::head::fit::FitOutcome::val_rows`] (fold after fold): each from the fold's own fit.
+fn baseline_val_predictions(parts: &Parts, ridge: &Ridge) -> (Vec<f64>, Vec<f64>) {
+    let (mut mean_val, mut ridge_val) = (Vec::new(), Vec::new());
+    for (fold, model) in parts.folds.iter().zip(&ridge.fold_models) {
+        let fold_mean = crate::head::data::mean(&fold.train.iter().map(|&i| parts.fit.y[i]).collect::<Vec<_>>());
+        mean_val.extend(std::iter::repeat_n(fold_mean, fold.val.len()));
+        ridge_val.extend(fold.val.iter().map(|&i| model.predict_row(parts.fit.row(i))));
+    }
+    (mean_val, ridge_val)
+}
+
+/// The interval and how often it held: on the validation rows (by construction close to its level) and
+/// on the test rows (the honest number).
+fn interval_report(head: &Head, val_pred: &[f64], val_y: &[f64], test: &Dataset) -> Result<serde_json::Value> {
+    let cal = head.spec().calibration;
+    let val_inside = val_pred
+        .iter()
+        .zip(val_y)
+        .filter(|(p, y)| {
+            let lo = (*p + cal.low).clamp(RATING_MIN, RATING_MAX);
+            let hi = (*p + cal.high).clamp(RATING_MIN, RATING_MAX);
+            lo <= **y && **y <= hi
+        })
+        .count();
+    Ok(serde_json::json!({
+        "level": cal.level,
+        "low": cal.low,
+        "high": cal.high,
+        "from_validation_residuals": cal.residuals,
+        "val_coverage": val_inside as f64 / val_y.len().max(1) as f64,
+        "test_coverage": coverage(&head.predict(&test.x, test.dim)?, &test.y),
+    }))
 }
 
 /// Run the whole training; writes `head.safetensors`, `head.json` and `train-report.json` into
@@ -133,54 +224,24 @@ fn errors_of(model: &str, predict: impl Fn(&Dataset) -> Result<Vec<f64>>, parts:
 pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
     let started = Instant::now();
     let set = artifacts::load_embeddings(&opts.embeddings)?;
-    let ratings = opts.ratings.load()?;
-    let data = join(&set, &ratings);
+    let data = join(&set, &opts.ratings.load()?);
     tracing::info!("{} of {} embedded movies have a rating in {}", data.len(), set.ids.len(), opts.ratings.describe());
-    if !(0.0..1.0).contains(&opts.test_fraction) || !(0.0..1.0).contains(&opts.val_fraction) {
-        bail!("test and validation fractions must be in [0, 1)");
-    }
-    let parts = split(&data.ids, opts.test_fraction, opts.val_fraction, opts.split_seed);
-    if parts.train.len() < 10 || parts.val.is_empty() || parts.test.is_empty() {
-        bail!(
-            "{} rated movies give {} training, {} validation and {} test rows: too few to train a head",
-            data.len(),
-            parts.train.len(),
-            parts.val.len(),
-            parts.test.len()
-        );
-    }
-    let (train, val, test) = (data.subset(&parts.train), data.subset(&parts.val), data.subset(&parts.test));
-    drop(data);
+    let parts = split_rows(data, opts)?;
+    let train = parts.fit.subset(&training_rows(&parts.folds, parts.fit.len()));
 
     let mean = fit_mean(&train);
-    let ridge = fit_ridge(&train, &val, &lambda_grid())?;
+    let ridge = fit_ridge_folds(&parts.fit, &parts.folds, &lambda_grid())?;
     tracing::info!("ridge: λ = {:.3e} chosen on validation", ridge.lambda);
 
-    let bar = crate::progress::bar((opts.head.mlp.epochs * opts.head.mlp.members) as u64, "train", "epochs");
-    let mut best_val = f64::INFINITY;
-    let mut on_epoch = |log: &EpochLog| {
-        if log.epoch == 0 {
-            best_val = f64::INFINITY;
-        }
-        best_val = best_val.min(log.val_mse);
-        bar.set_message(format!(
-            "member {}/{} epoch {} train {:.3} val {:.3} best {:.3} lr {:.1e}",
-            log.member + 1,
-            opts.head.mlp.members,
-            log.epoch + 1,
-            log.train_mse,
-            log.val_mse,
-            best_val,
-            log.learning_rate
-        ));
-        bar.set_position((log.member * opts.head.mlp.epochs + log.epoch + 1) as u64);
-    };
-    let fit = fit_head(&train, &val, &ridge, EmbeddingLink::of(&set.manifest), &opts.head, &mut on_epoch)?;
+    let (epochs, members) = (opts.head.mlp.epochs, opts.head.mlp.members * parts.folds.len());
+    let bar = crate::progress::bar((epochs * members) as u64, "train", "epochs");
+    let link = EmbeddingLink::of(&set.manifest);
+    let fit = fit_head(&parts.fit, &parts.folds, &ridge, link, &opts.head, &mut progress(&bar, epochs, members))?;
     bar.finish_and_clear();
     for m in &fit.members {
         tracing::info!(
             "member {}: best validation MSE {:.4} at epoch {} of {} ({:.1}s)",
-            m.seed_index + 1,
+            m.member + 1,
             m.best_val_mse,
             m.best_epoch + 1,
             m.epochs_run,
@@ -188,25 +249,25 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         );
     }
     let mut head = fit.head;
-    let split_parts = [&train, &val, &test];
-    let head_predict =
+
+    // Validation: every model's prediction for a validation row comes from a fit that did not see it.
+    let test = &parts.test;
+    let val_y: Vec<f64> = fit.val_rows.iter().map(|&i| parts.fit.y[i]).collect();
+    let (mean_val, ridge_val) = baseline_val_predictions(&parts, &ridge);
+    let head_rating =
         |d: &Dataset| -> Result<Vec<f64>> { Ok(head.predict(&d.x, d.dim)?.iter().map(|p| p.rating).collect()) };
+    let errors = |model: &str, train_pred: Vec<f64>, val_pred: &[f64], test_pred: Vec<f64>| ModelErrors {
+        model: model.to_string(),
+        train: Errors::of(&train_pred, &train.y),
+        val: Errors::of(val_pred, &val_y),
+        test: Errors::of(&test_pred, &test.y),
+    };
     let models = vec![
-        errors_of("mean", |d| Ok(mean.predict(d)), split_parts)?,
-        errors_of("ridge", |d| Ok(ridge.model.predict(d)), split_parts)?,
-        errors_of("head", head_predict, split_parts)?,
+        errors("mean", mean.predict(&train), &mean_val, mean.predict(test)),
+        errors("ridge", ridge.model.predict(&train), &ridge_val, ridge.model.predict(test)),
+        errors("head", head_rating(&train)?, &fit.val_pred, head_rating(test)?),
     ];
-    let test_pred = head.predict(&test.x, test.dim)?;
-    let val_pred = head.predict(&val.x, val.dim)?;
-    let cal = head.spec().calibration;
-    let interval = serde_json::json!({
-        "level": cal.level,
-        "low": cal.low,
-        "high": cal.high,
-        "from_validation_residuals": cal.residuals,
-        "val_coverage": coverage(&val_pred, &val.y),
-        "test_coverage": coverage(&test_pred, &test.y),
-    });
+    let interval = interval_report(&head, &fit.val_pred, &val_y, test)?;
 
     head.save(&opts.out)?;
     let spec = head.spec();
@@ -223,15 +284,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         }),
         ratings: serde_json::json!({
             "source": opts.ratings.describe(),
-            "rated_rows": train.len() + val.len() + test.len(),
-            "unrated_rows": set.ids.len() - (train.len() + val.len() + test.len()),
+            "rated_rows": parts.fit.len() + test.len(),
+            "unrated_rows": set.ids.len() - (parts.fit.len() + test.len()),
         }),
         split: serde_json::json!({
             "seed": opts.split_seed,
             "test_fraction": opts.test_fraction,
-            "val_fraction": opts.val_fraction,
+            "val_fraction": if parts.folds.len() > 1 { serde_json::Value::Null } else { opts.val_fraction.into() },
+            "folds": parts.folds.len(),
             "train": train.len(),
-            "val": val.len(),
+            "val": val_y.len(),
             "test": test.len(),
         }),
         head_over_mean_test_mse: models[2].test.mse / models[0].test.mse,
