@@ -27,10 +27,13 @@ pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
     embedder.warm_up()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let tokens: usize = embedder.encode(&refs)?.iter().map(|e| e.ids.len()).sum();
+    let info = embedder.info();
     println!(
-        "cinevec: {} docs, {:.1} tokens/doc on average, {} threads",
+        "cinevec: {} docs, {:.1} tokens/doc on average, {} in {}, {} CPU threads",
         texts.len(),
         tokens as f64 / texts.len() as f64,
+        info.device,
+        info.dtype,
         candle_core::utils::get_num_threads()
     );
     let mut results = Vec::new();
@@ -61,7 +64,14 @@ pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.json {
-        let out = json!({"engine": "cinevec", "docs": texts.len(), "texts": texts, "results": results});
+        let out = json!({
+            "engine": "cinevec",
+            "device": info.device,
+            "dtype": info.dtype,
+            "docs": texts.len(),
+            "texts": texts,
+            "results": results
+        });
         std::fs::write(path, serde_json::to_vec(&out)?)?;
     }
     Ok(())

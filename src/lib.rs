@@ -11,6 +11,7 @@ pub mod cli;
 pub mod engine;
 pub mod models;
 pub mod movie;
+pub mod parity;
 pub mod pipeline;
 pub mod progress;
 
