@@ -58,7 +58,7 @@ stamp=$pkgs/.cinevec-packages
 if [ "$(cat "$stamp" 2>/dev/null)" != "${packages[*]}" ]; then
   echo "installing the CUDA 13.0 toolkit from PyPI into $pkgs ..."
   rm -rf "$pkgs"
-  "$py" -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: --target "$pkgs" "${packages[@]}"
+  PIP_ROOT_USER_ACTION=ignore "$py" -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: --target "$pkgs" "${packages[@]}"
   echo "${packages[*]}" >"$stamp"
 fi
 tk=$pkgs/nvidia/cu13

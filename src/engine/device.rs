@@ -111,7 +111,9 @@ mod cuda {
     /// GPU 0 as a candle device, with its name for the log; or why there is none.
     pub fn open_gpu() -> Result<(Device, String), String> {
         open_libraries()?;
-        let device = Device::new_cuda(0).map_err(|e| e.to_string())?;
+        // First line only: with RUST_BACKTRACE set, candle appends a backtrace to its errors.
+        let device = Device::new_cuda(0)
+            .map_err(|e| e.to_string().lines().next().unwrap_or("CUDA device 0 unavailable").trim().to_string())?;
         let name = device
             .as_cuda_device()
             .ok()
