@@ -187,13 +187,14 @@ print("| model, dtype | batch | cinevec docs/s | PyTorch docs/s | ratio | cineve
 print("|---|---|---|---|---|---|---|")
 print("\n".join(rows))
 print()
-print("| parity | device, dtype | single vs ref | batch vs ref | batch vs single | passed |")
+print("| parity | device, dtype | min cosine, single vs ref | batch vs ref | batch vs single | passed |")
 print("|---|---|---|---|---|---|")
 for f in sorted(os.listdir(res)):
     if f.startswith("parity-") and f.endswith(".json"):
         j = json.load(open(os.path.join(res, f)))
-        print(f"| {f[7:-5]} | {j['device']}, {j['dtype']} | {j['min_cosine_single_vs_reference']:.6f} | "
-              f"{j['min_cosine_batch_vs_reference']:.6f} | {j['min_cosine_batch_vs_single']:.6f} | {j['passed']} |")
+        cos = lambda key: f"{j[key]:.7f} (1-cos {1 - j[key]:.1e})"
+        print(f"| {f[7:-5]} | {j['device']}, {j['dtype']} | {cos('min_cosine_single_vs_reference')} | "
+              f"{cos('min_cosine_batch_vs_reference')} | {cos('min_cosine_batch_vs_single')} | {j['passed']} |")
 PY
 }
 
@@ -226,12 +227,13 @@ cmd_run() {
   check parity-gte-f32 "$bin" check-parity --reference "$results/gte-reference.json" --model "$gte" --json "$results/parity-gte-f32.json"
 
   echo "== 3. speed: $docs catalog documents, cinevec then PyTorch, same GPU"
-  local name model dtype
+  local name model dtype names=()
   local specs=("minilm-f32 $minilm f32" "minilm-f16 $minilm f16" "gte-f32 $gte f32")
   # On the CPU (dry run) half precision is refused: f32 only.
   [ "$dry" = 1 ] && specs=("minilm-f32 $minilm f32" "gte-f32 $gte f32")
   for spec in "${specs[@]}"; do
     read -r name model dtype <<<"$spec"
+    names+=("$name")
     check "bench-cinevec-$name" "$bin" bench-embed --catalog "$catalog" --docs "$docs" --batch-sizes 32,1 \
       --model "$model" --dtype "$dtype" --json "$results/cinevec-$name.json"
     check "bench-pytorch-$name" python3 scripts/bench_embed_torch.py "$model" "$results/cinevec-$name.json" "$threads" \
@@ -245,7 +247,7 @@ cmd_run() {
     echo "$docs documents of the imdb5000 catalog, rendered by cinevec; PyTorch = sentence-transformers on the same texts."
     echo "Timings include tokenisation and copying the vectors back to the host, on both sides."
     echo
-    summary minilm-f32 minilm-f16 gte-f32
+    summary "${names[@]}"
   } | tee "$results/summary.md"
   cp "$results/summary.md" "$out/summary.md"
   tar -C "$work" -czf "$out/gpu-results.tar.gz" results
