@@ -141,6 +141,10 @@ impl Embedder {
                 Encoder::ModernBert(modernbert::ModernBert::load(vb, &cfg).context("loading ModernBERT weights")?)
             }
         };
+        // On a GPU the weights were copied (and the fused QKV matrices built) on this thread's CUDA
+        // stream; candle gives every thread its own stream, unordered with the others, and the model
+        // is often used from another thread (the worker): finish here, so that it is complete then.
+        device.synchronize()?;
         let max_tokens = options.max_tokens.map_or(spec.max_tokens, |m| m.min(spec.max_tokens)).max(2);
         let (tokenizer, counter) = load_tokenizers(dir, max_tokens)?;
         let info = EngineInfo {
