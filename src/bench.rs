@@ -26,11 +26,23 @@ pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
     let embedder = args.model.load()?;
     embedder.warm_up()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    if !embedder.device().is_cpu() {
+        // On a GPU, warm up at each measured batch size too (first launches load kernel modules and
+        // pick cuBLAS algorithms); scripts/bench_embed_torch.py does the same there.
+        for &bs in &args.batch_sizes {
+            let n = (2 * bs).min(refs.len());
+            let encoded = embedder.encode(&refs[..n])?;
+            embed_sorted(&embedder, &encoded, BatchLimits { max_batch: bs.max(1), max_tokens: usize::MAX }, |_| {})?;
+        }
+    }
     let tokens: usize = embedder.encode(&refs)?.iter().map(|e| e.ids.len()).sum();
+    let info = embedder.info();
     println!(
-        "cinevec: {} docs, {:.1} tokens/doc on average, {} threads",
+        "cinevec: {} docs, {:.1} tokens/doc on average, {} in {}, {} CPU threads",
         texts.len(),
         tokens as f64 / texts.len() as f64,
+        info.device,
+        info.dtype,
         candle_core::utils::get_num_threads()
     );
     let mut results = Vec::new();
@@ -61,7 +73,14 @@ pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
         }
     }
     if let Some(path) = &args.json {
-        let out = json!({"engine": "cinevec", "docs": texts.len(), "texts": texts, "results": results});
+        let out = json!({
+            "engine": "cinevec",
+            "device": info.device,
+            "dtype": info.dtype,
+            "docs": texts.len(),
+            "texts": texts,
+            "results": results
+        });
         std::fs::write(path, serde_json::to_vec(&out)?)?;
     }
     Ok(())

@@ -46,6 +46,9 @@ pub enum Command {
     GenImdb(GenImdbArgs),
     /// Serve more-like-this, recommendations, rating predictions and embeddings over HTTP.
     Serve(crate::server::ServeArgs),
+    /// Compare the engine with reference embeddings from PyTorch (used by scripts/gpu-bench.sh).
+    #[command(hide = true)]
+    CheckParity(ParityArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -184,6 +187,28 @@ pub struct ModelArgs {
     /// Run on the CPU even when a GPU is available.
     #[arg(long, env = "CINEVEC_CPU")]
     pub cpu: bool,
+    /// Number format of the model's weights and activations: f16 and bf16 need a CUDA GPU (pooling
+    /// and normalisation stay in f32 either way).
+    #[arg(long, env = "CINEVEC_DTYPE", value_enum, default_value_t = Precision::F32)]
+    pub dtype: Precision,
+}
+
+/// `--dtype` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::F16 => candle_core::DType::F16,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -198,18 +223,20 @@ impl ModelArgs {
             pooling: self.pooling,
             max_tokens: self.max_tokens,
             force_cpu: self.cpu,
-            dtype: None,
+            dtype: Some(self.dtype.dtype()),
+            allow_cpu_half: false,
         };
         let embedder = Embedder::load(&dir, &options)?;
         let info = embedder.info();
         tracing::info!(
-            "model {} ({:?}, dim {}, {} pooling, max {} tokens) on {}",
+            "model {} ({:?}, dim {}, {} pooling, max {} tokens) on {} in {}",
             dir.display(),
             info.architecture,
             info.dim,
             info.pooling,
             info.max_tokens,
-            info.device
+            info.device,
+            info.dtype
         );
         Ok(embedder)
     }
@@ -393,6 +420,21 @@ pub struct BenchEmbedArgs {
     pub json: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct ParityArgs {
+    /// Reference JSON: `{"max_seq_length", "cases": [{"text", "embedding", "tokens_untruncated"}]}`.
+    #[arg(long)]
+    pub reference: PathBuf,
+    /// Fail when any cosine similarity is below this.
+    #[arg(long, default_value_t = 0.9999)]
+    pub min_cosine: f64,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
 pub fn init_logging(verbose: u8) {
     // hnsw_rs and sqlx narrate every dump, load and statement at info level: keep them to warnings
     // unless asked for more.
@@ -518,6 +560,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::CheckParity(args) => crate::parity::run(&args),
     }
 }
 

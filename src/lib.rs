@@ -14,6 +14,7 @@ pub mod head;
 pub mod index;
 pub mod models;
 pub mod movie;
+pub mod parity;
 pub mod pipeline;
 pub mod progress;
 pub mod server;

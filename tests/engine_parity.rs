@@ -148,3 +148,38 @@ fn pooling_and_length_can_be_overridden() {
     let mean = minilm().embed(&[text]).unwrap();
     assert!(cosine(out.row(0), mean.row(0)) < 0.99, "CLS pooling of a truncated text must differ from mean pooling");
 }
+
+/// The f16/bf16 code path (mask in the model's dtype, pooling and normalisation in f32), run on the CPU
+/// since CI has no GPU: candle's CPU kernels for half types are slow but compute the same function, so
+/// this checks that the path runs and stays close to the reference. The GPU numbers come from
+/// `scripts/gpu-bench.sh`.
+#[test]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+fn half_precision_path_stays_close_to_the_reference() {
+    let reference = fixture("minilm-reference.json");
+    let cases = reference["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+        let options = EngineOptions { dtype: Some(dtype), allow_cpu_half: true, ..Default::default() };
+        let embedder = Embedder::load(&common::minilm_dir(), &options).unwrap();
+        assert_eq!(embedder.info().dtype, format!("{dtype:?}").to_lowercase());
+        let batch = embedder.embed(&texts).unwrap();
+        let mut worst = 1f64;
+        for (i, case) in cases.iter().enumerate() {
+            let norm: f32 = batch.row(i).iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{dtype:?} case {i}: not unit length: {norm}");
+            let cos = cosine(batch.row(i), &floats(&case["embedding"]));
+            assert!(cos >= 0.99, "{dtype:?} case {i}: cosine {cos:.6} with the f32 reference");
+            worst = worst.min(cos);
+        }
+        eprintln!("{dtype:?} on the CPU: min cosine {worst:.6} with the f32 reference");
+    }
+}
+
+#[test]
+#[ignore = "needs the downloaded model: run scripts/test.sh"]
+fn half_precision_is_refused_on_the_cpu() {
+    let options = EngineOptions { dtype: Some(candle_core::DType::F16), force_cpu: true, ..Default::default() };
+    let err = Embedder::load(&common::minilm_dir(), &options).err().expect("f16 on the CPU must be refused");
+    assert!(format!("{err:#}").contains("needs a CUDA GPU"), "{err:#}");
+}

@@ -69,6 +69,7 @@ fn config(dir: &Path) -> ServeConfig {
             pooling: None,
             max_tokens: None,
             cpu: true,
+            dtype: cinevec::cli::Precision::F32,
         },
         api_key: Some(KEY.into()),
         max_body_bytes: 2 * 1024 * 1024,

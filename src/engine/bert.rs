@@ -186,13 +186,16 @@ impl Bert {
         let positions = self.position_embeddings.forward(&batch.positions)?;
         let x = (words + positions)?.broadcast_add(&self.token_type)?;
         let mut x = self.embedding_norm.forward(&x)?;
+        // The additive padding mask in the model's dtype (its large negative becomes -inf in f16,
+        // which softmax turns into an exact 0 like any other masked score).
+        let key_mask = batch.key_mask.to_dtype(self.dtype())?;
         for layer in &self.layers {
-            x = self.layer_forward(layer, &x, batch)?;
+            x = self.layer_forward(layer, &x, batch, &key_mask)?;
         }
         Ok(x)
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch) -> Result<Tensor> {
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, key_mask: &Tensor) -> Result<Tensor> {
         let (b, l) = (batch.batch_size(), batch.longest);
         let (nh, hd) = (self.heads, self.head_dim);
         let qkv = layer.qkv.forward(x)?; // [T, 3H]
@@ -200,7 +203,7 @@ impl Bert {
         let q = qkv.get(0)?.contiguous()?; // already scaled by 1/sqrt(hd)
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(&batch.key_mask)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(key_mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, nh * hd))?; // [B, L, H]
         let ctx = batch.unpad(&ctx)?;

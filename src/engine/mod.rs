@@ -45,6 +45,9 @@ pub struct EngineOptions {
     pub force_cpu: bool,
     /// Run the model in this dtype (f16/bf16 on GPUs); f32 by default.
     pub dtype: Option<DType>,
+    /// Let f16/bf16 run on the CPU too (slow): only for tests of the half-precision code path on
+    /// machines without a GPU. The command line never sets it.
+    pub allow_cpu_half: bool,
 }
 
 /// What the engine is: stored in manifests and reported by the server.
@@ -112,6 +115,14 @@ impl Embedder {
         let spec = ModelSpec::read(dir)?;
         let device = device::select(options.force_cpu)?;
         let dtype = options.dtype.unwrap_or(DType::F32);
+        if !options.allow_cpu_half {
+            device::check_dtype(&device, dtype)?;
+        }
+        if spec.architecture == Architecture::ModernBert && dtype != DType::F32 {
+            // candle-transformers 0.11 builds ModernBERT's attention masks in f32 and adds them to
+            // scores of the model's dtype, which fails for f16/bf16.
+            anyhow::bail!("ModernBERT models run in f32 only (got dtype {})", device::dtype_name(dtype));
+        }
         let weights = dir.join("model.safetensors");
         if !weights.exists() {
             anyhow::bail!("{} has no model.safetensors", dir.display());
@@ -130,6 +141,10 @@ impl Embedder {
                 Encoder::ModernBert(modernbert::ModernBert::load(vb, &cfg).context("loading ModernBERT weights")?)
             }
         };
+        // On a GPU the weights were copied (and the fused QKV matrices built) on this thread's CUDA
+        // stream; candle gives every thread its own stream, unordered with the others, and the model
+        // is often used from another thread (the worker): finish here, so that it is complete then.
+        device.synchronize()?;
         let max_tokens = options.max_tokens.map_or(spec.max_tokens, |m| m.min(spec.max_tokens)).max(2);
         let (tokenizer, counter) = load_tokenizers(dir, max_tokens)?;
         let info = EngineInfo {
@@ -140,7 +155,7 @@ impl Embedder {
             max_tokens,
             weights_sha256,
             device: device::describe(&device),
-            dtype: format!("{dtype:?}").to_lowercase(),
+            dtype: device::dtype_name(dtype),
         };
         Ok(Embedder { encoder, tokenizer, counter, device, info })
     }
@@ -189,8 +204,10 @@ impl Embedder {
             Encoder::Bert(m) => m.forward(&packed)?,
             Encoder::ModernBert(m) => m.forward(&packed)?,
         };
+        // Pooling and normalisation in f32 whatever the model's dtype (a no-op for f32 models).
+        let hidden = hidden.to_dtype(DType::F32)?;
         let pooled = bert::pool(&hidden, &packed, self.info.pooling)?;
-        let unit = bert::normalize(&pooled.to_dtype(DType::F32)?)?;
+        let unit = bert::normalize(&pooled)?;
         Ok(unit.flatten_all()?.to_vec1()?)
     }
 
