@@ -203,11 +203,16 @@ pub fn search_exact<'a>(
     keep: &(dyn Fn(usize) -> bool + Sync),
 ) -> Vec<Hit> {
     use rayon::prelude::*;
-    let mut hits: Vec<Hit> = (0..count)
+    let hits: Vec<Hit> = (0..count)
         .into_par_iter()
         .filter(|&r| keep(r))
         .filter_map(|r| rows(r).map(|v| Hit { row: r, score: dot(query, v) }))
         .collect();
+    best_k(hits, k)
+}
+
+/// The `k` best hits, best first (ties by row), without sorting the rest.
+pub fn best_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     let k = k.min(hits.len());
     if k == 0 {
         return Vec::new();

@@ -4,7 +4,7 @@
 //! `hnsw_rs` cannot delete, so a replaced movie gets a new row and its old row is marked dead: searches
 //! skip dead rows, and the id always points to the newest row.
 
-use crate::index::{search_exact, Hit, VectorIndex};
+use crate::index::{best_k, search_exact, Hit, VectorIndex};
 use crate::movie::MovieDoc;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -186,19 +186,12 @@ impl LiveCatalog {
     /// recommender, whose decision function is not a cosine).
     pub fn rank_by(&self, k: usize, filter: &Filter, exclude: &[usize], score: impl Fn(&[f32]) -> f32 + Sync) -> Vec<Hit> {
         use rayon::prelude::*;
-        let mut hits: Vec<Hit> = (0..self.rows())
+        let hits: Vec<Hit> = (0..self.rows())
             .into_par_iter()
             .filter(|&r| self.keep(r, filter, exclude))
             .map(|r| Hit { row: r, score: score(self.vector(r)) })
             .collect();
-        let k = k.min(hits.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        hits.select_nth_unstable_by(k - 1, |a, b| b.score.total_cmp(&a.score));
-        hits.truncate(k);
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-        hits
+        best_k(hits, k)
     }
 
     /// Title search, case- and accent-insensitive. Ranked: exact title, then prefix, then a word
