@@ -67,7 +67,7 @@ tk=$pkgs/nvidia/cu13
 # Link stubs for the libraries cudarc links (driver, cuBLAS, cuBLASLt, cuRAND, NVRTC), generated
 # from the cudarc sources cargo resolved, and the static CUDA runtime under the name candle's kernels
 # link (`-lcudart`).
-cudarc_src=$(cargo metadata --format-version 1 --locked --features cuda 2>/dev/null | "$py" -c '
+cudarc_src=$(cargo metadata --format-version 1 --locked --features cuda | "$py" -c '
 import json, os, sys
 pkgs = json.load(sys.stdin)["packages"]
 print(next(os.path.dirname(p["manifest_path"]) for p in pkgs if p["name"] == "cudarc"))')

@@ -269,7 +269,7 @@ main() {
       return "${PIPESTATUS[0]}"
       ;;
     *)
-      sed -n '2,24p' "$0"
+      sed -n '2,26p' "$0"
       exit 2
       ;;
   esac
