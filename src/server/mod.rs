@@ -13,6 +13,7 @@ pub mod extract;
 pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod web;
 
 use crate::cli::ModelArgs;
 use crate::engine::worker::QueueLimits;

@@ -20,6 +20,9 @@ use std::sync::atomic::Ordering;
 
 /// Every route the service answers, as `(method, path)`: the contract `openapi.yaml` is tested against.
 pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/widget.js"),
+    ("GET", "/embed-demo"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -38,6 +41,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(super::web::index))
+        .route("/widget.js", get(super::web::widget))
+        .route("/embed-demo", get(super::web::embed_demo))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
