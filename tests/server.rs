@@ -2,135 +2,14 @@
 //! every endpoint, every error, batching, persistence across restarts, and the OpenAPI contract.
 
 mod common;
+mod serving;
 
-use cinevec::cli::{ModelArgs, ModelDirArgs};
-use cinevec::server::{Application, ServeArgs, ServeConfig};
+use cinevec::server::{Application, ServeConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use serving::{cinevec, config, fixture, fixture_copy, Server, KEY, SLICE};
 use std::sync::OnceLock;
 use std::time::Duration;
-
-const SLICE: usize = 300;
-const KEY: &str = "test-key-3f9a";
-
-// ---- fixture: a catalog store, an embedding set and a head, made once per test binary ----
-
-fn cinevec(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cinevec"))
-        .env("CINEVEC_MODELS_DIR", common::minilm_dir().parent().unwrap())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "cinevec {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Build (once) a folder with `catalog.db`, the embedding set and a quickly trained head.
-fn fixture() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("cinevec-server-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let text = std::fs::read_to_string(common::shared().join("data/imdb5000/catalog.jsonl")).unwrap();
-        let slice: Vec<&str> = text.lines().take(SLICE).collect();
-        let catalog = dir.join("slice.jsonl");
-        std::fs::write(&catalog, slice.join("\n")).unwrap();
-        let (d, c, db) = (dir.to_str().unwrap(), catalog.to_str().unwrap(), dir.join("catalog.db"));
-        cinevec(&["ingest", "--catalog", c, "--db", db.to_str().unwrap()]);
-        cinevec(&["embed", "--catalog", c, "--out", d]);
-        cinevec(&["train", "--artifacts", d, "--epochs", "20", "--members", "1"]);
-        dir
-    })
-}
-
-/// A private copy of the fixture, for tests that write.
-fn fixture_copy() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture()).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
-        }
-    }
-    tmp
-}
-
-fn config(dir: &Path) -> ServeConfig {
-    let model_dir = common::minilm_dir();
-    ServeArgs {
-        bind: "127.0.0.1:0".into(),
-        artifacts: dir.to_path_buf(),
-        db: dir.join("catalog.db").to_string_lossy().into_owned(),
-        model: ModelArgs {
-            model: model_dir.to_string_lossy().into_owned(),
-            dirs: ModelDirArgs { models_dir: model_dir.parent().unwrap().to_path_buf() },
-            pooling: None,
-            max_tokens: None,
-            cpu: true,
-            dtype: cinevec::cli::Precision::F32,
-        },
-        api_key: Some(KEY.into()),
-        max_body_bytes: 2 * 1024 * 1024,
-        max_documents: 64,
-        request_timeout_ms: 30_000,
-        queue_capacity: 256,
-        max_batch: 32,
-        max_batch_tokens: 16_384,
-        cors_origins: vec!["*".into()],
-        hnsw_m: 24,
-        hnsw_ef_construction: 200,
-        hnsw_ef_search: 96,
-    }
-    .config()
-}
-
-struct Server {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Server {
-    async fn start(config: ServeConfig) -> Server {
-        let app = Application::build(config).await.unwrap();
-        let base = format!("http://{}", app.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let server = Server { base, client, stop: Some(stop), task };
-        for _ in 0..600 {
-            if server.get("/readyz").await.status() == StatusCode::OK {
-                return server;
-            }
-            assert!(!server.task.is_finished(), "the server stopped while loading");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the server did not become ready in 60 s");
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(format!("{}{path}", self.base)).json(body).send().await.unwrap()
-    }
-
-    async fn post_auth(&self, path: &str, body: &Value, key: &str) -> reqwest::Response {
-        self.client.post(format!("{}{path}", self.base)).bearer_auth(key).json(body).send().await.unwrap()
-    }
-
-    /// Graceful stop; returns what the server returned.
-    async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.await.unwrap()
-    }
-}
 
 // ---- the OpenAPI contract ----
 
