@@ -4,6 +4,12 @@
 # needs neither).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The browser test (tests/browser.rs) needs Chromium, Node.js 20+ and its Node packages: say so before
+# building rather than after.
+chromium="${CINEVEC_CHROMIUM:-/usr/bin/chromium}"
+[ -x "$chromium" ] || { echo "Chromium not found at $chromium: install it with \`apt-get install -y chromium\` (or set CINEVEC_CHROMIUM)." >&2; exit 1; }
+command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer (with npm) for the browser test." >&2; exit 1; }
+[ -f tests/browser/node_modules/playwright-core/package.json ] || npm ci --prefix tests/browser --no-audit --no-fund
 cargo build --release --locked
 ./target/release/cinevec model fetch
 cargo test --release --locked -- --include-ignored
