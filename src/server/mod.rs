@@ -73,7 +73,8 @@ pub struct ServeArgs {
     /// Most padded tokens (documents × longest) in one forward pass.
     #[arg(long, env = "CINEVEC_MAX_BATCH_TOKENS", default_value_t = 16_384)]
     pub max_batch_tokens: usize,
-    /// Allowed CORS origins, comma-separated; `*` allows any.
+    /// Allowed CORS origins, comma-separated; `*` allows any. Pages on other sites that embed
+    /// `/widget.js` need their origin here (scheme, host and port, e.g. `http://shop.example:3000`).
     #[arg(long, env = "CINEVEC_CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
     /// HNSW: neighbours per node (M). Changing it rebuilds the saved graph.

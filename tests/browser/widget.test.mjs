@@ -92,6 +92,11 @@ function checkList(rendered, expected, what) {
     assert.ok(r.why.length > 0, `${what}: row ${i + 1} (${r.title}) shows no "why"`);
   });
 }
+/** Wait until the widget in #strip is done (ready or error); its state. */
+async function settled() {
+  await page.locator('#strip:is([data-cinevec-state=ready], [data-cinevec-state=error])').waitFor({ state: 'attached' });
+  return page.locator('#strip').getAttribute('data-cinevec-state');
+}
 /** The predicted-rating box of a scope: {value, level, low, high}. */
 async function predicted(scope) {
   const value = Number(await page.locator(`${scope} .stat.predicted .value`).evaluate((n) => n.firstChild.textContent));
@@ -266,7 +271,7 @@ try {
     const response = await page.goto(ALLOWED);
     assert.equal(response.status(), 200);
     const host = page.locator('#strip');
-    await page.locator('#strip[data-cinevec-state=ready]').waitFor();
+    assert.equal(await settled(), 'ready', `the widget failed: ${await host.locator('.err').allTextContents()}`);
     const expected = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=5`)).body.results;
     const cards = await host.locator('li[data-id]').evaluateAll((items) => items.map((li) => ({
       id: li.dataset.id, title: li.querySelector('a.t').textContent, href: li.querySelector('a.t').href,
@@ -297,18 +302,26 @@ try {
 
   await step('a host page on an origin the server does not allow gets a clear error', async () => {
     await page.goto(BLOCKED);
-    await page.locator('#strip[data-cinevec-state=error]').waitFor();
+    assert.equal(await settled(), 'error', 'the widget should not get an answer from an origin the server does not allow');
     const text = await page.locator('#strip .err').textContent();
     assert.match(text, /could not reach cinevec at/);
     assert.match(text, /--cors-origins/);
   });
 
-  await step('the demo page /embed-demo shows the widget in use', async () => {
-    await page.goto(`${BASE}/embed-demo?id=${DARK_KNIGHT}`);
-    await page.locator('#demo-default[data-cinevec-state=ready]').waitFor();
+  await step('the demo page /embed-demo shows the widget, and redraws it when the film changes', async () => {
+    // The demo sets data-movie-id after a title search: the widget must notice elements that change.
+    await page.goto(`${BASE}/embed-demo`);
+    await page.locator('#demo-default[data-cinevec-state=ready] h2', { hasText: 'More like The Dark Knight' }).waitFor();
     await page.locator('#demo-themed[data-cinevec-state=ready]').waitFor();
     assert.equal(await page.locator('#demo-themed li[data-id]').count(), 4);
     assert.equal(await page.locator('#demo-default li[data-id]').count(), 6);
+    await page.fill('#film', 'avatar');
+    await page.press('#film', 'Enter');
+    await page.locator('#demo-default h2', { hasText: 'More like Avatar' }).waitFor();
+    await page.locator('#demo-themed h2', { hasText: 'More like Avatar' }).waitFor();
+    const expected = (await api(`/v1/movies/${AVATAR}/similar?k=4`)).body.results.map((r) => r.id);
+    await page.locator('#demo-themed[data-cinevec-state=ready]').waitFor();
+    assert.deepEqual(await page.locator('#demo-themed li[data-id]').evaluateAll((l) => l.map((li) => li.dataset.id)), expected);
   });
 
   await step('no request left the test origins and no page threw', async () => {
