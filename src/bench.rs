@@ -32,7 +32,7 @@ pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
         for &bs in &args.batch_sizes {
             let n = (2 * bs).min(refs.len());
             let encoded = embedder.encode(&refs[..n])?;
-            embed_sorted(&embedder, &encoded, BatchLimits { max_batch: bs.max(1), max_tokens: usize::MAX }, |_| {})?;
+            embed_sorted(&embedder, &encoded, BatchLimits { max_batch: bs.max(1), max_tokens: usize::MAX }, |_, _| Ok(()))?;
         }
     }
     let tokens: usize = embedder.encode(&refs)?.iter().map(|e| e.ids.len()).sum();
@@ -51,7 +51,7 @@ pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
             let start = Instant::now();
             let encoded = embedder.encode(&refs)?;
             let limits = BatchLimits { max_batch: bs, max_tokens: usize::MAX };
-            embed_sorted(&embedder, &encoded, limits, |_| {})?;
+            embed_sorted(&embedder, &encoded, limits, |_, _| Ok(()))?;
             let secs = start.elapsed().as_secs_f64();
             let rate = texts.len() as f64 / secs;
             println!("cinevec batch {bs:>3}: {rate:8.1} docs/s ({secs:.2}s)");

@@ -6,6 +6,7 @@ use crate::models::{self, ModelSource};
 use crate::head::fit::{Blend, HeadTraining};
 use crate::head::train::MlpTraining;
 use crate::head::TargetKind;
+use crate::index::IndexParams;
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
@@ -44,6 +45,13 @@ pub enum Command {
     /// Write synthetic dumps in the official IMDb format (used by scripts/bench-ingest.sh).
     #[command(hide = true)]
     GenImdb(GenImdbArgs),
+    /// The whole offline pipeline in one command: fetch the model if missing, ingest (when a source is
+    /// given), export, embed, train the rating head, build the HNSW graph. Steps whose outputs are up to
+    /// date are skipped; an interrupted build resumes.
+    #[command(after_help = "The rating head is trained with `cinevec train`'s defaults; change them with the same \
+environment variables (CINEVEC_HEAD_MEMBERS, CINEVEC_HEAD_EPOCHS, CINEVEC_HEAD_WIDTH, CINEVEC_TEST_FRACTION, ...: \
+see `cinevec train --help`). A changed setting retrains the head on the next build.")]
+    Build(BuildArgs),
     /// Serve more-like-this, recommendations, rating predictions and embeddings over HTTP.
     Serve(crate::server::ServeArgs),
     /// Compare the engine with reference embeddings from PyTorch (used by scripts/gpu-bench.sh).
@@ -87,9 +95,9 @@ pub struct IngestArgs {
     pub cache_dir: PathBuf,
 }
 
-/// Exactly one source per run.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+/// One source per run (`cinevec ingest` needs one; `cinevec build` may use the store as it is).
+#[derive(Debug, Clone, Args)]
+#[group(multiple = false)]
 pub struct IngestSourceArgs {
     /// Folder with the official IMDb dumps: title.basics, title.ratings, title.principals and
     /// name.basics, each `.tsv` or `.tsv.gz`. Keeps movies and TV movies with a rating and >= 30 votes.
@@ -104,13 +112,75 @@ pub struct IngestSourceArgs {
     pub demo: bool,
 }
 
-impl IngestArgs {
-    pub fn source(&self) -> IngestSource {
-        match (&self.source.imdb, &self.source.catalog) {
-            (Some(dir), _) => IngestSource::Imdb(dir.clone()),
-            (_, Some(file)) => IngestSource::Catalog(file.clone()),
-            _ => IngestSource::Demo { cache_dir: self.cache_dir.clone() },
+impl IngestSourceArgs {
+    /// The source given, if any (`cache_dir`: where the demo package is cached).
+    pub fn source(&self, cache_dir: &std::path::Path) -> Option<IngestSource> {
+        match (&self.imdb, &self.catalog, self.demo) {
+            (Some(dir), _, _) => Some(IngestSource::Imdb(dir.clone())),
+            (_, Some(file), _) => Some(IngestSource::Catalog(file.clone())),
+            (_, _, true) => Some(IngestSource::Demo { cache_dir: cache_dir.to_path_buf() }),
+            _ => None,
         }
+    }
+}
+
+impl IngestArgs {
+    pub fn source(&self) -> Result<IngestSource> {
+        self.source
+            .source(&self.cache_dir)
+            .ok_or_else(|| anyhow::anyhow!("say what to ingest: --imdb DIR, --catalog FILE or --demo"))
+    }
+}
+
+/// `cinevec build` flags.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// What to ingest first (skipped when the same source was ingested into this store before);
+    /// without one, the store is used as it is.
+    #[command(flatten)]
+    pub source: IngestSourceArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Folder for everything the build makes: the catalog export, the embedding set (and its cache),
+    /// the rating head and the HNSW graph. `cinevec serve --artifacts` reads it.
+    #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Folder for downloads (the demo package).
+    #[arg(long, env = "CINEVEC_CACHE_DIR", default_value = "artifacts/.cache")]
+    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Fail on the first malformed input row or line instead of skipping and counting it.
+    #[arg(long, env = "CINEVEC_STRICT")]
+    pub strict: bool,
+    /// Do not use the embedding cache (an interrupted embedding step then starts over).
+    #[arg(long, env = "CINEVEC_NO_CACHE")]
+    pub no_cache: bool,
+    /// Run every step, even those whose outputs are up to date (the embedding cache is still used
+    /// unless --no-cache).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The rating head's settings for `cinevec build`: the `cinevec train` defaults, changed through the
+/// same environment variables (`CINEVEC_HEAD_*`, `CINEVEC_TEST_FRACTION`, ...).
+#[derive(Debug, Parser)]
+struct TrainingFromEnv {
+    #[command(flatten)]
+    split: SplitArgs,
+    #[command(flatten)]
+    head: HeadArgs,
+}
+
+impl BuildArgs {
+    pub fn training(&self) -> Result<(HeadTraining, SplitArgs)> {
+        let parsed = TrainingFromEnv::try_parse_from(["cinevec build"])
+            .map_err(|e| anyhow::anyhow!("bad rating-head setting in the environment: {}", e.to_string().trim()))?;
+        Ok((parsed.head.training(), parsed.split))
     }
 }
 
@@ -219,6 +289,12 @@ impl ModelArgs {
     /// Find the model folder (never downloads) and load it.
     pub fn load(&self) -> Result<Embedder> {
         let dir = models::locate(&self.source(), &self.dirs.models_dir)?;
+        self.load_from(&dir)
+    }
+
+    /// Load the model in `dir` with these options.
+    pub fn load_from(&self, dir: &std::path::Path) -> Result<Embedder> {
+        let dir = dir.to_path_buf();
         let options = EngineOptions {
             pooling: self.pooling,
             max_tokens: self.max_tokens,
@@ -273,6 +349,31 @@ pub struct EmbedArgs {
     /// Fail on the first malformed catalog line instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+    /// Do not read or write the embedding cache (`OUT/.cache/embed-cache-*.bin`), which lets an
+    /// interrupted run resume and a changed catalog re-embed only its changed movies.
+    #[arg(long, env = "CINEVEC_NO_CACHE")]
+    pub no_cache: bool,
+}
+
+/// How the HNSW graph is built (`cinevec build` builds it, `cinevec serve` checks it was built so).
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// HNSW: neighbours per node (M). Changing it rebuilds the saved graph.
+    #[arg(long, env = "CINEVEC_HNSW_M", default_value_t = IndexParams::default().max_connections)]
+    pub hnsw_m: usize,
+    /// HNSW: candidate list while building. Changing it rebuilds the saved graph.
+    #[arg(long, env = "CINEVEC_HNSW_EF_CONSTRUCTION", default_value_t = IndexParams::default().ef_construction)]
+    pub hnsw_ef_construction: usize,
+}
+
+impl IndexArgs {
+    pub fn params(&self, ef_search: usize) -> IndexParams {
+        IndexParams {
+            max_connections: self.hnsw_m.clamp(2, 255),
+            ef_construction: self.hnsw_ef_construction.max(1),
+            ef_search: ef_search.max(1),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -294,7 +395,7 @@ pub struct TrainArgs {
 }
 
 /// How the rated movies are split.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct SplitArgs {
     /// Share of the rated movies held out for the final test.
     #[arg(long, env = "CINEVEC_TEST_FRACTION", default_value_t = 0.1)]
@@ -445,7 +546,10 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -477,17 +581,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 &args.out,
                 args.batch.limits(),
                 args.strict,
+                (!args.no_cache).then(|| embed::cache_dir(&args.out)).as_deref(),
             )?;
-            let m = &report.manifest;
-            println!(
-                "embedded {} movies (dim {}, {} truncated) in {:.1}s ({:.1} docs/s) into {}",
-                m.rows,
-                m.dim,
-                m.truncated,
-                m.seconds,
-                m.rows as f64 / m.seconds,
-                args.out.display()
-            );
+            println!("{}", embed::summary(&report, &args.out));
             if report.skipped_lines > 0 || report.duplicate_ids > 0 {
                 println!("skipped {} malformed lines and {} duplicate ids", report.skipped_lines, report.duplicate_ids);
             }
@@ -517,11 +613,24 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Build(args) => {
+            let report = crate::pipeline::build::run(&args)?;
+            let ran = report.ran();
+            println!(
+                "build {} in {:.1}s ({ran} of {} steps ran); serve it with: cinevec serve --artifacts {} --db {}",
+                if ran == 0 { "up to date" } else { "done" },
+                report.seconds,
+                report.steps.len(),
+                args.artifacts.display(),
+                args.db.db
+            );
+            Ok(())
+        }
         Command::BenchEmbed(args) => crate::bench::embed(&args),
         Command::Serve(args) => crate::server::serve(args),
         Command::Ingest(args) => {
             let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
-            let report = ingest::ingest(&args.source(), &args.db.db, &options)?;
+            let report = ingest::ingest(&args.source()?, &args.db.db, &options)?;
             println!("{report}");
             Ok(())
         }

@@ -198,7 +198,7 @@ fn run_batch(
     let pass_limits =
         crate::pipeline::embed::BatchLimits { max_batch: limits.max_batch, max_tokens: limits.max_batch_tokens };
     // One job larger than the limits is split into several passes, length-sorted.
-    let result = crate::pipeline::embed::embed_sorted(embedder, &all, pass_limits, |_| {});
+    let result = crate::pipeline::embed::embed_sorted(embedder, &all, pass_limits, |_, _| Ok(()));
     let elapsed = started.elapsed();
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.documents.fetch_add(all.len() as u64, Ordering::Relaxed);

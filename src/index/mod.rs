@@ -137,11 +137,11 @@ impl VectorIndex {
         crate::artifacts::write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)
     }
 
-    /// Load the graph saved in `dir` if it was built from the embedding set `run_id` with `rows` rows
-    /// of `dim` and the same construction parameters. `Ok(None)` means "missing or stale: rebuild".
-    pub fn load(dir: &Path, run_id: &str, rows: usize, dim: usize, params: IndexParams) -> Result<Option<Self>> {
-        let Ok(text) = std::fs::read(dir.join(MANIFEST)) else { return Ok(None) };
-        let Ok(manifest) = serde_json::from_slice::<IndexManifest>(&text) else { return Ok(None) };
+    /// Whether `dir` holds a complete saved graph built from the embedding set `run_id` (`rows` rows of
+    /// `dim`) with the same construction parameters; says why not in the log.
+    pub fn is_saved_for(dir: &Path, run_id: &str, rows: usize, dim: usize, params: IndexParams) -> bool {
+        let Ok(text) = std::fs::read(dir.join(MANIFEST)) else { return false };
+        let Ok(manifest) = serde_json::from_slice::<IndexManifest>(&text) else { return false };
         let wanted = (run_id, rows, dim, params.max_connections, params.ef_construction);
         let have = (
             manifest.embeddings_run_id.as_str(),
@@ -152,14 +152,23 @@ impl VectorIndex {
         );
         if wanted != have {
             tracing::info!("saved index does not match the embedding set or parameters: rebuilding");
-            return Ok(None);
+            return false;
         }
         for (ext, bytes) in [("hnsw.graph", manifest.graph_bytes), ("hnsw.data", manifest.data_bytes)] {
             let len = std::fs::metadata(dir.join(format!("{BASENAME}.{ext}"))).map(|m| m.len()).unwrap_or(0);
             if len != bytes {
                 tracing::warn!("saved index file {BASENAME}.{ext} is damaged: rebuilding");
-                return Ok(None);
+                return false;
             }
+        }
+        true
+    }
+
+    /// Load the graph saved in `dir` if it was built from the embedding set `run_id` with `rows` rows
+    /// of `dim` and the same construction parameters. `Ok(None)` means "missing or stale: rebuild".
+    pub fn load(dir: &Path, run_id: &str, rows: usize, dim: usize, params: IndexParams) -> Result<Option<Self>> {
+        if !Self::is_saved_for(dir, run_id, rows, dim, params) {
+            return Ok(None);
         }
         // hnsw_rs ties the graph's lifetime to its reader and asserts on malformed input: the reader
         // lives for the process (one per load), and a panic is turned into "rebuild".

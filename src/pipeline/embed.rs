@@ -3,6 +3,7 @@
 use crate::artifacts::{self, Manifest, ModelRecord};
 use crate::catalog::jsonl::read_records;
 use crate::engine::{Embedder, Encoded};
+use crate::pipeline::embed_cache::{doc_hash, CacheKey, DocHash, EmbedCache};
 use crate::movie::DOC_FORMAT_VERSION;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
@@ -42,12 +43,13 @@ pub fn plan_batches(sorted_lengths: &[usize], limits: BatchLimits) -> Vec<std::o
 }
 
 /// Embed tokenised documents in length-sorted batches; returns the `[n, dim]` matrix in input order.
-/// `on_batch` is told how many documents each finished batch held.
+/// `on_batch` gets each finished batch: the positions (into `encoded`) of its documents and their
+/// `[members, dim]` rows.
 pub fn embed_sorted(
     embedder: &Embedder,
     encoded: &[Encoded],
     limits: BatchLimits,
-    mut on_batch: impl FnMut(usize),
+    mut on_batch: impl FnMut(&[usize], &[f32]) -> Result<()>,
 ) -> Result<Vec<f32>> {
     let dim = embedder.dim();
     let mut order: Vec<usize> = (0..encoded.len()).collect();
@@ -62,7 +64,7 @@ pub fn embed_sorted(
         for (k, &i) in members.iter().enumerate() {
             matrix[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
         }
-        on_batch(members.len());
+        on_batch(members, &rows)?;
     }
     Ok(matrix)
 }
@@ -73,9 +75,48 @@ pub struct EmbedReport {
     pub manifest: Manifest,
     pub skipped_lines: usize,
     pub duplicate_ids: usize,
+    /// Documents whose vector came from the embedding cache (an earlier, maybe interrupted, run).
+    pub reused: usize,
+    /// Documents run through the model in this run.
+    pub embedded: usize,
 }
 
-/// Embed a catalog JSONL file into an embedding set in `out_dir`.
+/// One line for the terminal.
+pub fn summary(report: &EmbedReport, out_dir: &Path) -> String {
+    let m = &report.manifest;
+    let reused = if report.reused > 0 { format!(", {} from the cache", report.reused) } else { String::new() };
+    format!(
+        "embedded {} movies (dim {}, {} truncated{reused}) in {:.1}s ({:.1} docs/s) into {}",
+        m.rows,
+        m.dim,
+        m.truncated,
+        m.seconds,
+        report.embedded as f64 / m.seconds,
+        out_dir.display()
+    )
+}
+
+/// Where `cinevec embed` keeps its cache for an output folder.
+pub fn cache_dir(out_dir: &Path) -> std::path::PathBuf {
+    out_dir.join(".cache")
+}
+
+/// The cache key of an embedder: everything a vector depends on besides the text.
+pub fn cache_key(embedder: &Embedder) -> CacheKey {
+    let info = embedder.info();
+    CacheKey {
+        weights_sha256: info.weights_sha256.clone(),
+        dim: info.dim,
+        pooling: info.pooling.to_string(),
+        max_tokens: info.max_tokens,
+        dtype: info.dtype.clone(),
+        doc_format: DOC_FORMAT_VERSION.to_string(),
+    }
+}
+
+/// Embed a catalog JSONL file into an embedding set in `out_dir`. With `cache` set, vectors of texts
+/// embedded before by the same model are reused and new ones are appended as each batch finishes,
+/// so an interrupted run resumes where it stopped.
 pub fn embed_catalog(
     embedder: &Embedder,
     model_source: &str,
@@ -83,6 +124,7 @@ pub fn embed_catalog(
     out_dir: &Path,
     limits: BatchLimits,
     strict: bool,
+    cache: Option<&Path>,
 ) -> Result<EmbedReport> {
     let started = Instant::now();
     let input_sha256 = crate::engine::sha256_file(catalog)?;
@@ -118,10 +160,34 @@ pub fn embed_catalog(
         bail!("{} holds no valid movies", catalog.display());
     }
 
-    let tokenize = crate::progress::bar(texts.len() as u64, "tokenize", "docs");
-    let mut encoded = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(1024) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+    let dim = embedder.dim();
+    let hashes: Vec<DocHash> = texts.iter().map(|t| doc_hash(t)).collect();
+    let mut cache = match cache {
+        Some(dir) => Some(EmbedCache::open(dir, &cache_key(embedder))?),
+        None => None,
+    };
+    // Rows the cache already holds are filled in now; the rest go through the model.
+    let mut matrix = vec![0f32; ids.len() * dim];
+    let mut truncated = vec![false; ids.len()];
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, hash) in hashes.iter().enumerate() {
+        match cache.as_ref().and_then(|c| c.get(hash)) {
+            Some(hit) => {
+                matrix[i * dim..(i + 1) * dim].copy_from_slice(hit.vector);
+                truncated[i] = hit.truncated;
+            }
+            None => todo.push(i),
+        }
+    }
+    let reused = ids.len() - todo.len();
+    if reused > 0 {
+        tracing::info!("{reused} of {} documents already embedded by this model (cache); embedding {}", ids.len(), todo.len());
+    }
+
+    let tokenize = crate::progress::bar(todo.len() as u64, "tokenize", "docs");
+    let mut encoded = Vec::with_capacity(todo.len());
+    for chunk in todo.chunks(1024) {
+        let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
         encoded.extend(embedder.encode(&refs)?);
         tokenize.inc(chunk.len() as u64);
     }
@@ -129,8 +195,24 @@ pub fn embed_catalog(
     drop(texts);
 
     let bar = crate::progress::bar(encoded.len() as u64, "embed", "docs");
-    let matrix = embed_sorted(embedder, &encoded, limits, |n| bar.inc(n as u64))?;
+    let fresh = embed_sorted(embedder, &encoded, limits, |members, rows| {
+        if let Some(cache) = cache.as_mut() {
+            let items: Vec<(DocHash, &[f32], bool)> = members
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| (hashes[todo[m]], &rows[k * dim..(k + 1) * dim], encoded[m].truncated()))
+                .collect();
+            cache.append(&items)?;
+        }
+        bar.inc(members.len() as u64);
+        Ok(())
+    })?;
     bar.finish_and_clear();
+    for (m, &i) in todo.iter().enumerate() {
+        matrix[i * dim..(i + 1) * dim].copy_from_slice(&fresh[m * dim..(m + 1) * dim]);
+        truncated[i] = encoded[m].truncated();
+    }
+    drop(fresh);
 
     let info = embedder.info();
     let manifest = Manifest {
@@ -147,7 +229,7 @@ pub fn embed_catalog(
         dim: info.dim,
         rows: ids.len(),
         doc_format: DOC_FORMAT_VERSION.to_string(),
-        truncated: encoded.iter().filter(|e| e.truncated()).count(),
+        truncated: truncated.iter().filter(|&&t| t).count(),
         input: catalog.display().to_string(),
         input_sha256,
         device: info.device.clone(),
@@ -155,7 +237,13 @@ pub fn embed_catalog(
         seconds: started.elapsed().as_secs_f64(),
     };
     artifacts::write_embeddings(out_dir, &manifest, &ids, &matrix)?;
-    Ok(EmbedReport { manifest, skipped_lines: skipped, duplicate_ids: duplicates })
+    if let Some(cache) = cache.as_mut() {
+        let live: HashSet<DocHash> = hashes.iter().copied().collect();
+        if cache.compact(&live)? {
+            tracing::info!("embedding cache {} compacted to the {} current documents", cache.path().display(), cache.len());
+        }
+    }
+    Ok(EmbedReport { manifest, skipped_lines: skipped, duplicate_ids: duplicates, reused, embedded: todo.len() })
 }
 
 #[cfg(test)]

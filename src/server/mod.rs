@@ -77,12 +77,8 @@ pub struct ServeArgs {
     /// `/widget.js` need their origin here (scheme, host and port, e.g. `http://shop.example:3000`).
     #[arg(long, env = "CINEVEC_CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-    /// HNSW: neighbours per node (M). Changing it rebuilds the saved graph.
-    #[arg(long, env = "CINEVEC_HNSW_M", default_value_t = IndexParams::default().max_connections)]
-    pub hnsw_m: usize,
-    /// HNSW: candidate list while building. Changing it rebuilds the saved graph.
-    #[arg(long, env = "CINEVEC_HNSW_EF_CONSTRUCTION", default_value_t = IndexParams::default().ef_construction)]
-    pub hnsw_ef_construction: usize,
+    #[command(flatten)]
+    pub graph: crate::cli::IndexArgs,
     /// HNSW: candidate list while searching (higher: better recall, slower).
     #[arg(long, env = "CINEVEC_HNSW_EF_SEARCH", default_value_t = IndexParams::default().ef_search)]
     pub hnsw_ef_search: usize,
@@ -120,11 +116,7 @@ impl ServeArgs {
                 max_batch: self.max_batch.max(1),
                 max_batch_tokens: self.max_batch_tokens.max(1),
             },
-            index: IndexParams {
-                max_connections: self.hnsw_m.clamp(2, 255),
-                ef_construction: self.hnsw_ef_construction.max(1),
-                ef_search: self.hnsw_ef_search.max(1),
-            },
+            index: self.graph.params(self.hnsw_ef_search),
             cors_origins: self.cors_origins,
         }
     }

@@ -79,8 +79,7 @@ pub fn config(dir: &Path) -> ServeConfig {
         max_batch: 32,
         max_batch_tokens: 16_384,
         cors_origins: vec!["*".into()],
-        hnsw_m: 24,
-        hnsw_ef_construction: 200,
+        graph: cinevec::cli::IndexArgs { hnsw_m: 24, hnsw_ef_construction: 200 },
         hnsw_ef_search: 96,
     }
     .config()
