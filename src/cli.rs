@@ -616,8 +616,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Build(args) => {
             let report = crate::pipeline::build::run(&args)?;
             let ran = report.ran();
+            let model = if args.model.model == models::DEFAULT_MODEL {
+                String::new()
+            } else {
+                format!(" --model {}", args.model.model)
+            };
             println!(
-                "build {} in {:.1}s ({ran} of {} steps ran); serve it with: cinevec serve --artifacts {} --db {}",
+                "build {} in {:.1}s ({ran} of {} steps ran); serve it with: cinevec serve --artifacts {} --db {}{model}",
                 if ran == 0 { "up to date" } else { "done" },
                 report.seconds,
                 report.steps.len(),
