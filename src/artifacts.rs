@@ -164,8 +164,7 @@ pub fn load_embeddings(dir: &Path) -> Result<EmbeddingSet> {
         manifest.rows,
         manifest.dim
     );
-    let matrix: Vec<f32> =
-        tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let matrix = f32s_from_le(tensor.data());
 
     let ids_path = dir.join(IDS_FILE);
     let ids: IdsFile = serde_json::from_slice(
@@ -177,6 +176,21 @@ pub fn load_embeddings(dir: &Path) -> Result<EmbeddingSet> {
     }
     ensure!(ids.ids.len() == manifest.rows, "{} ids for {} rows", ids.ids.len(), manifest.rows);
     Ok(EmbeddingSet { manifest, ids: ids.ids, matrix })
+}
+
+/// Little-endian f32 bytes as values. On little-endian machines one copy of the bytes (the matrix is
+/// hundreds of MB at the reference scale: this is most of reading it); the portable decode elsewhere.
+fn f32s_from_le(bytes: &[u8]) -> Vec<f32> {
+    let n = bytes.len() / 4;
+    if cfg!(target_endian = "little") {
+        let mut out = vec![0f32; n];
+        // SAFETY: `out` owns exactly `4 * n` initialised bytes, any bit pattern is a valid f32, and
+        // the source and destination do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.as_mut_ptr().cast::<u8>(), 4 * n) };
+        out
+    } else {
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    }
 }
 
 /// The default artifacts folder.
