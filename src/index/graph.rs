@@ -180,12 +180,18 @@ impl Graph {
                 if results.len() >= ef && c < results.peek().expect("non-empty").0 {
                     break;
                 }
-                for &n in level0.of(c.1) {
+                let neighbours = level0.of(c.1);
+                for (i, &n) in neighbours.iter().enumerate() {
                     let mark = &mut marks[n as usize];
                     if *mark == epoch {
                         continue;
                     }
                     *mark = epoch;
+                    // The vectors are scattered over hundreds of MB: ask for the next one while this
+                    // one is scored.
+                    if let Some(&next) = neighbours.get(i + 1) {
+                        prefetch(vector(next as usize));
+                    }
                     let s = Scored(score(n), n);
                     if results.len() < ef || s > results.peek().expect("non-empty").0 {
                         candidates.push(s);
@@ -268,6 +274,18 @@ impl Graph {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         Graph::from_bytes(&bytes)
     }
+}
+
+/// Start loading a vector into the cache (a hint; no effect where unsupported).
+#[inline(always)]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the address is inside a live slice.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
 }
 
 /// FNV-1a over 8-byte words: cheap (the file is read once at start) and catches any damage.

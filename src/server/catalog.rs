@@ -134,7 +134,6 @@ pub struct Entry {
     folded_title: Box<str>,
     traits: Traits,
     source: u16,
-    alive: bool,
 }
 
 impl Entry {
@@ -179,6 +178,8 @@ pub struct Filter {
 /// A [`Filter`] with its genres looked up in the catalog's names.
 struct Resolved<'f> {
     filter: &'f Filter,
+    /// The filter lets every movie through (the common case: no need to look at the entry).
+    everything: bool,
     genres: Vec<u32>,
     exclude_genres: Vec<u32>,
 }
@@ -213,6 +214,9 @@ pub struct Why {
 /// All movies and vectors, by row.
 pub struct LiveCatalog {
     entries: Vec<Entry>,
+    /// Per row: not replaced since (kept apart from the entries: searches test it for every row they
+    /// visit, and this way it stays in cache).
+    alive: Vec<bool>,
     by_id: HashMap<String, usize>,
     /// Vectors of the first `matrix.len() / dim` rows.
     matrix: SharedMatrix,
@@ -230,6 +234,7 @@ impl LiveCatalog {
     pub fn new(matrix: SharedMatrix, dim: usize) -> Self {
         LiveCatalog {
             entries: Vec::new(),
+            alive: Vec::new(),
             by_id: HashMap::new(),
             matrix,
             added: Vec::new(),
@@ -243,6 +248,7 @@ impl LiveCatalog {
     /// Room for `n` more movies.
     pub fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
+        self.alive.reserve(n);
         self.by_id.reserve(n);
     }
 
@@ -296,16 +302,17 @@ impl LiveCatalog {
                 (self.sources.len() - 1) as u16
             }
         };
-        Entry { id: m.id, rating: m.rating, votes: m.votes, title, folded_title, traits, source, alive: true }
+        Entry { id: m.id, rating: m.rating, votes: m.votes, title, folded_title, traits, source }
     }
 
     fn push_entry(&mut self, entry: Entry) -> (usize, Option<usize>) {
         let row = self.entries.len();
         let replaced = self.by_id.insert(entry.id.clone(), row);
         if let Some(old) = replaced {
-            self.entries[old].alive = false;
+            self.alive[old] = false;
         }
         self.entries.push(entry);
+        self.alive.push(true);
         (row, replaced)
     }
 
@@ -379,7 +386,8 @@ impl LiveCatalog {
 
     fn resolve<'f>(&self, filter: &'f Filter) -> Resolved<'f> {
         let ids = |names: &[String]| names.iter().map(|g| self.genres.find(g)).filter(|&g| g != UNKNOWN).collect();
-        Resolved { filter, genres: ids(&filter.genres), exclude_genres: ids(&filter.exclude_genres) }
+        let everything = *filter == Filter::default();
+        Resolved { filter, everything, genres: ids(&filter.genres), exclude_genres: ids(&filter.exclude_genres) }
     }
 
     /// Whether `row` may be returned by a search under `filter`, excluding `exclude`.
@@ -388,7 +396,9 @@ impl LiveCatalog {
     }
 
     fn keep_resolved(&self, row: usize, filter: &Resolved, exclude: &[usize]) -> bool {
-        self.entries.get(row).is_some_and(|e| e.alive && filter.accepts(e)) && !exclude.contains(&row)
+        self.alive.get(row).is_some_and(|&alive| alive)
+            && !exclude.contains(&row)
+            && (filter.everything || filter.accepts(&self.entries[row]))
     }
 
     /// Why `row` is similar to a query with `query` traits.
@@ -469,7 +479,7 @@ impl LiveCatalog {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.alive)
+            .filter(|(row, _)| self.alive[*row])
             .filter_map(|(row, e)| rank(&e.folded_title).map(|r| (r, row)))
             .collect();
         found.sort_by(|a, b| {

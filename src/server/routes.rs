@@ -231,14 +231,18 @@ async fn similar_by_id(
     let loaded = state.ready()?;
     let (k, filter, exact) = q.parse()?;
     let started = std::time::Instant::now();
-    let response = blocking(move || {
+    let heavy = exact || filter != Default::default();
+    let work = move || {
         let catalog = loaded.catalog.read().map_err(ApiError::internal)?;
         let row = catalog.row_of(&id).ok_or_else(|| not_found(&id))?;
         let hits = catalog.nearest(&loaded.index, catalog.vector(row), k.0, &filter, &[row], exact);
         let results = neighbours(&catalog, catalog.traits(row), &hits);
         Ok(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None })
-    })
-    .await?;
+    };
+    // A graph search is a fraction of a millisecond: handing it to the blocking pool would cost about
+    // as much as the search (and a thread per concurrent request). A brute-force scan of the whole
+    // catalog, or a selective filter that falls back to one, is not: that goes to the pool.
+    let response = if heavy { blocking(work).await? } else { work()? };
     super::metrics::search_time(exact, started.elapsed());
     Ok(axum::Json(response))
 }
