@@ -14,7 +14,10 @@
 #   - offline, for the 768-d set (no 768-d model here to serve it): `cinevec bench-index` builds and
 #     saves its graph (first run), loads it, and measures recall@10 against brute force per ef and memory.
 # Prints one table with each measurement beside its target. Environment: WRK_THREADS (1),
-# WRK_CONNECTIONS (32), WRK_SECONDS (20), RECALL_QUERIES (1000). Run it on a quiet machine.
+# WRK_CONNECTIONS (32), WRK_SECONDS (20), RECALL_QUERIES (1000), MEASURE_REBUILD (1; 0 skips the
+# start with a deleted graph when one is saved), OFFLINE_SETS (the 768-d set), OFFLINE_HNSW_M and
+# OFFLINE_HNSW_EF_CONSTRUCTION (the server's defaults); CINEVEC_* reach the server (e.g.
+# CINEVEC_HNSW_EF_SEARCH). Run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.bench/service
@@ -33,5 +36,7 @@ if [ ! -f "$out/generated.json" ]; then  # written last: its presence means a co
 fi
 
 uptime
-python3 scripts/bench_service.py "$bin" "$out/d384" "$out/catalog.db" models/all-MiniLM-L6-v2 "$out/run" "$out/d768"
+# OFFLINE_SETS="" skips the offline sets (the 768-d graph build takes long on 2 cores).
+python3 scripts/bench_service.py "$bin" "$out/d384" "$out/catalog.db" models/all-MiniLM-L6-v2 "$out/run" \
+  ${OFFLINE_SETS-"$out/d768"}
 uptime

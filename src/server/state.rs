@@ -80,11 +80,27 @@ async fn read_catalog(
     let mut slots: Vec<Option<Entry>> = (0..ids.len()).map(|_| None).collect();
     let mut added_entries: HashMap<String, Entry> = HashMap::new();
     let (mut missing, mut first_missing) = (0usize, None);
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.raw_movies_after(after.as_deref(), PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
+    // Pages are read from the store on their own task, one ahead, while this one parses and interns.
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
+    let reader = store.clone();
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let page = reader.raw_movies_after(after.as_deref(), PAGE).await;
+            let done = match &page {
+                Ok(p) => p.last().map(|last| after = Some(last.id.clone())).is_none(),
+                Err(_) => true,
+            };
+            if pages_tx.send(page).await.is_err() || done {
+                break;
+            }
+        }
+    });
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        if page.is_empty() {
+            break;
+        }
         // Parsing and title folding in parallel (the CPU part of a start); interning after, in order.
         let parsed: Vec<(Facts, String)> = page
             .par_iter()
