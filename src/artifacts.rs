@@ -142,30 +142,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 pub fn load_embeddings(dir: &Path) -> Result<EmbeddingSet> {
     let manifest = read_manifest(dir)?;
     let matrix_path = dir.join(MATRIX_FILE);
-    let file = std::fs::File::open(&matrix_path).with_context(|| format!("cannot open {}", matrix_path.display()))?;
-    // SAFETY: read-only map of a file cinevec writes only by atomic rename.
-    let mmap = unsafe { memmap2::Mmap::map(&file)? };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&mmap)
-        .with_context(|| format!("{} is not a safetensors file", matrix_path.display()))?;
-    let file_run = meta.metadata().as_ref().and_then(|m| m.get("run_id").cloned()).unwrap_or_default();
-    if file_run != manifest.run_id {
-        bail!(
-            "{} belongs to another run than its manifest (an interrupted `cinevec embed`?): re-run `cinevec embed`",
-            matrix_path.display()
-        );
-    }
-    let st = safetensors::SafeTensors::deserialize(&mmap)?;
-    let tensor = st.tensor(MATRIX_TENSOR).context("matrix file has no `embeddings` tensor")?;
-    ensure!(tensor.dtype() == safetensors::Dtype::F32, "embedding matrix must be f32");
-    ensure!(
-        tensor.shape() == [manifest.rows, manifest.dim],
-        "embedding matrix is {:?}, manifest says [{}, {}]",
-        tensor.shape(),
-        manifest.rows,
-        manifest.dim
-    );
-    let matrix: Vec<f32> =
-        tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let matrix = read_matrix(&matrix_path, &manifest)?;
 
     let ids_path = dir.join(IDS_FILE);
     let ids: IdsFile = serde_json::from_slice(
@@ -177,6 +154,55 @@ pub fn load_embeddings(dir: &Path) -> Result<EmbeddingSet> {
     }
     ensure!(ids.ids.len() == manifest.rows, "{} ids for {} rows", ids.ids.len(), manifest.rows);
     Ok(EmbeddingSet { manifest, ids: ids.ids, matrix })
+}
+
+/// The `embeddings` tensor of a safetensors file, checked against the manifest. Read with `read`
+/// straight into the vector (no memory map): at the reference scale the matrix is hundreds of MB, and
+/// mapped file pages would count in the process's memory beside the copy until unmapped.
+fn read_matrix(path: &Path, manifest: &Manifest) -> Result<Vec<f32>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let not_st = || format!("{} is not a safetensors file", path.display());
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file_len = file.metadata()?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).with_context(not_st)?;
+    let header_len = u64::from_le_bytes(len);
+    ensure!(header_len <= 100_000_000 && 8 + header_len <= file_len, "{}", not_st());
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).with_context(not_st)?;
+    let header: serde_json::Value = serde_json::from_slice(&header).with_context(not_st)?;
+    let file_run = header["__metadata__"]["run_id"].as_str().unwrap_or_default();
+    if file_run != manifest.run_id {
+        bail!(
+            "{} belongs to another run than its manifest (an interrupted `cinevec embed`?): re-run `cinevec embed`",
+            path.display()
+        );
+    }
+    let tensor = header.get(MATRIX_TENSOR).context("matrix file has no `embeddings` tensor")?;
+    ensure!(tensor["dtype"] == "F32", "embedding matrix must be f32");
+    let shape: Vec<usize> = serde_json::from_value(tensor["shape"].clone()).with_context(not_st)?;
+    ensure!(
+        shape == [manifest.rows, manifest.dim],
+        "embedding matrix is {shape:?}, manifest says [{}, {}]",
+        manifest.rows,
+        manifest.dim
+    );
+    let offsets: [u64; 2] = serde_json::from_value(tensor["data_offsets"].clone()).with_context(not_st)?;
+    let bytes = (manifest.rows * manifest.dim * 4) as u64;
+    ensure!(
+        offsets[1].checked_sub(offsets[0]) == Some(bytes) && 8 + header_len + offsets[1] <= file_len,
+        "{} is damaged (tensor data out of place)",
+        path.display()
+    );
+    file.seek(SeekFrom::Start(8 + header_len + offsets[0]))?;
+    let mut matrix = vec![0f32; manifest.rows * manifest.dim];
+    // SAFETY: the byte view covers exactly the vector's initialised f32s; any bytes are a valid f32.
+    let view = unsafe { std::slice::from_raw_parts_mut(matrix.as_mut_ptr().cast::<u8>(), bytes as usize) };
+    file.read_exact(view).with_context(|| format!("cannot read {}", path.display()))?;
+    if cfg!(target_endian = "big") {
+        matrix.iter_mut().for_each(|x| *x = f32::from_bits(u32::from_le(x.to_bits())));
+    }
+    Ok(matrix)
 }
 
 /// The default artifacts folder.

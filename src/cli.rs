@@ -54,6 +54,14 @@ see `cinevec train --help`). A changed setting retrains the head on the next bui
     Build(BuildArgs),
     /// Serve more-like-this, recommendations, rating predictions and embeddings over HTTP.
     Serve(crate::server::ServeArgs),
+    /// Write a synthetic artifact set at the reference scale: catalog store, embedding sets, rating head
+    /// (used by scripts/bench-service.sh).
+    #[command(hide = true)]
+    GenService(GenServiceArgs),
+    /// Load an embedding set and its HNSW graph as the server does; measure load/build time, recall
+    /// against brute force and memory (used by scripts/bench-service.sh).
+    #[command(hide = true)]
+    BenchIndex(BenchIndexArgs),
     /// Compare the engine with reference embeddings from PyTorch (used by scripts/gpu-bench.sh).
     #[command(hide = true)]
     CheckParity(ParityArgs),
@@ -214,6 +222,58 @@ pub struct GenImdbArgs {
     /// gzip level (0-9).
     #[arg(long, env = "CINEVEC_GEN_LEVEL", default_value_t = 6)]
     pub level: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct GenServiceArgs {
+    /// Folder for catalog.db, catalog.jsonl and one embedding set per dimension (d384/, d768/, ...).
+    #[arg(long, default_value = ".bench/service")]
+    pub out: PathBuf,
+    /// Movies (the reference catalog has 242,552).
+    #[arg(long, default_value_t = crate::service_bench::REFERENCE_ROWS)]
+    pub rows: usize,
+    /// Embedding dimensions to write; a set whose dimension the --model has gets that model's record
+    /// (servable) and a rating head, the others a synthetic record (offline measurements only).
+    #[arg(long, value_delimiter = ',', default_value = "384,768")]
+    pub dims: Vec<usize>,
+    /// Seed of the catalog and the vectors (--seed is the head's).
+    #[arg(long, default_value_t = 42)]
+    pub data_seed: u64,
+    /// Norm of the isotropic noise added to each unit vector's structure (before renormalising).
+    #[arg(long, default_value_t = 0.5)]
+    pub noise: f32,
+    /// Skip training rating heads.
+    #[arg(long)]
+    pub no_head: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub head: HeadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    /// Folder of the embedding set (its saved graph is loaded, or built and saved).
+    #[arg(long)]
+    pub artifacts: PathBuf,
+    /// Remove the saved graph first (measure a build).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Query rows (spread evenly over the matrix); each query excludes itself.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: usize,
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Search candidate list sizes to measure recall at.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,96,128")]
+    pub ef: Vec<usize>,
+    #[arg(long, default_value_t = crate::index::IndexParams::default().max_connections)]
+    pub hnsw_m: usize,
+    #[arg(long, default_value_t = crate::index::IndexParams::default().ef_construction)]
+    pub hnsw_ef_construction: usize,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -674,6 +734,8 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::GenService(args) => crate::service_bench::generate(&args),
+        Command::BenchIndex(args) => crate::service_bench::bench_index(&args),
         Command::CheckParity(args) => crate::parity::run(&args),
     }
 }

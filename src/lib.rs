@@ -18,6 +18,7 @@ pub mod parity;
 pub mod pipeline;
 pub mod progress;
 pub mod server;
+pub mod service_bench;
 
 /// Keep freed memory in the process instead of handing it back to the kernel after every tensor.
 ///

@@ -76,7 +76,7 @@ fn builds_once_skips_when_current_and_redoes_what_a_change_touches() {
     for f in ["head.json", "head.safetensors", "index.manifest.json", "catalog.jsonl"] {
         assert!(art.join(f).is_file(), "{f} missing after the build");
     }
-    let watched = ["embeddings.safetensors", "head.safetensors", "index.hnsw.graph", "catalog.jsonl"];
+    let watched = ["embeddings.safetensors", "head.safetensors", "index.graph", "catalog.jsonl"];
     let before: Vec<SystemTime> = watched.iter().map(|f| mtime(&art.join(f))).collect();
 
     // Nothing changed: every step is skipped and no output is touched.

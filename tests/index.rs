@@ -1,6 +1,7 @@
 //! The HNSW index against brute force, filters, persistence and run-time inserts.
 
 use cinevec::index::{search_exact, IndexParams, VectorIndex};
+use std::sync::Arc;
 
 /// Unit vectors with the structure of embeddings: a few shared directions plus noise.
 fn vectors(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
@@ -86,25 +87,35 @@ fn a_saved_graph_loads_only_for_its_own_matrix() {
     let dir = tempfile::tempdir().unwrap();
     index.save(dir.path(), "run-a", n).unwrap();
 
-    let loaded = VectorIndex::load(dir.path(), "run-a", n, dim, params).unwrap().expect("same run loads");
+    let shared = Arc::new(m.clone());
+    let load = |run: &str, matrix: Arc<Vec<f32>>, params| VectorIndex::load(dir.path(), run, matrix, dim, params).unwrap();
+    let loaded = load("run-a", shared.clone(), params).expect("same run loads");
     let q = &m[40 * dim..41 * dim];
     let all = |_r: usize| true;
     let a: Vec<usize> = index.search(q, 10, &all).iter().map(|h| h.row).collect();
     let b: Vec<usize> = loaded.search(q, 10, &all).iter().map(|h| h.row).collect();
     assert_eq!(a, b);
 
-    assert!(VectorIndex::load(dir.path(), "run-b", n, dim, params).unwrap().is_none(), "another matrix");
-    assert!(VectorIndex::load(dir.path(), "run-a", n + 1, dim, params).unwrap().is_none(), "other row count");
+    assert!(load("run-b", shared.clone(), params).is_none(), "another matrix");
+    let longer = Arc::new(vectors(n + 1, dim, 5));
+    assert!(load("run-a", longer, params).is_none(), "other row count");
     let other = IndexParams { max_connections: 8, ..params };
-    assert!(VectorIndex::load(dir.path(), "run-a", n, dim, other).unwrap().is_none(), "other parameters");
+    assert!(load("run-a", shared.clone(), other).is_none(), "other parameters");
 
     // A damaged graph file means "rebuild", never a panic or a wrong graph.
-    let graph = dir.path().join("index.hnsw.graph");
+    let graph = dir.path().join("index.graph");
     let bytes = std::fs::read(&graph).unwrap();
     std::fs::write(&graph, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(VectorIndex::load(dir.path(), "run-a", n, dim, params).unwrap().is_none());
+    assert!(load("run-a", shared.clone(), params).is_none());
     std::fs::write(&graph, vec![7u8; bytes.len()]).unwrap();
-    assert!(VectorIndex::load(dir.path(), "run-a", n, dim, params).unwrap().is_none());
+    assert!(load("run-a", shared.clone(), params).is_none());
+    // One flipped bit in a neighbour list, same length: caught too.
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x10;
+    std::fs::write(&graph, &flipped).unwrap();
+    assert!(load("run-a", shared.clone(), params).is_none());
+    std::fs::write(&graph, &bytes).unwrap();
+    assert!(load("run-a", shared, params).is_some(), "the intact file loads again");
 }
 
 #[test]
@@ -117,4 +128,8 @@ fn a_vector_inserted_at_run_time_is_found_at_once() {
     let hits = index.search(new, 1, &|_| true);
     assert_eq!(hits[0].row, n);
     assert!((hits[0].score - 1.0).abs() < 1e-5);
+    assert_eq!(index.len(), n + 1);
+    // Filters apply to run-time rows too.
+    let hits = index.search(new, 3, &|r| r != n);
+    assert!(hits.iter().all(|h| h.row != n) && hits.len() == 3);
 }

@@ -84,6 +84,17 @@ impl StoredMovie {
     }
 }
 
+/// A movie as stored, its document not parsed: for loading a whole catalog fast.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawMovie {
+    pub id: String,
+    pub rating: Option<f64>,
+    pub votes: Option<u64>,
+    /// The canonical document's JSON, as written by [`MovieDoc::render`].
+    pub document: String,
+    pub source: String,
+}
+
 /// What one [`Store::upsert_movies`] call did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UpsertCounts {
@@ -304,6 +315,29 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode).collect()
+    }
+
+    /// Like [`Store::movies_after`], with only the columns a server needs and the documents unparsed.
+    pub async fn raw_movies_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<RawMovie>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, rating, votes, document, source FROM movies WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let votes: Option<i64> = r.try_get(2)?;
+                Ok(RawMovie {
+                    id: r.try_get(0)?,
+                    rating: r.try_get(1)?,
+                    votes: votes.map(|v| v.max(0) as u64),
+                    document: r.try_get(3)?,
+                    source: r.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     /// Every id, ordered (the order of [`Store::movies_after`] and of the export).

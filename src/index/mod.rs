@@ -1,22 +1,31 @@
-//! Nearest-neighbour search over unit vectors: an HNSW graph (`hnsw_rs`) for speed, brute force for
-//! checking and for filters so selective that the graph cannot fill `k`.
+//! Nearest-neighbour search over unit vectors: an HNSW graph for speed, brute force for checking and
+//! for filters so selective that the graph cannot fill `k`.
 //!
 //! Rows are identified by their position in the embedding matrix (plus rows added at run time after
 //! it). Scores are cosine similarities; vectors are L2-normalised, so that is a dot product.
+//!
+//! `hnsw_rs` builds the graph (in parallel); it is then frozen into flat neighbour lists ([`graph`])
+//! that search the embedding matrix in place, shared with the catalog: one copy of the vectors in the
+//! process. Rows added at run time are searched by brute force beside the graph (they are few; the
+//! next `cinevec embed` puts them into the matrix and the graph).
 
 mod distance;
+pub mod graph;
 
 pub use distance::{dot, UnitCosine};
 
-use anyhow::{bail, Context, Result};
-use hnsw_rs::api::AnnT;
+use anyhow::{Context, Result};
+use graph::Graph;
 use hnsw_rs::hnsw::Hnsw;
-use hnsw_rs::hnswio::HnswIo;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
-const BASENAME: &str = "index";
+const GRAPH_FILE: &str = "index.graph";
 const MANIFEST: &str = "index.manifest.json";
+const GRAPH_FORMAT: &str = "cinevec-graph/1";
+/// Files of the graph format before this one (hnsw_rs dumps), removed when a new graph is saved.
+const LEGACY_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
 
 /// Graph construction and search parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +47,7 @@ impl Default for IndexParams {
 /// Written beside a saved graph: which matrix it indexes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct IndexManifest {
+    format: String,
     /// `run_id` of the embedding set the graph was built from.
     embeddings_run_id: String,
     rows: usize,
@@ -45,7 +55,6 @@ struct IndexManifest {
     max_connections: usize,
     ef_construction: usize,
     graph_bytes: u64,
-    data_bytes: u64,
 }
 
 /// One search hit.
@@ -56,38 +65,58 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// An HNSW graph over the rows of an embedding matrix.
+/// An embedding matrix shared by the index and the catalog: `[rows, dim]` row-major.
+pub type SharedMatrix = Arc<Vec<f32>>;
+
+/// Rows added after the graph was built.
+#[derive(Default)]
+struct Added {
+    rows: Vec<usize>,
+    vectors: Vec<f32>,
+}
+
+/// An HNSW graph over the rows of an embedding matrix, plus rows added at run time.
 pub struct VectorIndex {
-    graph: Hnsw<'static, f32, UnitCosine>,
+    graph: Graph,
+    matrix: SharedMatrix,
+    added: RwLock<Added>,
     dim: usize,
     params: IndexParams,
 }
 
 impl VectorIndex {
-    /// Build a graph over every row of a `[rows, dim]` matrix (in parallel), reporting progress.
+    /// Build a graph over every row of a `[rows, dim]` matrix (copied; see [`VectorIndex::build_shared`]).
     pub fn build(matrix: &[f32], dim: usize, params: IndexParams) -> Self {
+        Self::build_shared(Arc::new(matrix.to_vec()), dim, params)
+    }
+
+    /// Build a graph over every row of a shared matrix (in parallel), reporting progress.
+    pub fn build_shared(matrix: SharedMatrix, dim: usize, params: IndexParams) -> Self {
         let rows = matrix.len() / dim;
-        let graph = Hnsw::new(params.max_connections, rows.max(1), 16, params.ef_construction, UnitCosine);
+        let hnsw = Hnsw::new(params.max_connections, rows.max(1), 16, params.ef_construction, UnitCosine);
         let bar = crate::progress::bar(rows as u64, "index", "rows");
         for (chunk_no, chunk) in matrix.chunks(dim * 4096).enumerate() {
             let base = chunk_no * 4096;
             let items: Vec<(&[f32], usize)> = chunk.chunks_exact(dim).enumerate().map(|(i, v)| (v, base + i)).collect();
-            graph.parallel_insert_slice(&items);
+            hnsw.parallel_insert_slice(&items);
             bar.inc(items.len() as u64);
         }
         bar.finish_and_clear();
-        let mut index = VectorIndex { graph, dim, params };
-        index.graph.set_searching_mode(true);
-        index
+        let graph = Graph::from_hnsw(&hnsw, rows).expect("hnsw_rs numbers points by the rows given to it");
+        VectorIndex { graph, matrix, added: RwLock::new(Added::default()), dim, params }
     }
 
-    /// Add (or re-add, for a replaced movie) one vector at run time.
+    /// Add (or re-add, for a replaced movie) one vector at run time: found by every search from now on.
     pub fn insert(&self, row: usize, vector: &[f32]) {
-        self.graph.insert_slice((vector, row));
+        assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
+        let mut added = self.added.write().unwrap_or_else(|e| e.into_inner());
+        added.rows.push(row);
+        added.vectors.extend_from_slice(vector);
     }
 
+    /// Points searched: the graph's rows and the rows added since.
     pub fn len(&self) -> usize {
-        self.graph.get_nb_point()
+        self.graph.rows() + self.added.read().unwrap_or_else(|e| e.into_inner()).rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,52 +127,63 @@ impl VectorIndex {
         self.params
     }
 
+    /// Edges of the graph over all levels.
+    pub fn edges(&self) -> usize {
+        self.graph.edges()
+    }
+
     /// The `k` best rows accepted by `keep`, best first. May return fewer than `k` when the filter is
     /// very selective; see [`search_exact`] for the complete answer.
     pub fn search(&self, query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
-        let ef = self.params.ef_search.max(k);
-        let filter = |id: &usize| keep(*id);
-        self.graph
-            .search_filter(query, k, ef, Some(&filter))
-            .into_iter()
-            .map(|n| Hit { row: n.d_id, score: 1.0 - n.distance })
-            .collect()
+        self.search_ef(query, k, self.params.ef_search, keep)
     }
 
-    /// Save the graph into `dir` for an embedding set with `run_id`: files first, manifest last.
+    /// [`VectorIndex::search`] with another candidate list size (raised to `k` when `k` is larger).
+    pub fn search_ef(&self, query: &[f32], k: usize, ef: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
+        let dim = self.dim;
+        let matrix = &self.matrix;
+        let vector = |row: usize| &matrix[row * dim..(row + 1) * dim];
+        let mut hits = self.graph.search(&vector, query, k, ef, keep);
+        let added = self.added.read().unwrap_or_else(|e| e.into_inner());
+        if !added.rows.is_empty() {
+            hits.extend(added.rows.iter().zip(added.vectors.chunks_exact(dim)).filter(|(r, _)| keep(**r)).map(
+                |(&row, v)| Hit { row, score: dot(query, v) },
+            ));
+            hits = best_k(hits, k);
+        }
+        hits
+    }
+
+    /// Save the graph into `dir` for an embedding set with `run_id`: the graph first, the manifest last.
     pub fn save(&self, dir: &Path, run_id: &str, rows: usize) -> Result<()> {
-        let staging = dir.join(format!(".index-tmp-{}", std::process::id()));
-        std::fs::create_dir_all(&staging)?;
-        let result = (|| -> Result<IndexManifest> {
-            self.graph.file_dump(&staging, BASENAME).context("cannot write the HNSW graph")?;
-            let mut sizes = [0u64; 2];
-            for (i, ext) in ["hnsw.graph", "hnsw.data"].iter().enumerate() {
-                let name = format!("{BASENAME}.{ext}");
-                sizes[i] = std::fs::metadata(staging.join(&name))?.len();
-                std::fs::rename(staging.join(&name), dir.join(&name))?;
-            }
-            Ok(IndexManifest {
-                embeddings_run_id: run_id.to_string(),
-                rows,
-                dim: self.dim,
-                max_connections: self.params.max_connections,
-                ef_construction: self.params.ef_construction,
-                graph_bytes: sizes[0],
-                data_bytes: sizes[1],
-            })
-        })();
-        let _ = std::fs::remove_dir_all(&staging);
-        let manifest = result?;
-        crate::artifacts::write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)
+        let graph_bytes = self.graph.save(&dir.join(GRAPH_FILE)).context("cannot write the HNSW graph")?;
+        let manifest = IndexManifest {
+            format: GRAPH_FORMAT.to_string(),
+            embeddings_run_id: run_id.to_string(),
+            rows,
+            dim: self.dim,
+            max_connections: self.params.max_connections,
+            ef_construction: self.params.ef_construction,
+            graph_bytes,
+        };
+        crate::artifacts::write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+        for name in LEGACY_FILES {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+        Ok(())
     }
 
-    /// Whether `dir` holds a complete saved graph built from the embedding set `run_id` (`rows` rows of
-    /// `dim`) with the same construction parameters; says why not in the log.
+    /// Whether `dir` holds a complete saved graph (this format) built from the embedding set `run_id`
+    /// (`rows` rows of `dim`) with the same construction parameters; says why not in the log.
     pub fn is_saved_for(dir: &Path, run_id: &str, rows: usize, dim: usize, params: IndexParams) -> bool {
         let Ok(text) = std::fs::read(dir.join(MANIFEST)) else { return false };
-        let Ok(manifest) = serde_json::from_slice::<IndexManifest>(&text) else { return false };
-        let wanted = (run_id, rows, dim, params.max_connections, params.ef_construction);
+        let Ok(manifest) = serde_json::from_slice::<IndexManifest>(&text) else {
+            tracing::info!("saved index is of another format: rebuilding");
+            return false;
+        };
+        let wanted = (GRAPH_FORMAT, run_id, rows, dim, params.max_connections, params.ef_construction);
         let have = (
+            manifest.format.as_str(),
             manifest.embeddings_run_id.as_str(),
             manifest.rows,
             manifest.dim,
@@ -154,53 +194,56 @@ impl VectorIndex {
             tracing::info!("saved index does not match the embedding set or parameters: rebuilding");
             return false;
         }
-        for (ext, bytes) in [("hnsw.graph", manifest.graph_bytes), ("hnsw.data", manifest.data_bytes)] {
-            let len = std::fs::metadata(dir.join(format!("{BASENAME}.{ext}"))).map(|m| m.len()).unwrap_or(0);
-            if len != bytes {
-                tracing::warn!("saved index file {BASENAME}.{ext} is damaged: rebuilding");
-                return false;
-            }
+        let path = dir.join(GRAPH_FILE);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len != manifest.graph_bytes {
+            tracing::warn!("saved index {} is damaged: rebuilding", path.display());
+            return false;
         }
         true
     }
 
-    /// Load the graph saved in `dir` if it was built from the embedding set `run_id` with `rows` rows
-    /// of `dim` and the same construction parameters. `Ok(None)` means "missing or stale: rebuild".
-    pub fn load(dir: &Path, run_id: &str, rows: usize, dim: usize, params: IndexParams) -> Result<Option<Self>> {
+    /// Load the graph saved in `dir` if it was built from the embedding set `run_id` (whose rows are
+    /// `matrix`) with the same construction parameters. `Ok(None)` means "missing, stale or damaged:
+    /// rebuild".
+    pub fn load(dir: &Path, run_id: &str, matrix: SharedMatrix, dim: usize, params: IndexParams) -> Result<Option<Self>> {
+        let rows = matrix.len() / dim.max(1);
         if !Self::is_saved_for(dir, run_id, rows, dim, params) {
             return Ok(None);
         }
-        // hnsw_rs ties the graph's lifetime to its reader and asserts on malformed input: the reader
-        // lives for the process (one per load), and a panic is turned into "rebuild".
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, BASENAME)));
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run_once(move || load_graph(io))));
-        match loaded {
-            Ok(Ok(mut graph)) => {
-                if graph.get_nb_point() != rows {
-                    bail!("saved index holds {} points, expected {rows}", graph.get_nb_point());
-                }
-                graph.set_searching_mode(true);
-                Ok(Some(VectorIndex { graph, dim, params }))
+        let path = dir.join(GRAPH_FILE);
+        match Graph::load(&path) {
+            Ok(graph) if graph.rows() == rows => {
+                Ok(Some(VectorIndex { graph, matrix, added: RwLock::new(Added::default()), dim, params }))
             }
-            Ok(Err(e)) => {
-                tracing::warn!("cannot read the saved index ({e}): rebuilding");
+            Ok(graph) => {
+                tracing::warn!("saved index holds {} rows, expected {rows}: rebuilding", graph.rows());
                 Ok(None)
             }
-            Err(_) => {
-                tracing::warn!("the saved index is malformed: rebuilding");
+            Err(e) => {
+                tracing::warn!("cannot read the saved index ({e:#}): rebuilding");
                 Ok(None)
             }
         }
     }
 }
 
-fn load_graph(io: &'static mut HnswIo) -> anyhow::Result<Hnsw<'static, f32, UnitCosine>> {
-    io.load_hnsw::<f32, UnitCosine>()
+/// Remove a saved graph from `dir` (the next start rebuilds it).
+pub fn remove_saved(dir: &Path) -> Result<()> {
+    for name in [MANIFEST, GRAPH_FILE].into_iter().chain(LEGACY_FILES) {
+        match std::fs::remove_file(dir.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", dir.join(name).display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
-/// Pins a closure's kind to `FnOnce`, so it may hand its captured `&'static mut` on.
-fn run_once<R>(f: impl FnOnce() -> R) -> impl FnOnce() -> R {
-    f
+/// Bytes of the saved graph file in `dir` (0 when none).
+pub fn saved_graph_bytes(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join(GRAPH_FILE)).map(|m| m.len()).unwrap_or(0)
 }
 
 /// Brute-force search: the exact `k` best rows accepted by `keep`, best first.

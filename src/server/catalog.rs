@@ -1,13 +1,127 @@
-//! The live catalog the server answers from: every movie's metadata and vector in memory, rows in the
-//! order of the embedding matrix, then rows added at run time.
+//! The live catalog the server answers from: what searches, filters and "why" need of every movie, in
+//! memory, rows in the order of the embedding matrix, then rows added at run time.
+//!
+//! Kept compact, because it is one entry per movie of a large catalog: names (genres, directors,
+//! actors) are interned once and each movie holds their numbers; the full documents stay in the store
+//! and are read when a movie is shown. The vectors of matrix rows are the shared embedding matrix
+//! itself (also searched by the index); only run-time rows are copied here.
 //!
 //! `hnsw_rs` cannot delete, so a replaced movie gets a new row and its old row is marked dead: searches
 //! skip dead rows, and the id always points to the newest row.
 
-use crate::index::{best_k, search_exact, Hit, VectorIndex};
+use crate::index::{best_k, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The facts of a movie document the catalog keeps, borrowed from a document or its stored JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Facts<'a> {
+    #[serde(borrow)]
+    pub title: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "nullable_list")]
+    pub genres: Vec<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "nullable_year")]
+    pub release_year: Option<i64>,
+    #[serde(borrow, default)]
+    pub directors: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub actors: Vec<Cow<'a, str>>,
+}
+
+fn nullable_list<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct List<'a>(#[serde(borrow)] Vec<Cow<'a, str>>);
+    Ok(Option::<List>::deserialize(d)?.map(|l| l.0).unwrap_or_default())
+}
+
+/// Like [`MovieDoc::release_year`]: an integer that fits, else none.
+fn nullable_year<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<serde_json::Number>::deserialize(d)?.and_then(|n| n.as_i64()))
+}
+
+impl<'a> Facts<'a> {
+    pub fn of(doc: &'a MovieDoc) -> Self {
+        let list = |field| doc.list(field).into_iter().map(Cow::Borrowed).collect();
+        Facts {
+            title: Cow::Borrowed(doc.title()),
+            genres: list("genres"),
+            release_year: doc.release_year(),
+            directors: list("directors"),
+            actors: list("actors"),
+        }
+    }
+
+    /// From a stored document's JSON (a canonical [`MovieDoc`], so the types are right), without
+    /// building the whole document.
+    pub fn parse(json: &'a str) -> serde_json::Result<Self> {
+        serde_json::from_str(json)
+    }
+}
+
+/// Names, each stored once; compared without regard to case (the first spelling seen is kept).
+#[derive(Debug, Default)]
+struct Names {
+    by_key: HashMap<Box<str>, u32>,
+    spelling: Vec<Box<str>>,
+}
+
+impl Names {
+    fn key(name: &str) -> Cow<'_, str> {
+        if name.chars().any(char::is_uppercase) {
+            Cow::Owned(name.to_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        let key = Self::key(name);
+        if let Some(&id) = self.by_key.get(key.as_ref()) {
+            return id;
+        }
+        let id = self.spelling.len() as u32;
+        self.spelling.push(name.into());
+        self.by_key.insert(key.into_owned().into_boxed_str(), id);
+        id
+    }
+
+    /// The number of a name, or one no name has.
+    fn find(&self, name: &str) -> u32 {
+        self.by_key.get(Self::key(name).as_ref()).copied().unwrap_or(UNKNOWN)
+    }
+
+    fn name(&self, id: u32) -> &str {
+        &self.spelling[id as usize]
+    }
+}
+
+/// The number of a name the catalog has never seen.
+const UNKNOWN: u32 = u32::MAX;
+
+/// A movie's interned genres, directors and actors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Traits {
+    /// Genres, then directors, then actors.
+    ids: Box<[u32]>,
+    genres: u8,
+    directors: u8,
+    year: Option<i32>,
+}
+
+impl Traits {
+    fn genres(&self) -> &[u32] {
+        &self.ids[..self.genres as usize]
+    }
+    fn directors(&self) -> &[u32] {
+        &self.ids[self.genres as usize..self.genres as usize + self.directors as usize]
+    }
+    fn actors(&self) -> &[u32] {
+        &self.ids[self.genres as usize + self.directors as usize..]
+    }
+}
 
 /// One movie as served.
 #[derive(Debug, Clone)]
@@ -15,29 +129,31 @@ pub struct Entry {
     pub id: String,
     pub rating: Option<f64>,
     pub votes: Option<u64>,
-    pub doc: MovieDoc,
-    pub source: String,
-    /// Lower-cased genres, for filters and "why".
-    genres: Vec<String>,
+    title: Box<str>,
     /// Title folded for search (lower case, accents removed).
-    folded_title: String,
-    alive: bool,
+    folded_title: Box<str>,
+    traits: Traits,
+    source: u16,
 }
 
 impl Entry {
-    pub fn new(id: String, rating: Option<f64>, votes: Option<u64>, doc: MovieDoc, source: String) -> Self {
-        let genres = doc.genres().iter().map(|g| g.to_lowercase()).collect();
-        let folded_title = fold(doc.title());
-        Entry { id, rating, votes, doc, source, genres, folded_title, alive: true }
-    }
-
     pub fn title(&self) -> &str {
-        self.doc.title()
+        &self.title
     }
 
     pub fn year(&self) -> Option<i64> {
-        self.doc.release_year()
+        self.traits.year.map(i64::from)
     }
+}
+
+/// A movie to add to the catalog.
+#[derive(Debug, Clone)]
+pub struct NewMovie<'a> {
+    pub id: String,
+    pub rating: Option<f64>,
+    pub votes: Option<u64>,
+    pub facts: Facts<'a>,
+    pub source: &'a str,
 }
 
 /// Lower case without accents: "Amélie" and "AMELIE" fold to the same text.
@@ -59,18 +175,29 @@ pub struct Filter {
     pub min_rating: Option<f64>,
 }
 
-impl Filter {
-    pub fn accepts(&self, e: &Entry) -> bool {
-        let year_ok = match (self.min_year, self.max_year, e.year()) {
+/// A [`Filter`] with its genres looked up in the catalog's names.
+struct Resolved<'f> {
+    filter: &'f Filter,
+    /// The filter lets every movie through (the common case: no need to look at the entry).
+    everything: bool,
+    genres: Vec<u32>,
+    exclude_genres: Vec<u32>,
+}
+
+impl Resolved<'_> {
+    fn accepts(&self, e: &Entry) -> bool {
+        let f = self.filter;
+        let year_ok = match (f.min_year, f.max_year, e.year()) {
             (None, None, _) => true,
             (_, _, None) => false,
             (lo, hi, Some(y)) => lo.is_none_or(|lo| y >= lo) && hi.is_none_or(|hi| y <= hi),
         };
+        let genres = e.traits.genres();
         year_ok
-            && (self.genres.is_empty() || e.genres.iter().any(|g| self.genres.contains(g)))
-            && !e.genres.iter().any(|g| self.exclude_genres.contains(g))
-            && self.min_votes.is_none_or(|m| e.votes.is_some_and(|v| v >= m))
-            && self.min_rating.is_none_or(|m| e.rating.is_some_and(|r| r >= m))
+            && (f.genres.is_empty() || genres.iter().any(|g| self.genres.contains(g)))
+            && !genres.iter().any(|g| self.exclude_genres.contains(g))
+            && f.min_votes.is_none_or(|m| e.votes.is_some_and(|v| v >= m))
+            && f.min_rating.is_none_or(|m| e.rating.is_some_and(|r| r >= m))
     }
 }
 
@@ -84,48 +211,142 @@ pub struct Why {
     pub year_gap: Option<i64>,
 }
 
-fn shared(a: &[&str], b: &[&str]) -> Vec<String> {
-    a.iter().filter(|x| b.iter().any(|y| y.eq_ignore_ascii_case(x))).map(|x| x.to_string()).collect()
-}
-
-/// Compare a query document with a neighbour's.
-pub fn why(query: &MovieDoc, other: &MovieDoc) -> Why {
-    Why {
-        shared_directors: shared(&other.list("directors"), &query.list("directors")),
-        shared_actors: shared(&other.list("actors"), &query.list("actors")),
-        shared_genres: shared(&other.genres(), &query.genres()),
-        year_gap: match (query.release_year(), other.release_year()) {
-            (Some(a), Some(b)) => Some((a - b).abs()),
-            _ => None,
-        },
-    }
-}
-
 /// All movies and vectors, by row.
 pub struct LiveCatalog {
     entries: Vec<Entry>,
+    /// Per row: not replaced since (kept apart from the entries: searches test it for every row they
+    /// visit, and this way it stays in cache).
+    alive: Vec<bool>,
     by_id: HashMap<String, usize>,
-    vectors: Vec<f32>,
+    /// Vectors of the first `matrix.len() / dim` rows.
+    matrix: SharedMatrix,
+    /// Vectors of the rows after those (added at run time).
+    added: Vec<f32>,
     dim: usize,
+    genres: Names,
+    people: Names,
+    sources: Vec<Box<str>>,
 }
 
 impl LiveCatalog {
-    pub fn new(dim: usize) -> Self {
-        LiveCatalog { entries: Vec::new(), by_id: HashMap::new(), vectors: Vec::new(), dim }
+    /// A catalog whose first rows will be the rows of `matrix` (`[rows, dim]`), pushed in order with
+    /// [`LiveCatalog::push_matrix_row`].
+    pub fn new(matrix: SharedMatrix, dim: usize) -> Self {
+        LiveCatalog {
+            entries: Vec::new(),
+            alive: Vec::new(),
+            by_id: HashMap::new(),
+            matrix,
+            added: Vec::new(),
+            dim,
+            genres: Names::default(),
+            people: Names::default(),
+            sources: Vec::new(),
+        }
     }
 
-    /// Append a movie with its vector; a movie with the same id is replaced (its old row goes dead).
-    /// Returns the new row and the replaced one.
-    pub fn push(&mut self, entry: Entry, vector: &[f32]) -> (usize, Option<usize>) {
-        assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
+    /// Room for `n` more movies.
+    pub fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+        self.alive.reserve(n);
+        self.by_id.reserve(n);
+    }
+
+    fn matrix_rows(&self) -> usize {
+        self.matrix.len() / self.dim
+    }
+
+    fn intern_traits(&mut self, f: &Facts) -> Traits {
+        let genres: Vec<u32> = f.genres.iter().take(255).map(|g| self.genres.intern(g)).collect();
+        let directors: Vec<u32> = f.directors.iter().take(255).map(|p| self.people.intern(p)).collect();
+        let (n_genres, n_directors) = (genres.len() as u8, directors.len() as u8);
+        let mut ids = genres;
+        ids.extend(directors);
+        ids.extend(f.actors.iter().map(|p| self.people.intern(p)));
+        Traits {
+            ids: ids.into_boxed_slice(),
+            genres: n_genres,
+            directors: n_directors,
+            year: f.release_year.and_then(|y| i32::try_from(y).ok()),
+        }
+    }
+
+    /// The traits of a document that is not (necessarily) in the catalog: names it has never seen
+    /// match nothing.
+    pub fn traits_of(&self, f: &Facts) -> Traits {
+        let genres: Vec<u32> = f.genres.iter().take(255).map(|g| self.genres.find(g)).collect();
+        let directors: Vec<u32> = f.directors.iter().take(255).map(|p| self.people.find(p)).collect();
+        let (n_genres, n_directors) = (genres.len() as u8, directors.len() as u8);
+        let mut ids = genres;
+        ids.extend(directors);
+        ids.extend(f.actors.iter().map(|p| self.people.find(p)));
+        Traits {
+            ids: ids.into_boxed_slice(),
+            genres: n_genres,
+            directors: n_directors,
+            year: f.release_year.and_then(|y| i32::try_from(y).ok()),
+        }
+    }
+
+    /// The traits of a catalog row.
+    pub fn traits(&self, row: usize) -> &Traits {
+        &self.entries[row].traits
+    }
+
+    fn make_entry(&mut self, m: NewMovie, title: Box<str>, folded_title: Box<str>) -> Entry {
+        let traits = self.intern_traits(&m.facts);
+        let source = match self.sources.iter().position(|s| **s == *m.source) {
+            Some(i) => i as u16,
+            None => {
+                self.sources.push(m.source.into());
+                (self.sources.len() - 1) as u16
+            }
+        };
+        Entry { id: m.id, rating: m.rating, votes: m.votes, title, folded_title, traits, source }
+    }
+
+    fn push_entry(&mut self, entry: Entry) -> (usize, Option<usize>) {
         let row = self.entries.len();
         let replaced = self.by_id.insert(entry.id.clone(), row);
         if let Some(old) = replaced {
-            self.entries[old].alive = false;
+            self.alive[old] = false;
         }
         self.entries.push(entry);
-        self.vectors.extend_from_slice(vector);
+        self.alive.push(true);
         (row, replaced)
+    }
+
+    /// An entry for a movie, to push later (loading builds them in store order, pushes in matrix
+    /// order). `folded_title` is `fold(title)`, computed by the caller (in parallel, at start).
+    pub fn entry_for(&mut self, movie: NewMovie, folded_title: String) -> Entry {
+        let title = movie.facts.title.as_ref().into();
+        self.make_entry(movie, title, folded_title.into_boxed_str())
+    }
+
+    /// Append the movie of the next matrix row (its vector is that row).
+    pub fn push_matrix_row(&mut self, entry: Entry) -> (usize, Option<usize>) {
+        assert!(self.entries.len() < self.matrix_rows(), "more movies than matrix rows");
+        self.push_entry(entry)
+    }
+
+    /// Append an entry made by [`LiveCatalog::entry_for`] with its own vector, after the matrix rows.
+    pub fn push_entry_with_vector(&mut self, entry: Entry, vector: &[f32]) -> (usize, Option<usize>) {
+        assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
+        assert_eq!(self.entries.len(), self.matrix_rows() + self.added.len() / self.dim, "matrix rows come first");
+        self.added.extend_from_slice(vector);
+        self.push_entry(entry)
+    }
+
+    /// Append a movie with its own vector, after the matrix rows; a movie with the same id is replaced
+    /// (its old row goes dead). Returns the new row and the replaced one.
+    pub fn push(&mut self, movie: NewMovie, vector: &[f32]) -> (usize, Option<usize>) {
+        assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
+        assert_eq!(self.entries.len(), self.matrix_rows() + self.added.len() / self.dim, "matrix rows come first");
+        let folded = fold(&movie.facts.title).into_boxed_str();
+        let title = movie.facts.title.as_ref().into();
+        let entry = self.make_entry(movie, title, folded);
+        self.added.extend_from_slice(vector);
+        self.push_entry(entry)
     }
 
     pub fn dim(&self) -> usize {
@@ -150,13 +371,51 @@ impl LiveCatalog {
         &self.entries[row]
     }
 
+    pub fn source(&self, row: usize) -> &str {
+        &self.sources[self.entries[row].source as usize]
+    }
+
     pub fn vector(&self, row: usize) -> &[f32] {
-        &self.vectors[row * self.dim..(row + 1) * self.dim]
+        let base = self.matrix_rows();
+        if row < base {
+            &self.matrix[row * self.dim..(row + 1) * self.dim]
+        } else {
+            &self.added[(row - base) * self.dim..(row - base + 1) * self.dim]
+        }
+    }
+
+    fn resolve<'f>(&self, filter: &'f Filter) -> Resolved<'f> {
+        let ids = |names: &[String]| names.iter().map(|g| self.genres.find(g)).filter(|&g| g != UNKNOWN).collect();
+        let everything = *filter == Filter::default();
+        Resolved { filter, everything, genres: ids(&filter.genres), exclude_genres: ids(&filter.exclude_genres) }
     }
 
     /// Whether `row` may be returned by a search under `filter`, excluding `exclude`.
     pub fn keep(&self, row: usize, filter: &Filter, exclude: &[usize]) -> bool {
-        self.entries.get(row).is_some_and(|e| e.alive && filter.accepts(e)) && !exclude.contains(&row)
+        self.keep_resolved(row, &self.resolve(filter), exclude)
+    }
+
+    fn keep_resolved(&self, row: usize, filter: &Resolved, exclude: &[usize]) -> bool {
+        self.alive.get(row).is_some_and(|&alive| alive)
+            && !exclude.contains(&row)
+            && (filter.everything || filter.accepts(&self.entries[row]))
+    }
+
+    /// Why `row` is similar to a query with `query` traits.
+    pub fn why(&self, query: &Traits, row: usize) -> Why {
+        let other = &self.entries[row].traits;
+        let shared = |names: &Names, mine: &[u32], theirs: &[u32]| -> Vec<String> {
+            mine.iter().filter(|id| theirs.contains(id)).map(|&id| names.name(id).to_string()).collect()
+        };
+        Why {
+            shared_directors: shared(&self.people, other.directors(), query.directors()),
+            shared_actors: shared(&self.people, other.actors(), query.actors()),
+            shared_genres: shared(&self.genres, other.genres(), query.genres()),
+            year_gap: match (query.year, other.year) {
+                (Some(a), Some(b)) => Some((i64::from(a) - i64::from(b)).abs()),
+                _ => None,
+            },
+        }
     }
 
     /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`. With
@@ -171,7 +430,8 @@ impl LiveCatalog {
         exclude: &[usize],
         exact: bool,
     ) -> Vec<Hit> {
-        let keep = |row: usize| self.keep(row, filter, exclude);
+        let resolved = self.resolve(filter);
+        let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
         if !exact {
             let hits = index.search(query, k, &keep);
             if hits.len() >= k {
@@ -186,9 +446,10 @@ impl LiveCatalog {
     /// recommender, whose decision function is not a cosine).
     pub fn rank_by(&self, k: usize, filter: &Filter, exclude: &[usize], score: impl Fn(&[f32]) -> f32 + Sync) -> Vec<Hit> {
         use rayon::prelude::*;
+        let resolved = self.resolve(filter);
         let hits: Vec<Hit> = (0..self.rows())
             .into_par_iter()
-            .filter(|&r| self.keep(r, filter, exclude))
+            .filter(|&r| self.keep_resolved(r, &resolved, exclude))
             .map(|r| Hit { row: r, score: score(self.vector(r)) })
             .collect();
         best_k(hits, k)
@@ -218,7 +479,7 @@ impl LiveCatalog {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.alive)
+            .filter(|(row, _)| self.alive[*row])
             .filter_map(|(row, e)| rank(&e.folded_title).map(|r| (r, row)))
             .collect();
         found.sort_by(|a, b| {
@@ -229,14 +490,27 @@ impl LiveCatalog {
     }
 }
 
+/// An empty shared matrix of dimension `dim` (a catalog of run-time rows only).
+pub fn no_matrix() -> SharedMatrix {
+    Arc::new(Vec::new())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(id: &str, title: &str, year: i64, genres: &[&str], votes: u64) -> Entry {
-        let doc = MovieDoc::parse(&json!({"title": title, "genres": genres, "release_year": year})).unwrap();
-        Entry::new(id.into(), Some(7.0), Some(votes), doc, "test".into())
+    fn movie(id: &str, doc: &MovieDoc, votes: u64) -> NewMovie<'static> {
+        let facts = Facts::parse(Box::leak(doc.render().into_boxed_str())).unwrap();
+        NewMovie { id: id.into(), rating: Some(7.0), votes: Some(votes), facts, source: "test" }
+    }
+
+    fn doc(title: &str, year: i64, genres: &[&str]) -> MovieDoc {
+        MovieDoc::parse(&json!({"title": title, "genres": genres, "release_year": year})).unwrap()
+    }
+
+    fn catalog() -> LiveCatalog {
+        LiveCatalog::new(no_matrix(), 1)
     }
 
     #[test]
@@ -246,13 +520,29 @@ mod tests {
     }
 
     #[test]
+    fn facts_from_stored_json_equal_facts_from_the_document() {
+        let d = MovieDoc::parse(&json!({
+            "title": "Café \"Noir\"", "genres": null, "release_year": 1999, "directors": ["A B"],
+            "actors": ["C", "D"], "principals": [{"E": "composer"}], "extra": {"x": [1]}
+        }))
+        .unwrap();
+        let text = d.render();
+        let (parsed, of) = (Facts::parse(&text).unwrap(), Facts::of(&d));
+        assert_eq!(parsed.title, of.title);
+        assert!(parsed.genres.is_empty() && of.genres.is_empty());
+        assert_eq!((parsed.release_year, &parsed.directors, &parsed.actors), (of.release_year, &of.directors, &of.actors));
+        let huge = MovieDoc::parse(&json!({"title": "T", "release_year": u64::MAX})).unwrap();
+        assert_eq!(Facts::parse(&huge.render()).unwrap().release_year, None);
+    }
+
+    #[test]
     fn title_search_ranks_exact_then_prefix_then_word_then_substring() {
-        let mut cat = LiveCatalog::new(1);
+        let mut cat = catalog();
         for (i, (t, v)) in [("The Frozen Ground", 10), ("Frozen II", 5), ("Frozen", 1), ("Unfrozen", 99), ("Frozen", 50)]
             .iter()
             .enumerate()
         {
-            cat.push(entry(&format!("m{i}"), t, 2000, &[], *v), &[1.0]);
+            cat.push(movie(&format!("m{i}"), &doc(t, 2000, &[]), *v), &[1.0]);
         }
         let ids: Vec<&str> = cat.search_titles("FROZEN", 10).iter().map(|&r| cat.entry(r).id.as_str()).collect();
         assert_eq!(ids, ["m4", "m2", "m1", "m0", "m3"]);
@@ -260,9 +550,9 @@ mod tests {
 
     #[test]
     fn a_replaced_movie_leaves_a_dead_row() {
-        let mut cat = LiveCatalog::new(1);
-        cat.push(entry("a", "A", 2000, &[], 1), &[1.0]);
-        let (row, replaced) = cat.push(entry("a", "A2", 2001, &[], 1), &[1.0]);
+        let mut cat = catalog();
+        cat.push(movie("a", &doc("A", 2000, &[]), 1), &[1.0]);
+        let (row, replaced) = cat.push(movie("a", &doc("A2", 2001, &[]), 1), &[1.0]);
         assert_eq!((row, replaced), (1, Some(0)));
         assert_eq!(cat.live_count(), 1);
         assert!(!cat.keep(0, &Filter::default(), &[]));
@@ -272,11 +562,45 @@ mod tests {
 
     #[test]
     fn filters_combine() {
-        let e = entry("x", "X", 1999, &["Drama", "Crime"], 500);
+        let mut cat = catalog();
+        cat.push(movie("x", &doc("X", 1999, &["Drama", "Crime"]), 500), &[1.0]);
+        let keep = |f: &Filter| cat.keep(0, f, &[]);
         let f = Filter { min_year: Some(1990), genres: vec!["crime".into()], min_votes: Some(100), ..Default::default() };
-        assert!(f.accepts(&e));
-        assert!(!Filter { exclude_genres: vec!["drama".into()], ..f.clone() }.accepts(&e));
-        assert!(!Filter { max_year: Some(1998), ..f.clone() }.accepts(&e));
-        assert!(!Filter { min_rating: Some(7.5), ..f }.accepts(&e));
+        assert!(keep(&f));
+        assert!(!keep(&Filter { exclude_genres: vec!["drama".into()], ..f.clone() }));
+        assert!(!keep(&Filter { genres: vec!["western".into()], ..f.clone() }), "an unknown genre matches nothing");
+        assert!(keep(&Filter { exclude_genres: vec!["western".into()], ..f.clone() }));
+        assert!(!keep(&Filter { max_year: Some(1998), ..f.clone() }));
+        assert!(!keep(&Filter { min_rating: Some(7.5), ..f }));
+    }
+
+    #[test]
+    fn matrix_rows_read_the_shared_matrix_and_added_rows_their_own() {
+        let mut cat = LiveCatalog::new(Arc::new(vec![1.0, 0.0, 0.0, 1.0]), 2);
+        for id in ["a", "b"] {
+            let entry = cat.entry_for(movie(id, &doc(id, 2000, &[]), 1), id.into());
+            cat.push_matrix_row(entry);
+        }
+        cat.push(movie("c", &doc("C", 2000, &[]), 1), &[0.6, 0.8]);
+        assert_eq!((cat.vector(0), cat.vector(1), cat.vector(2)), (&[1.0, 0.0][..], &[0.0, 1.0][..], &[0.6, 0.8][..]));
+    }
+
+    #[test]
+    fn why_names_what_two_movies_share() {
+        let mut cat = catalog();
+        let a = MovieDoc::parse(&json!({"title": "A", "genres": ["Drama", "Crime"], "release_year": 1990,
+            "directors": ["Ann Lee"], "actors": ["Bo Ek", "Cy Do"]})).unwrap();
+        let b = MovieDoc::parse(&json!({"title": "B", "genres": ["crime"], "release_year": 1995,
+            "directors": ["ann lee"], "actors": ["Cy Do", "Di Fo"]})).unwrap();
+        cat.push(movie("a", &a, 1), &[1.0]);
+        cat.push(movie("b", &b, 1), &[1.0]);
+        let why = cat.why(&cat.traits(0).clone(), 1);
+        assert_eq!(why.shared_directors, ["Ann Lee"], "case-insensitive, first spelling");
+        assert_eq!(why.shared_actors, ["Cy Do"]);
+        assert_eq!(why.shared_genres, ["Crime"]);
+        assert_eq!(why.year_gap, Some(5));
+        let posted = MovieDoc::parse(&json!({"title": "P", "actors": ["Di Fo", "Nobody Known"]})).unwrap();
+        let why = cat.why(&cat.traits_of(&Facts::of(&posted)), 1);
+        assert_eq!((why.shared_actors, why.year_gap), (vec!["Di Fo".to_string()], None));
     }
 }

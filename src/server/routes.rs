@@ -2,7 +2,7 @@
 //! `spawn_blocking`, embeddings through the model queue), map the result.
 
 use super::api::*;
-use super::catalog::{why, LiveCatalog};
+use super::catalog::{Facts, LiveCatalog, NewMovie, Traits};
 use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::state::{AppState, Loaded};
@@ -161,7 +161,7 @@ fn summary(catalog: &LiveCatalog, row: usize) -> MovieSummary {
     MovieSummary { id: e.id.clone(), title: e.title().to_string(), year: e.year(), rating: e.rating, votes: e.votes }
 }
 
-fn view(catalog: &LiveCatalog, row: usize, predicted: crate::head::Prediction) -> MovieView {
+fn view(catalog: &LiveCatalog, row: usize, predicted: crate::head::Prediction, document: Value) -> MovieView {
     let e = catalog.entry(row);
     MovieView {
         id: e.id.clone(),
@@ -169,9 +169,9 @@ fn view(catalog: &LiveCatalog, row: usize, predicted: crate::head::Prediction) -
         year: e.year(),
         rating: e.rating,
         votes: e.votes,
-        document: e.doc.clone().into_value(),
+        document,
         predicted,
-        source: e.source.clone(),
+        source: catalog.source(row).to_string(),
     }
 }
 
@@ -181,11 +181,13 @@ fn predict_rows(loaded: &Loaded, rows: &[f32]) -> Result<Vec<crate::head::Predic
 
 async fn get_movie(State(state): State<AppState>, Path(id): Path<String>) -> Result<axum::Json<MovieView>, ApiError> {
     let loaded = state.ready()?;
+    // The catalog keeps no documents: the store has them (and always the newest one of an id).
+    let stored = loaded.store.get(&id).await.map_err(ApiError::internal)?.ok_or_else(|| not_found(&id))?;
     blocking(move || {
         let catalog = loaded.catalog.read().map_err(ApiError::internal)?;
         let row = catalog.row_of(&id).ok_or_else(|| not_found(&id))?;
         let predicted = predict_rows(&loaded, catalog.vector(row))?[0];
-        Ok(axum::Json(view(&catalog, row, predicted)))
+        Ok(axum::Json(view(&catalog, row, predicted, stored.movie.into_value())))
     })
     .await
 }
@@ -211,7 +213,7 @@ async fn search(State(state): State<AppState>, Query(q): Query<SearchQuery>) -> 
 
 // ---- similarity ----
 
-fn neighbours(catalog: &LiveCatalog, query: &MovieDoc, hits: &[Hit]) -> Vec<Neighbour> {
+fn neighbours(catalog: &LiveCatalog, query: &Traits, hits: &[Hit]) -> Vec<Neighbour> {
     hits.iter()
         .map(|h| {
             let e = catalog.entry(h.row);
@@ -221,7 +223,7 @@ fn neighbours(catalog: &LiveCatalog, query: &MovieDoc, hits: &[Hit]) -> Vec<Neig
                 year: e.year(),
                 rating: e.rating,
                 score: h.score,
-                why: why(query, &e.doc),
+                why: catalog.why(query, h.row),
             }
         })
         .collect()
@@ -235,14 +237,18 @@ async fn similar_by_id(
     let loaded = state.ready()?;
     let (k, filter, exact) = q.parse()?;
     let started = std::time::Instant::now();
-    let response = blocking(move || {
+    let heavy = exact || filter != Default::default();
+    let work = move || {
         let catalog = loaded.catalog.read().map_err(ApiError::internal)?;
         let row = catalog.row_of(&id).ok_or_else(|| not_found(&id))?;
         let hits = catalog.nearest(&loaded.index, catalog.vector(row), k.0, &filter, &[row], exact);
-        let results = neighbours(&catalog, &catalog.entry(row).doc, &hits);
+        let results = neighbours(&catalog, catalog.traits(row), &hits);
         Ok(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None })
-    })
-    .await?;
+    };
+    // A graph search is a fraction of a millisecond: handing it to the blocking pool would cost about
+    // as much as the search (and a thread per concurrent request). A brute-force scan of the whole
+    // catalog, or a selective filter that falls back to one, is not: that goes to the pool.
+    let response = if heavy { blocking(work).await? } else { work()? };
     super::metrics::search_time(exact, started.elapsed());
     Ok(axum::Json(response))
 }
@@ -292,11 +298,12 @@ async fn similar_by_document(
     let response = blocking(move || {
         let catalog = loaded.catalog.read().map_err(ApiError::internal)?;
         let hits = catalog.nearest(&loaded.index, embedded.row(0), k.0, &filter, &[], exact);
+        let traits = catalog.traits_of(&Facts::of(&doc));
         Ok(SimilarResponse {
             query: None,
             k: k.0,
             exact,
-            results: neighbours(&catalog, &doc, &hits),
+            results: neighbours(&catalog, &traits, &hits),
             tokens: Some(embedded.encoded[0].untruncated_len),
             truncated: Some(embedded.encoded[0].truncated()),
         })
@@ -426,9 +433,8 @@ async fn recommend(
             }
         };
         // "Why" is relative to the first positive example (the one the user picked first).
-        let anchor = pos.first().or(neg.first()).map(|&r| catalog.entry(r).doc.clone());
-        let results = match &anchor {
-            Some(doc) => neighbours(&catalog, doc, &hits),
+        let results = match pos.first().or(neg.first()) {
+            Some(&anchor) => neighbours(&catalog, catalog.traits(anchor), &hits),
             None => Vec::new(),
         };
         Ok(RecommendResponse { strategy: req.strategy, k: k.0, results })
@@ -514,17 +520,19 @@ async fn add_movie(
         .put_movie_with_embedding(&row, &loaded.manifest.model.weights_sha256, &vector)
         .await
         .map_err(ApiError::internal)?;
-    let entry = super::catalog::Entry::new(row.id, row.rating, row.votes, row.movie, row.source);
+    let document = row.movie.clone().into_value();
     let (new_row, replaced) = {
         let mut catalog = loaded.catalog.write().map_err(ApiError::internal)?;
-        catalog.push(entry, &vector)
+        let movie =
+            NewMovie { id: row.id, rating: row.rating, votes: row.votes, facts: Facts::of(&row.movie), source: &row.source };
+        catalog.push(movie, &vector)
     };
     let for_index = loaded.clone();
     let response = blocking(move || {
         for_index.index.insert(new_row, &vector);
         let catalog = for_index.catalog.read().map_err(ApiError::internal)?;
         let predicted = predict_rows(&for_index, catalog.vector(new_row))?[0];
-        Ok(view(&catalog, new_row, predicted))
+        Ok(view(&catalog, new_row, predicted, document))
     })
     .await?;
     tracing::info!(id = %id, replaced = replaced.is_some(), "movie added");

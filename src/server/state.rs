@@ -1,14 +1,14 @@
 //! What the server loads at start, and the checks that everything belongs together.
 
-use super::catalog::{Entry, LiveCatalog};
+use super::catalog::{fold, Entry, Facts, LiveCatalog, NewMovie};
 use super::error::ApiError;
 use super::ServeConfig;
 use crate::artifacts::{self, Manifest};
-use crate::catalog::store::{Store, StoredMovie};
+use crate::catalog::store::Store;
 use crate::engine::worker::EmbedQueue;
 use crate::engine::EngineInfo;
 use crate::head::Head;
-use crate::index::VectorIndex;
+use crate::index::{SharedMatrix, VectorIndex};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -58,63 +58,141 @@ impl super::extract::BodyLimit for AppState {
     }
 }
 
-/// Read every movie of the store, keyed by id.
-async fn read_store(store: &Store) -> Result<HashMap<String, StoredMovie>> {
-    let mut movies = HashMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.movies_after(after.as_deref(), 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        movies.extend(page.into_iter().map(|m| (m.id.clone(), m)));
-    }
-    Ok(movies)
-}
+/// Movies read from the store per page (and parsed in parallel).
+const PAGE: u32 = 16_384;
 
-fn entry(movie: StoredMovie) -> Entry {
-    Entry::new(movie.id, movie.rating, movie.votes, movie.movie, movie.source)
+/// Read every movie of the store into a live catalog: matrix rows in matrix order (their vectors are
+/// the shared `matrix`), then the movies added at run time with their stored vectors. Fails with one
+/// line when the store and the matrix do not hold the same movies.
+async fn read_catalog(
+    store: &Store,
+    db: &str,
+    ids: &[String],
+    matrix: SharedMatrix,
+    dim: usize,
+    added: &[(String, Vec<f32>)],
+) -> Result<(LiveCatalog, Vec<usize>)> {
+    use rayon::prelude::*;
+    let row_of: HashMap<&str, usize> = ids.iter().enumerate().map(|(row, id)| (id.as_str(), row)).collect();
+    let added_ids: std::collections::HashSet<&str> = added.iter().map(|(id, _)| id.as_str()).collect();
+    let mut catalog = LiveCatalog::new(matrix, dim);
+    catalog.reserve(ids.len() + added.len());
+    let mut slots: Vec<Option<Entry>> = (0..ids.len()).map(|_| None).collect();
+    let mut added_entries: HashMap<String, Entry> = HashMap::new();
+    let (mut missing, mut first_missing) = (0usize, None);
+    // Pages are read from the store on their own task, one ahead, while this one parses and interns.
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
+    let reader = store.clone();
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let page = reader.raw_movies_after(after.as_deref(), PAGE).await;
+            let done = match &page {
+                Ok(p) => p.last().map(|last| after = Some(last.id.clone())).is_none(),
+                Err(_) => true,
+            };
+            if pages_tx.send(page).await.is_err() || done {
+                break;
+            }
+        }
+    });
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        if page.is_empty() {
+            break;
+        }
+        // Parsing and title folding in parallel (the CPU part of a start); interning after, in order.
+        let parsed: Vec<(Facts, String)> = page
+            .par_iter()
+            .map(|m| {
+                let facts = Facts::parse(&m.document)
+                    .map_err(|e| anyhow::anyhow!("movie {} has an invalid stored document: {e}", m.id))?;
+                let folded = fold(&facts.title);
+                Ok((facts, folded))
+            })
+            .collect::<Result<_>>()?;
+        for (m, (facts, folded)) in page.iter().zip(parsed) {
+            let row = row_of.get(m.id.as_str()).copied();
+            let is_added = added_ids.contains(m.id.as_str());
+            if row.is_none() && !is_added {
+                missing += 1;
+                first_missing.get_or_insert_with(|| m.id.clone());
+                continue;
+            }
+            let movie = NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source };
+            let entry = catalog.entry_for(movie, folded);
+            if is_added {
+                added_entries.insert(m.id.clone(), entry.clone());
+            }
+            if let Some(row) = row {
+                slots[row] = Some(entry);
+            }
+        }
+    }
+    if let Some((row, _)) = slots.iter().enumerate().find(|(_, s)| s.is_none()) {
+        bail!(
+            "the embedding matrix does not belong to this catalog: row {row} is movie {}, which {db} does not hold \
+             (re-run `cinevec embed` for this catalog)",
+            ids[row]
+        );
+    }
+    if let Some(first) = first_missing {
+        bail!(
+            "{missing} movies of the catalog have no embedding (e.g. {first}): the catalog changed after `cinevec embed`; re-run it"
+        );
+    }
+    for entry in slots.into_iter().flatten() {
+        catalog.push_matrix_row(entry);
+    }
+    let mut added_rows = Vec::with_capacity(added.len());
+    for (id, vector) in added {
+        let Some(entry) = added_entries.remove(id) else { continue };
+        if vector.len() != dim {
+            bail!("stored embedding of {id} has dimension {}, expected {dim}", vector.len());
+        }
+        let (row, _) = catalog.push_entry_with_vector(entry, vector);
+        added_rows.push(row);
+    }
+    Ok((catalog, added_rows))
 }
 
 /// Load and cross-check the catalog, the embedding set, the model, the head and the index.
 pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     let started = Instant::now();
+    // The model loads on its own thread meanwhile (it is checked against the matrix below).
+    let model_args = config.model.clone();
+    let model_loading = tokio::task::spawn_blocking(move || model_args.load());
     let store = Store::open(&config.db).await.context("opening the catalog store")?;
     let artifacts_dir = config.artifacts.clone();
     let set = tokio::task::spawn_blocking(move || artifacts::load_embeddings(&artifacts_dir)).await??;
-    let manifest = set.manifest.clone();
-    let mut movies = read_store(&store).await?;
-    let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
-    tracing::info!(
-        "catalog: {} movies; embedding set: {} rows of dim {}; {} movies added at run time",
-        movies.len(),
-        manifest.rows,
-        manifest.dim,
-        added.len()
-    );
+    let artifacts::EmbeddingSet { manifest, ids, matrix } = set;
+    let matrix: SharedMatrix = Arc::new(matrix);
+    let matrix_rows = ids.len();
+
+    // The saved graph loads meanwhile too (when it was built from this matrix).
+    let (dir, run_id, params, dim) = (config.artifacts.clone(), manifest.run_id.clone(), config.index, manifest.dim);
+    let for_graph = matrix.clone();
+    let graph_loading = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let index = VectorIndex::load(&dir, &run_id, for_graph, dim, params);
+        (index, t.elapsed())
+    });
 
     // Catalog ↔ matrix: every row's movie exists, and every movie has a vector.
-    if let Some((row, id)) = set.ids.iter().enumerate().find(|(_, id)| !movies.contains_key(*id)) {
-        bail!(
-            "the embedding matrix does not belong to this catalog: row {row} is movie {id}, which {} does not hold \
-             (re-run `cinevec embed` for this catalog)",
-            config.db
-        );
-    }
-    let in_matrix: std::collections::HashSet<&str> = set.ids.iter().map(String::as_str).collect();
-    let added_ids: std::collections::HashSet<&str> = added.iter().map(|(id, _)| id.as_str()).collect();
-    let missing: Vec<&String> =
-        movies.keys().filter(|id| !in_matrix.contains(id.as_str()) && !added_ids.contains(id.as_str())).collect();
-    if let Some(first) = missing.first() {
-        bail!(
-            "{} movies of the catalog have no embedding (e.g. {first}): the catalog changed after `cinevec embed`; re-run it",
-            missing.len()
-        );
-    }
+    let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
+    let (catalog, added_rows) = read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?;
+    drop(ids);
+    tracing::info!(
+        "catalog: {} movies; embedding set: {} rows of dim {}; {} movies added at run time",
+        catalog.live_count(),
+        manifest.rows,
+        manifest.dim,
+        added_rows.len()
+    );
 
     // Model ↔ matrix.
-    let model_args = config.model.clone();
+    let embedder = model_loading.await??;
     let limits = config.queue;
-    let embedder = tokio::task::spawn_blocking(move || model_args.load()).await??;
     let model = embedder.info().clone();
     if model.weights_sha256 != manifest.model.weights_sha256 {
         bail!(
@@ -141,52 +219,31 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     // Head ↔ matrix.
     let head = Head::load(&config.artifacts, &manifest).context("loading the rating head")?;
 
-    // The live catalog: matrix rows first, in matrix order, then run-time additions.
-    let mut catalog = LiveCatalog::new(manifest.dim);
-    for (row, id) in set.ids.iter().enumerate() {
-        let movie = movies.get(id).cloned().expect("checked above");
-        catalog.push(entry(movie), set.row(row));
-    }
-    let matrix_rows = catalog.rows();
-    let mut added_rows = Vec::with_capacity(added.len());
-    for (id, vector) in &added {
-        let Some(movie) = movies.remove(id) else { continue };
-        if vector.len() != manifest.dim {
-            bail!("stored embedding of {id} has dimension {}, expected {}", vector.len(), manifest.dim);
-        }
-        let (row, _) = catalog.push(entry(movie), vector);
-        added_rows.push(row);
-    }
-    drop(set);
-
     // The graph: the saved one if it was built from this matrix, else built now and saved.
-    let params = config.index;
-    let dir = config.artifacts.clone();
-    let run_id = manifest.run_id.clone();
-    let (catalog, index) = tokio::task::spawn_blocking(move || -> Result<(LiveCatalog, VectorIndex)> {
-        let t = Instant::now();
-        let index = match VectorIndex::load(&dir, &run_id, matrix_rows, catalog.dim(), params)? {
-            Some(index) => {
-                tracing::info!("loaded the saved HNSW graph in {:.2}s", t.elapsed().as_secs_f64());
-                index
-            }
-            None => {
+    let (loaded_graph, took) = graph_loading.await?;
+    let index = match loaded_graph? {
+        Some(index) => {
+            tracing::info!("loaded the saved HNSW graph in {:.2}s", took.as_secs_f64());
+            index
+        }
+        None => {
+            let (dir, run_id) = (config.artifacts.clone(), manifest.run_id.clone());
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
                 tracing::info!("building the HNSW graph over {matrix_rows} rows (saved for later starts)");
-                let rows: Vec<f32> = (0..matrix_rows).flat_map(|r| catalog.vector(r).to_vec()).collect();
-                let index = VectorIndex::build(&rows, catalog.dim(), params);
+                let index = VectorIndex::build_shared(matrix, dim, params);
                 if let Err(e) = index.save(&dir, &run_id, matrix_rows) {
                     tracing::warn!("could not save the HNSW graph ({e:#}); it will be rebuilt next start");
                 }
                 tracing::info!("built the HNSW graph in {:.1}s", t.elapsed().as_secs_f64());
                 index
-            }
-        };
-        for &row in &added_rows {
-            index.insert(row, catalog.vector(row));
+            })
+            .await?
         }
-        Ok((catalog, index))
-    })
-    .await??;
+    };
+    for &row in &added_rows {
+        index.insert(row, catalog.vector(row));
+    }
 
     let queue = EmbedQueue::start(embedder, limits, Some(super::metrics::batch_observer()))
         .context("cannot start the model thread")?;

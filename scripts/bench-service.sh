@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The service at the reference scale (issue 5): 242,552 movies, more-like-this, start-up, memory, predict.
+#
+#   scripts/bench-service.sh
+#
+# Builds cinevec (release), installs wrk (Debian package) if missing, generates a synthetic artifact set
+# once into .bench/service/ (`cinevec gen-service`: catalog store + JSONL, 384-d vectors with the local
+# all-MiniLM-L6-v2's record and a rating head trained on them, 768-d vectors with a synthetic record;
+# a few minutes), then (scripts/bench_service.py):
+#   - the real `cinevec serve` on the 384-d set: ready time after deleting the saved graph and with it,
+#     recall@10 of more-like-this against exact=true over 1,000 movies, wrk throughput and latency of
+#     GET /v1/movies/{id}/similar?k=10 rotating over 10,000 ids, one-movie POST /v1/predict latency
+#     (sequential client), peak RSS (VmHWM) against matrix + graph + model bytes;
+#   - offline, for the 768-d set (no 768-d model here to serve it): `cinevec bench-index` builds and
+#     saves its graph (first run), loads it, and measures recall@10 against brute force per ef and memory.
+# Prints one table with each measurement beside its target. Environment: WRK_THREADS (1),
+# WRK_CONNECTIONS (32), WRK_SECONDS (20), RECALL_QUERIES (1000), MEASURE_REBUILD (1; 0 skips the
+# start with a deleted graph when one is saved), OFFLINE_SETS (the 768-d set), OFFLINE_HNSW_M and
+# OFFLINE_HNSW_EF_CONSTRUCTION (the server's defaults); CINEVEC_* reach the server (e.g.
+# CINEVEC_HNSW_EF_SEARCH). Run it on a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=.bench/service
+bin=./target/release/cinevec
+
+cargo build --release --locked -q
+"$bin" model fetch >/dev/null
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)..."
+  apt-get install -y -q wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk >/dev/null; }
+fi
+if [ ! -f "$out/generated.json" ]; then  # written last: its presence means a complete set
+  echo "generating the artifact set into $out (first run only)..."
+  "$bin" gen-service --out "$out" --dims 384,768 \
+    --width 128 --depth 1 --members 2 --epochs 10 --batch-size 1024 --patience 3 --lr 1e-3
+fi
+
+uptime
+# OFFLINE_SETS="" skips the offline sets (the 768-d graph build takes long on 2 cores).
+python3 scripts/bench_service.py "$bin" "$out/d384" "$out/catalog.db" models/all-MiniLM-L6-v2 "$out/run" \
+  ${OFFLINE_SETS-"$out/d768"}
+uptime

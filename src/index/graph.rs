@@ -1,0 +1,324 @@
+//! The HNSW graph in the form the server searches: flat neighbour lists (`u32` rows) per level, over
+//! the embedding matrix itself.
+//!
+//! `hnsw_rs` builds the graph; its in-memory form keeps a copy of every vector and one reference-counted
+//! allocation per edge (about 4 KB per 384-d point, three times the vector), and its file format reloads
+//! edge by edge. Frozen into this form, a 242k-row graph is ~50 MB, loads in one read, and a search is
+//! array lookups and dot products on the one copy of the vectors.
+
+use super::{dot, Hit};
+use anyhow::{bail, ensure, Context, Result};
+use hnsw_rs::hnsw::Hnsw;
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"CVGRAPH1";
+
+/// One level: neighbour lists of its nodes. Level 0 holds every row (`nodes` empty, node = row);
+/// upper levels hold a few rows each (`nodes` sorted, node = position in it).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Level {
+    nodes: Vec<u32>,
+    /// `offsets[i]..offsets[i + 1]` is node i's slice of `neighbours`.
+    offsets: Vec<u32>,
+    neighbours: Vec<u32>,
+}
+
+impl Level {
+    fn of(&self, row: u32) -> &[u32] {
+        let node = if self.nodes.is_empty() {
+            row as usize
+        } else {
+            match self.nodes.binary_search(&row) {
+                Ok(i) => i,
+                Err(_) => return &[],
+            }
+        };
+        match (self.offsets.get(node), self.offsets.get(node + 1)) {
+            (Some(&a), Some(&b)) => &self.neighbours[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// A frozen HNSW graph over `rows` rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    rows: usize,
+    entry: u32,
+    /// Level 0 first.
+    levels: Vec<Level>,
+}
+
+/// Score and row, ordered by score (then row, for determinism).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored(f32, u32);
+
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+thread_local! {
+    /// Visited marks of this thread's searches: `marks[row] == epoch` means visited in the current one.
+    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+impl Graph {
+    /// Freeze a graph built by `hnsw_rs` whose data ids are rows `0..rows`.
+    pub fn from_hnsw(hnsw: &Hnsw<'_, f32, super::UnitCosine>, rows: usize) -> Result<Graph> {
+        let indexation = hnsw.get_point_indexation();
+        let top = hnsw.get_max_level_observed() as usize;
+        // (level, row) → neighbour rows.
+        let mut lists: Vec<Vec<(u32, Vec<u32>)>> = vec![Vec::new(); top + 1];
+        let mut entry = None;
+        for layer in (0..=top).rev() {
+            for point in indexation.get_layer_iterator(layer) {
+                let row = point.get_origin_id();
+                ensure!(row < rows, "graph point {row} outside the matrix of {rows} rows");
+                entry.get_or_insert(row as u32);
+                for (level, neighbours) in point.get_neighborhood_id().into_iter().enumerate().take(layer + 1) {
+                    let ids = neighbours.iter().map(|n| n.d_id as u32).collect();
+                    lists[level].push((row as u32, ids));
+                }
+            }
+        }
+        let levels = lists
+            .into_iter()
+            .enumerate()
+            .map(|(level, mut nodes)| {
+                nodes.sort_unstable_by_key(|(row, _)| *row);
+                let mut out = Level::default();
+                if level == 0 {
+                    ensure!(nodes.len() == rows, "level 0 holds {} of {rows} rows", nodes.len());
+                } else {
+                    out.nodes = nodes.iter().map(|(r, _)| *r).collect();
+                }
+                out.offsets.push(0);
+                for (_, ids) in nodes {
+                    out.neighbours.extend(ids);
+                    out.offsets.push(out.neighbours.len() as u32);
+                }
+                Ok(out)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Graph { rows, entry: entry.unwrap_or(0), levels })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Edges over all levels (for the size report).
+    pub fn edges(&self) -> usize {
+        self.levels.iter().map(|l| l.neighbours.len()).sum()
+    }
+
+    /// The `k` best rows accepted by `keep`, best first. Filters apply inside the search: rejected rows
+    /// are walked through but never returned, so `k` results come back whenever the graph reaches
+    /// them within the candidate list of `ef`.
+    pub fn search<'v>(
+        &self,
+        vector: &(dyn Fn(usize) -> &'v [f32] + Sync),
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<Hit> {
+        if self.rows == 0 || k == 0 {
+            return Vec::new();
+        }
+        let ef = ef.max(k);
+        let score = |row: u32| dot(query, vector(row as usize));
+        // Greedy descent through the upper levels.
+        let mut cur = Scored(score(self.entry), self.entry);
+        for level in self.levels.iter().skip(1).rev() {
+            loop {
+                let mut best = cur;
+                for &n in level.of(cur.1) {
+                    let s = Scored(score(n), n);
+                    if s > best {
+                        best = s;
+                    }
+                }
+                if best == cur {
+                    break;
+                }
+                cur = best;
+            }
+        }
+        VISITED.with(|cell| {
+            let (marks, epoch) = &mut *cell.borrow_mut();
+            if marks.len() < self.rows {
+                marks.resize(self.rows, 0);
+            }
+            *epoch = epoch.wrapping_add(1);
+            if *epoch == 0 {
+                marks.iter_mut().for_each(|m| *m = 0);
+                *epoch = 1;
+            }
+            let epoch = *epoch;
+            let level0 = &self.levels[0];
+            // Candidates best first; results worst first (a min-heap through Reverse).
+            let mut candidates = BinaryHeap::with_capacity(ef * 4);
+            let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+            marks[cur.1 as usize] = epoch;
+            candidates.push(cur);
+            if keep(cur.1 as usize) {
+                results.push(std::cmp::Reverse(cur));
+            }
+            while let Some(c) = candidates.pop() {
+                if results.len() >= ef && c < results.peek().expect("non-empty").0 {
+                    break;
+                }
+                let neighbours = level0.of(c.1);
+                for (i, &n) in neighbours.iter().enumerate() {
+                    let mark = &mut marks[n as usize];
+                    if *mark == epoch {
+                        continue;
+                    }
+                    *mark = epoch;
+                    // The vectors are scattered over hundreds of MB: ask for the next one while this
+                    // one is scored.
+                    if let Some(&next) = neighbours.get(i + 1) {
+                        prefetch(vector(next as usize));
+                    }
+                    let s = Scored(score(n), n);
+                    if results.len() < ef || s > results.peek().expect("non-empty").0 {
+                        candidates.push(s);
+                        if keep(n as usize) {
+                            results.push(std::cmp::Reverse(s));
+                            if results.len() > ef {
+                                results.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut hits: Vec<Hit> =
+                results.into_iter().map(|r| Hit { row: r.0 .1 as usize, score: r.0 .0 }).collect();
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+            hits.truncate(k);
+            hits
+        })
+    }
+
+    /// The file's bytes: magic, then `u64` rows, entry, level count; per level `u64` node, offset and
+    /// neighbour counts followed by those `u32` arrays; a `u64` checksum of everything before it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 4 * (self.edges() + 2 * self.rows));
+        out.extend_from_slice(MAGIC);
+        for v in [self.rows as u64, u64::from(self.entry), self.levels.len() as u64] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        for l in &self.levels {
+            for v in [l.nodes.len(), l.offsets.len(), l.neighbours.len()] {
+                out.extend_from_slice(&(v as u64).to_le_bytes());
+            }
+            for arr in [&l.nodes, &l.offsets, &l.neighbours] {
+                for v in arr.iter() {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        let sum = checksum(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    /// Parse and fully validate a graph file: any damage is an error, never a panic or a wrong search.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Graph> {
+        ensure!(bytes.len() >= MAGIC.len() + 32 && &bytes[..8] == MAGIC, "not a cinevec graph file");
+        let (body, tail) = bytes.split_at(bytes.len() - 8);
+        let stored = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
+        ensure!(checksum(body) == stored, "graph file checksum mismatch");
+        let mut r = Reader { bytes: body, at: MAGIC.len() };
+        let rows = r.u64()? as usize;
+        let entry = r.u64()?;
+        let count = r.u64()? as usize;
+        ensure!(count >= 1 && count <= 64, "graph has {count} levels");
+        ensure!(rows < u32::MAX as usize && (entry as usize) < rows.max(1), "bad graph header");
+        let mut levels = Vec::with_capacity(count);
+        for level in 0..count {
+            let (n_nodes, n_offsets, n_neighbours) = (r.u64()? as usize, r.u64()? as usize, r.u64()? as usize);
+            let l = Level { nodes: r.u32s(n_nodes)?, offsets: r.u32s(n_offsets)?, neighbours: r.u32s(n_neighbours)? };
+            let nodes = if level == 0 { rows } else { l.nodes.len() };
+            ensure!(level > 0 || l.nodes.is_empty(), "level 0 lists nodes");
+            ensure!(l.offsets.len() == nodes + 1 && l.offsets[0] == 0, "level {level}: bad offsets");
+            ensure!(l.offsets.windows(2).all(|w| w[0] <= w[1]), "level {level}: offsets decrease");
+            ensure!(*l.offsets.last().expect("non-empty") as usize == l.neighbours.len(), "level {level}: bad offsets");
+            ensure!(l.nodes.windows(2).all(|w| w[0] < w[1]), "level {level}: nodes not sorted");
+            ensure!(l.nodes.iter().chain(&l.neighbours).all(|&n| (n as usize) < rows), "level {level}: row out of range");
+            levels.push(l);
+        }
+        ensure!(r.at == body.len(), "trailing bytes in graph file");
+        Ok(Graph { rows, entry: entry as u32, levels })
+    }
+
+    pub fn save(&self, path: &Path) -> Result<u64> {
+        let bytes = self.to_bytes();
+        crate::artifacts::write_atomic(path, &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
+    pub fn load(path: &Path) -> Result<Graph> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Graph::from_bytes(&bytes)
+    }
+}
+
+/// Start loading a vector into the cache (a hint; no effect where unsupported).
+#[inline(always)]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults; the address is inside a live slice.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// FNV-1a over 8-byte words: cheap (the file is read once at start) and catches any damage.
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h = (h ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else { bail!("graph file is truncated") };
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>> {
+        let bytes = self.take(n.checked_mul(4).context("graph file is damaged")?)?;
+        Ok(bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
+    }
+}
