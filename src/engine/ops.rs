@@ -99,6 +99,9 @@ impl ResidualNorm {
     }
 }
 
+/// Below this many elements the add + layer norm runs on the calling thread (a few microseconds).
+const SERIAL_BELOW: usize = 1 << 16;
+
 struct AddNorm {
     eps: f32,
 }
@@ -132,15 +135,21 @@ impl CustomOp3 for AddNorm {
         }
         let (bias, gamma, beta) = (&params[..n], &params[n..2 * n], &params[2 * n..]);
         let mut out = vec![0f32; x.len()];
-        let rows_per_chunk = (16384 / n).max(1);
         let eps = self.eps;
-        out.par_chunks_mut(rows_per_chunk * n)
-            .zip(x.par_chunks(rows_per_chunk * n).zip(residual.par_chunks(rows_per_chunk * n)))
-            .for_each(|(o, (x, r))| {
-                for ((o, x), r) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)).zip(r.chunks_exact(n)) {
-                    add_norm_row(x, r, bias, gamma, beta, eps, o);
-                }
-            });
+        let rows = |o: &mut [f32], x: &[f32], r: &[f32]| {
+            for ((o, x), r) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)).zip(r.chunks_exact(n)) {
+                add_norm_row(x, r, bias, gamma, beta, eps, o);
+            }
+        };
+        if x.len() < SERIAL_BELOW {
+            // One short document: waking another thread costs more than the pass itself.
+            rows(&mut out, x, residual);
+        } else {
+            let chunk = (16384 / n).max(1) * n;
+            out.par_chunks_mut(chunk)
+                .zip(x.par_chunks(chunk).zip(residual.par_chunks(chunk)))
+                .for_each(|(o, (x, r))| rows(o, x, r));
+        }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
