@@ -1,11 +1,15 @@
 //! BERT-family encoder (MiniLM, BGE, E5, ...), written for inference on packed batches.
 //!
 //! Unlike a padded implementation, every dense layer (QKV, output, feed-forward) runs on the packed
-//! `[total_tokens, hidden]` matrix, so padding costs nothing there; only attention works on the padded
-//! `[batch, heads, longest, head_dim]` layout. Q, K and V are fused into one matrix product.
+//! `[total_tokens, hidden]` matrix, so padding costs nothing there. Q, K and V are fused into one matrix
+//! product. On the CPU (f32), attention is one fused kernel on the packed layout too
+//! ([`super::attention`]), and every bias add is folded into the op after its product (attention,
+//! GELU, residual + layer norm). Elsewhere attention works on the padded
+//! `[batch, heads, longest, head_dim]` layout with candle's ops.
 
+use super::attention;
 use super::batch::PackedBatch;
-use super::ops;
+use super::ops::{self, ResidualNorm};
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -92,35 +96,33 @@ impl LayerNorm {
         Ok(LayerNorm { weight: vb.get(size, w)?, bias: vb.get(size, b)?, eps: eps as f32 })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
-    }
-
-    /// `layer_norm(x + residual)`.
-    fn forward_residual(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self.forward(&(x + residual)?)
+    /// `layer_norm(x + bias + residual)`, fused.
+    fn with_bias(&self, bias: &Tensor) -> Result<ResidualNorm> {
+        ResidualNorm::new(bias, &self.weight, &self.bias, self.eps)
     }
 }
 
 struct Layer {
     qkv: Linear,
+    /// Its bias is applied by `attn_norm`.
     attn_out: Linear,
-    attn_norm: LayerNorm,
+    attn_norm: ResidualNorm,
     intermediate: Linear,
+    /// Its bias is applied by `output_norm`.
     output: Linear,
-    output_norm: LayerNorm,
+    output_norm: ResidualNorm,
 }
 
 pub struct Bert {
     word_embeddings: candle_nn::Embedding,
     position_embeddings: candle_nn::Embedding,
-    /// Row 0 of the token-type table: every input is a single segment.
-    token_type: Tensor,
-    embedding_norm: LayerNorm,
+    /// `layer_norm(words + positions + token type 0)`: every input is a single segment.
+    embedding_norm: ResidualNorm,
     layers: Vec<Layer>,
     heads: usize,
     head_dim: usize,
     exact_gelu: bool,
+    dtype: DType,
 }
 
 impl Bert {
@@ -143,7 +145,7 @@ impl Bert {
         let position_embeddings =
             candle_nn::embedding(config.max_position_embeddings, h, emb.pp("position_embeddings"))?;
         let token_type = emb.pp("token_type_embeddings").get((config.type_vocab_size, h), "weight")?.get(0)?;
-        let embedding_norm = LayerNorm::load(&emb.pp("LayerNorm"), h, config.layer_norm_eps)?;
+        let embedding_norm = LayerNorm::load(&emb.pp("LayerNorm"), h, config.layer_norm_eps)?.with_bias(&token_type)?;
 
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -159,20 +161,24 @@ impl Bert {
                 bs.push((p.get(h, "bias")? * factor)?);
             }
             let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?)?;
+            let attn_out = Linear::load(&att.pp("output").pp("dense"), h, h)?;
+            let output = Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h)?;
             layers.push(Layer {
                 qkv,
-                attn_out: Linear::load(&att.pp("output").pp("dense"), h, h)?,
-                attn_norm: LayerNorm::load(&att.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?,
+                attn_norm: LayerNorm::load(&att.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?
+                    .with_bias(&attn_out.bias)?,
+                attn_out,
                 intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size)?,
-                output: Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h)?,
-                output_norm: LayerNorm::load(&l.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?,
+                output_norm: LayerNorm::load(&l.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?
+                    .with_bias(&output.bias)?,
+                output,
             });
         }
         Ok(Bert {
             word_embeddings,
             position_embeddings,
-            token_type,
             embedding_norm,
+            dtype: token_type.dtype(),
             layers,
             heads: config.num_attention_heads,
             head_dim: h / config.num_attention_heads,
@@ -184,40 +190,46 @@ impl Bert {
     pub fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
         let words = self.word_embeddings.forward(&batch.ids)?;
         let positions = self.position_embeddings.forward(&batch.positions)?;
-        let x = (words + positions)?.broadcast_add(&self.token_type)?;
-        let mut x = self.embedding_norm.forward(&x)?;
+        let mut x = self.embedding_norm.forward(&words, &positions)?;
         // The additive padding mask in the model's dtype (its large negative becomes -inf in f16,
-        // which softmax turns into an exact 0 like any other masked score).
-        let key_mask = batch.key_mask.to_dtype(self.dtype())?;
+        // which softmax turns into an exact 0 like any other masked score), for the padded path only.
+        let key_mask = if attention::supported(&x) { None } else { Some(batch.key_mask.to_dtype(self.dtype())?) };
         for layer in &self.layers {
-            x = self.layer_forward(layer, &x, batch, &key_mask)?;
+            x = self.layer_forward(layer, &x, batch, key_mask.as_ref())?;
         }
         Ok(x)
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, key_mask: &Tensor) -> Result<Tensor> {
+    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let ctx = match key_mask {
+            None => attention::packed_attention(&layer.qkv.product(x)?, &layer.qkv.bias, &batch.lengths, self.heads)?,
+            Some(mask) => self.padded_attention(&layer.qkv.forward(x)?, batch, mask)?,
+        };
+        let x = layer.attn_norm.forward(&layer.attn_out.product(&ctx)?, x)?;
+        let hidden = if self.exact_gelu {
+            layer.intermediate.forward_gelu(&x)?
+        } else {
+            layer.intermediate.forward(&x)?.gelu()?
+        };
+        layer.output_norm.forward(&layer.output.product(&hidden)?, &x)
+    }
+
+    /// Attention with candle's ops on the padded layout: packed `[T, 3H]` (biased) → packed `[T, H]`.
+    fn padded_attention(&self, qkv: &Tensor, batch: &PackedBatch, key_mask: &Tensor) -> Result<Tensor> {
         let (b, l) = (batch.batch_size(), batch.longest);
         let (nh, hd) = (self.heads, self.head_dim);
-        let qkv = layer.qkv.forward(x)?; // [T, 3H]
-        let qkv = batch.pad(&qkv)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, nh, L, hd]
+        let qkv = batch.pad(qkv)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, nh, L, hd]
         let q = qkv.get(0)?.contiguous()?; // already scaled by 1/sqrt(hd)
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let scores = q.matmul(&k.t()?)?.broadcast_add(key_mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, nh * hd))?; // [B, L, H]
-        let ctx = batch.unpad(&ctx)?;
-        let x = layer.attn_norm.forward_residual(&layer.attn_out.forward(&ctx)?, x)?;
-        let hidden = if self.exact_gelu {
-            layer.intermediate.forward_gelu(&x)?
-        } else {
-            layer.intermediate.forward(&x)?.gelu()?
-        };
-        layer.output_norm.forward_residual(&layer.output.forward(&hidden)?, &x)
+        batch.unpad(&ctx)
     }
 
     pub fn dtype(&self) -> DType {
-        self.token_type.dtype()
+        self.dtype
     }
 }
 

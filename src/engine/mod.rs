@@ -2,6 +2,7 @@
 //! function from texts to L2-normalised vectors. Synchronous on purpose: the server runs it on its own
 //! thread(s), the pipeline calls it directly.
 
+pub mod attention;
 mod batch;
 pub mod bert;
 pub mod config;
