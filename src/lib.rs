@@ -17,6 +17,7 @@ pub mod movie;
 pub mod parity;
 pub mod pipeline;
 pub mod progress;
+mod rng;
 pub mod server;
 pub mod service_bench;
 

@@ -23,6 +23,7 @@ use crate::index::{search_exact, IndexParams, VectorIndex};
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
 use anyhow::{Context, Result};
+use crate::rng::Rng;
 use rayon::prelude::*;
 use serde_json::json;
 use std::io::Write;
@@ -36,29 +37,14 @@ const LATENT: usize = 64;
 pub const CATALOG_DB: &str = "catalog.db";
 pub const CATALOG_JSONL: &str = "catalog.jsonl";
 
-/// SplitMix64, seeded per item and stream: every movie's facts and vector are the same whatever the
-/// order (and thread) they are computed in.
-struct Rng(u64);
+/// Draws of the generator on top of the shared generator.
+trait Draw {
+    fn skewed(&mut self, n: usize, power: f64) -> usize;
+    fn gauss(&mut self) -> f32;
+    fn gauss_vec(&mut self, n: usize) -> Vec<f32>;
+}
 
-impl Rng {
-    fn new(seed: u64, stream: u64, i: u64) -> Rng {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
-        r
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
+impl Draw for Rng {
     /// A popularity-skewed pick in `0..n`: low indices are drawn far more often (a few prolific
     /// directors and stars, a long tail).
     fn skewed(&mut self, n: usize, power: f64) -> usize {
@@ -193,7 +179,7 @@ fn pick_genre(r: &mut Rng) -> usize {
 }
 
 fn facts(seed: u64, i: usize, pop: &Population) -> Facts {
-    let mut r = Rng::new(seed, STREAM_MOVIE, i as u64);
+    let mut r = Rng::for_item(seed, STREAM_MOVIE, i as u64);
     let year = 2025 - (r.unit().powf(1.8) * 110.0) as i64;
     let runtime = 70 + r.below(80) as i64 + if r.unit() < 0.1 { r.below(60) as i64 } else { 0 };
     let mut genres = Vec::new();
@@ -221,7 +207,7 @@ fn facts(seed: u64, i: usize, pop: &Population) -> Facts {
         if w > 0 {
             title.push(' ');
         }
-        title.push_str(TITLE_WORDS[r.below(TITLE_WORDS.len())]);
+        title.push_str(TITLE_WORDS[r.below(TITLE_WORDS.len() as u64) as usize]);
     }
     if r.unit() < 0.05 {
         title.push_str(&format!(" {}", 2 + r.below(3)));
@@ -246,7 +232,7 @@ fn document(f: &Facts, pop: &Population) -> MovieDoc {
 
 /// A latent factor: the same for every movie that shares the thing it stands for.
 fn factor(seed: u64, stream: u64, id: usize) -> Vec<f32> {
-    Rng::new(seed, stream, id as u64).gauss_vec(LATENT)
+    Rng::for_item(seed, stream, id as u64).gauss_vec(LATENT)
 }
 
 fn axpy(acc: &mut [f32], a: f32, x: &[f32]) {
@@ -286,7 +272,7 @@ struct Projection {
 
 impl Projection {
     fn new(seed: u64, dim: usize) -> Self {
-        let mut r = Rng::new(seed, STREAM_BASIS, dim as u64);
+        let mut r = Rng::for_item(seed, STREAM_BASIS, dim as u64);
         let basis = r.gauss_vec(dim * LATENT);
         let mut common = r.gauss_vec(dim);
         normalize(&mut common);
@@ -298,7 +284,7 @@ impl Projection {
     fn vector(&self, seed: u64, i: usize, z: &[f32], noise: f32) -> Vec<f32> {
         let mut v: Vec<f32> = self.basis.chunks_exact(LATENT).map(|row| crate::index::dot(row, z)).collect();
         normalize(&mut v);
-        let mut r = Rng::new(seed, STREAM_NOISE, (i as u64) << 16 | self.dim as u64);
+        let mut r = Rng::for_item(seed, STREAM_NOISE, (i as u64) << 16 | self.dim as u64);
         let mut eps = r.gauss_vec(self.dim);
         normalize(&mut eps);
         for ((x, c), e) in v.iter_mut().zip(&self.common).zip(&eps) {
@@ -386,7 +372,7 @@ pub fn generate(args: &GenServiceArgs) -> Result<()> {
         .enumerate()
         .map(|(i, f)| {
             let z = latent(seed, i, f, &pop);
-            let mut r = Rng::new(seed, STREAM_RATING, i as u64);
+            let mut r = Rng::for_item(seed, STREAM_RATING, i as u64);
             // The rating follows the latent position (what a head can learn) plus noise it cannot.
             let quality: f32 = z.iter().zip(factor(seed, STREAM_RATING, usize::MAX)).map(|(a, b)| a * b).sum();
             let rating = (6.3 + 0.35 * quality as f64 + 0.6 * r.gauss() as f64).clamp(1.2, 9.8);

@@ -16,6 +16,7 @@
 //! generator also counts what a correct ingest must find (`expected.json`): a cross-check, not a
 //! copy, of the ingest's filter and join.
 
+use crate::rng::Rng;
 use anyhow::{Context, Result};
 use flate2::write::GzEncoder;
 use serde::Serialize;
@@ -51,30 +52,16 @@ pub struct SynthSummary {
     pub credits_missing_name: u64,
 }
 
-/// SplitMix64: tiny, fast, good enough for synthetic data, and seedable per title.
-struct Rng(u64);
+/// Helpers of the generator on top of the shared generator.
+trait Draw {
+    fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64;
+    fn chance(&mut self, p: f64) -> bool;
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str;
+}
 
-impl Rng {
-    fn for_item(seed: u64, stream: u64, i: u64) -> Rng {
-        let mut r = Rng(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
-        r
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
-    }
+impl Draw for Rng {
     fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64 {
         lo + self.below(hi_inclusive - lo + 1)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn chance(&mut self, p: f64) -> bool {
         self.unit() < p

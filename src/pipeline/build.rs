@@ -180,7 +180,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
                 let t = Instant::now();
                 let options = ingest::IngestOptions { strict: args.strict, batch_size: 5000 };
                 let ingested = ingest::ingest(&source, db, &options)?;
-                let movies = rt.block_on(store_count(db))?;
+                let movies = ingested.total;
                 write_record(&state, "ingest", &StepRecord { key, facts: json!({ "movies": movies }) })?;
                 report.push(
                     "ingest",
