@@ -142,13 +142,18 @@ impl CustomOp2 for PackedAttention {
         let mut out = vec![0f32; tokens * hidden];
         let out_ptr = OutPtr(out.as_mut_ptr());
         let portable = self.portable;
-        tasks.par_iter().with_max_len(1).for_each(|task| {
+        let run = |task: &Task| {
             SCRATCH.with_borrow_mut(|scratch| {
                 // SAFETY: `out` holds `tokens * hidden` floats and this task writes only its own rows'
                 // columns `head * head_dim ..+ head_dim`, which no other task touches.
                 unsafe { attend(task, scratch, out_ptr.get(), portable) }
             })
-        });
+        };
+        if tokens < super::SMALL_BATCH_ROWS {
+            super::team::get().for_each(tasks.len(), &|i| run(&tasks[i]));
+        } else {
+            tasks.par_iter().with_max_len(1).for_each(run);
+        }
         Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))
     }
 }

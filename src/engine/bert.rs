@@ -42,16 +42,11 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-/// Below this many rows (tokens in a batch), the CPU matrix product is faster with the transposed
-/// weight stored contiguously: the `gemm` kernels then skip re-packing the whole weight on every call,
-/// which dominates when there are few rows (one short document: ~20% faster per product). Above it the
-/// stored layout is as fast or faster (measured with 87 to 2,800 rows on 2 cores).
-const SMALL_BATCH_ROWS: usize = 256;
 
 struct Linear {
     /// `[out, in]`, as stored.
     weight: Tensor,
-    /// `[in, out]` contiguous copy, kept on the CPU only (see [`SMALL_BATCH_ROWS`]).
+    /// `[in, out]` contiguous copy, kept on the CPU only (see [`super::SMALL_BATCH_ROWS`]).
     weight_t: Option<Tensor>,
     bias: Tensor,
 }
@@ -68,7 +63,7 @@ impl Linear {
 
     fn product(&self, x: &Tensor) -> Result<Tensor> {
         match &self.weight_t {
-            Some(wt) if x.dim(0)? < SMALL_BATCH_ROWS => x.matmul(wt),
+            Some(wt) if x.dim(0)? < super::SMALL_BATCH_ROWS => ops::team_product(x, wt),
             _ => x.matmul(&self.weight.t()?),
         }
     }

@@ -40,6 +40,15 @@ impl CustomOp2 for BiasGelu {
             candle_core::bail!("bias-gelu: bias of {n} does not match input {:?}", l1.dims());
         }
         let mut out = vec![0f32; x.len()];
+        let rows = x.len() / n;
+        if rows < super::SMALL_BATCH_ROWS {
+            on_team(&mut out, n, |o, first| {
+                for (o, x) in o.chunks_exact_mut(n).zip(x[first * n..].chunks_exact(n)) {
+                    gelu_row(x, bias, o);
+                }
+            });
+            return Ok((CpuStorage::F32(out), l1.shape().clone()));
+        }
         // Chunks of whole rows, big enough to amortise the hand-off to another thread.
         let rows_per_chunk = (16384 / n).max(1);
         out.par_chunks_mut(rows_per_chunk * n)
@@ -99,7 +108,7 @@ impl ResidualNorm {
     }
 }
 
-/// Below this many elements the add + layer norm runs on the calling thread (a few microseconds).
+/// Below this many elements the add + layer norm runs on the team (a few microseconds), not rayon.
 const SERIAL_BELOW: usize = 1 << 16;
 
 struct AddNorm {
@@ -142,8 +151,8 @@ impl CustomOp3 for AddNorm {
             }
         };
         if x.len() < SERIAL_BELOW {
-            // One short document: waking another thread costs more than the pass itself.
-            rows(&mut out, x, residual);
+            // A short document: split over the team, whose threads are awake between the steps.
+            on_team(&mut out, n, |o, first| rows(o, &x[first * n..], &residual[first * n..]));
         } else {
             let chunk = (16384 / n).max(1) * n;
             out.par_chunks_mut(chunk)
@@ -234,6 +243,28 @@ pub fn erf(x: f32) -> f32 {
 mod tests {
     use super::*;
 
+    fn random(shape: (usize, usize), seed: u64) -> Tensor {
+        let mut rng = crate::rng::Rng::for_item(seed, 0, 0);
+        let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.unit() as f32 * 2.0 - 1.0).collect();
+        Tensor::from_vec(data, shape, &candle_core::Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn team_product_matches_candle_matmul() -> Result<()> {
+        // Column counts below, at and above the team's 16-wide blocks; one row; an odd inner size.
+        for (m, k, n) in [(1, 384, 1152), (87, 384, 384), (5, 7, 3), (33, 100, 17), (2, 1536, 50)] {
+            let (x, w) = (random((m, k), 1), random((k, n), 2));
+            let ours = team_product(&x, &w)?.to_vec2::<f32>()?;
+            let theirs = x.matmul(&w)?.to_vec2::<f32>()?;
+            for (a, b) in ours.iter().flatten().zip(theirs.iter().flatten()) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{m}x{k}x{n}: {a} vs {b}");
+            }
+        }
+        // Shapes that do not fit are errors, not panics.
+        assert!(team_product(&random((3, 4), 3), &random((5, 2), 4)).is_err());
+        Ok(())
+    }
+
     #[test]
     fn erf_matches_libm() {
         let mut worst = 0f32;
@@ -304,5 +335,111 @@ mod tests {
         let diff = (fused - plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 1e-6, "max difference {diff}");
         Ok(())
+    }
+}
+
+/// A pointer to an output buffer shared by workers that write disjoint parts of it.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: every user writes a part of the buffer no other worker touches, while the buffer lives.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper, not the field).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Split `out` (rows of `n`) into one block of whole rows per team thread and run
+/// `f(block, first_row)` on each, in parallel on [`super::team`].
+fn on_team(out: &mut [f32], n: usize, f: impl Fn(&mut [f32], usize) + Sync) {
+    let rows = out.len() / n;
+    let team = super::team::get();
+    let per = rows.div_ceil(team.size()).max(1);
+    let blocks = rows.div_ceil(per);
+    let base = SharedOut(out.as_mut_ptr());
+    team.for_each(blocks, &|b| {
+        let first = b * per;
+        let count = per.min(rows - first);
+        // SAFETY: block b covers rows first..first + count, inside `out` and disjoint from the
+        // other blocks; `out` outlives `for_each`.
+        let block = unsafe { std::slice::from_raw_parts_mut(base.get().add(first * n), count * n) };
+        f(block, first)
+    });
+}
+
+/// `x W` for a few rows (`x: [m, k]`, `w: [k, n]`, both contiguous; `W` is a layer's transposed
+/// weight): the columns are split over the team, each part one single-threaded `gemm` call.
+/// Elsewhere (other devices, dtypes or layouts) candle's `matmul`.
+pub fn team_product(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 && x.rank() == 2 {
+        x.contiguous()?.apply_op2_no_bwd(w, &TeamProduct)
+    } else {
+        x.matmul(w)
+    }
+}
+
+struct TeamProduct;
+
+impl CustomOp2 for TeamProduct {
+    fn name(&self) -> &'static str {
+        "team-product"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
+            candle_core::bail!("team-product: f32 only")
+        };
+        let (Some((xs, xe)), Some((ws, we))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+            candle_core::bail!("team-product: contiguous inputs only")
+        };
+        let (&[m, k], &[k2, n]) = (l1.dims(), l2.dims()) else {
+            candle_core::bail!("team-product: [m, k] x [k, n] only, got {:?} x {:?}", l1.dims(), l2.dims())
+        };
+        if k != k2 {
+            candle_core::bail!("team-product: inner sizes differ, {k} and {k2}");
+        }
+        let (x, w) = (&x[xs..xe], &w[ws..we]);
+        let mut out = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+        }
+        let team = super::team::get();
+        // Column blocks a multiple of 16 wide (the kernels' register tile), one per thread.
+        let width = n.div_ceil(team.size()).div_ceil(16).max(1) * 16;
+        let blocks = n.div_ceil(width);
+        let dst = SharedOut(out.as_mut_ptr());
+        team.for_each(blocks, &|b| {
+            let c0 = b * width;
+            let cols = width.min(n - c0);
+            // SAFETY: block b reads columns c0..c0 + cols of `w` ([k, n]) and writes the same
+            // columns of `out` ([m, n]); blocks are disjoint, every pointer stays inside its buffer.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    cols,
+                    k,
+                    dst.get().add(c0),
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr().add(c0),
+                    1,
+                    n as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }
