@@ -39,14 +39,22 @@ impl Job<'_> {
     }
 }
 
+/// The job word: bits 32.. the job's generation, bit 31 "closed", bits 0..31 helpers working on it.
+const CLOSED: u64 = 1 << 31;
+const ACTIVE: u64 = CLOSED - 1;
+
+fn generation(word: u64) -> u64 {
+    word >> 32
+}
+
 struct Shared {
-    /// Bumped for every job; helpers compare it with the last one they saw.
-    generation: AtomicU64,
-    /// The current job (a `*const Job` with its lifetime erased), valid until every helper has
-    /// acknowledged the generation.
+    /// See [`CLOSED`]. A helper joins the current job by incrementing the active count of an open
+    /// job; the caller closes it when its own work is done and no helper is active, so it never
+    /// waits for a helper that has not started (one the OS has not scheduled, say).
+    word: AtomicU64,
+    /// The current job (a `*const Job` with its lifetime erased): valid while its job is open or
+    /// has active helpers.
     job: AtomicPtr<()>,
-    /// Helpers that have finished with the current job.
-    acked: AtomicUsize,
     /// Helpers parked on `wake`.
     parked: AtomicUsize,
     lock: Mutex<()>,
@@ -63,9 +71,8 @@ pub struct Team {
 impl Team {
     fn new(helpers: usize) -> Team {
         let shared = Arc::new(Shared {
-            generation: AtomicU64::new(0),
+            word: AtomicU64::new(CLOSED),
             job: AtomicPtr::new(std::ptr::null_mut()),
-            acked: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -73,7 +80,7 @@ impl Team {
         let mut started = 0;
         for i in 0..helpers {
             let shared = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new().name(format!("cinevec-team-{i}")).spawn(move || helper(&shared, 0));
+            let spawned = std::thread::Builder::new().name(format!("cinevec-team-{i}")).spawn(move || helper(&shared));
             if spawned.is_ok() {
                 started += 1;
             }
@@ -87,7 +94,7 @@ impl Team {
     }
 
     /// Run `f(i)` once for every `i` in `0..items`, on the calling thread and the helpers; returns
-    /// when all are done. Re-raises a panic of `f` (after every item ran or was skipped).
+    /// when all are done. Re-raises a panic of `f` (after every item ran).
     pub fn for_each(&self, items: usize, f: &(dyn Fn(usize) + Sync)) {
         if items == 0 {
             return;
@@ -102,19 +109,24 @@ impl Team {
         };
         let job = Job { items, next: AtomicUsize::new(0), f, panicked: AtomicBool::new(false) };
         let s = &*self.shared;
-        s.acked.store(0, SeqCst);
+        // The previous job is closed with no helper in it (see below), so nobody reads `job` now.
+        let next_generation = generation(s.word.load(SeqCst)).wrapping_add(1) & (u64::MAX >> 32);
         s.job.store(&job as *const Job as *mut (), SeqCst);
-        s.generation.fetch_add(1, SeqCst);
+        s.word.store(next_generation << 32, SeqCst);
         if s.parked.load(SeqCst) > 0 {
             let _l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
         job.work();
-        // Every helper must be done with `job` before it goes out of scope.
+        // Close the job once no helper is inside it; helpers that come later skip it.
         let mut spins = 0u32;
-        while s.acked.load(SeqCst) < self.helpers {
+        loop {
+            let word = s.word.load(SeqCst);
+            if word & ACTIVE == 0 && s.word.compare_exchange(word, word | CLOSED, SeqCst, SeqCst).is_ok() {
+                break;
+            }
             spins += 1;
-            if spins < 1 << 16 {
+            if spins < 1 << 14 {
                 std::hint::spin_loop();
             } else {
                 std::thread::yield_now();
@@ -128,41 +140,46 @@ impl Team {
     }
 }
 
-/// `seen`: the generation when the team was made (a helper that starts late must still take part
-/// in every job after it).
-fn helper(s: &Shared, mut seen: u64) {
+fn helper(s: &Shared) {
+    // A closed job is never joined, so starting from "nothing seen" is safe.
+    let mut seen = u64::MAX;
+    let mut idle_since = Instant::now();
+    let mut spins = 0u32;
     loop {
-        let mut idle_since = Instant::now();
-        let mut spins = 0u32;
-        loop {
-            let g = s.generation.load(SeqCst);
-            if g != seen {
-                seen = g;
-                break;
+        let word = s.word.load(SeqCst);
+        if generation(word) != seen {
+            seen = generation(word);
+            if word & CLOSED == 0 && s.word.compare_exchange(word, word + 1, SeqCst, SeqCst).is_ok() {
+                let job = s.job.load(SeqCst) as *const Job;
+                // SAFETY: the job is open and counts this helper as active: its caller keeps it
+                // alive (and `job` pointing at it) until the count is back to zero.
+                unsafe { (*job).work() };
+                s.word.fetch_sub(1, SeqCst);
+            } else if word & CLOSED == 0 {
+                // The word changed under us (another helper joined, or a new job): look again.
+                seen = u64::MAX;
             }
-            spins = spins.wrapping_add(1);
-            if spins % 64 != 0 {
-                std::hint::spin_loop();
-                continue;
-            }
-            if idle_since.elapsed() < SPIN {
-                continue;
-            }
-            let mut l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
-            s.parked.fetch_add(1, SeqCst);
-            while s.generation.load(SeqCst) == seen {
-                l = s.wake.wait(l).unwrap_or_else(|e| e.into_inner());
-            }
-            s.parked.fetch_sub(1, SeqCst);
-            drop(l);
             idle_since = Instant::now();
+            continue;
         }
-        let job = s.job.load(SeqCst) as *const Job;
-        if !job.is_null() {
-            // SAFETY: the caller keeps the job alive until this helper acknowledges it below.
-            unsafe { (*job).work() };
+        spins = spins.wrapping_add(1);
+        if spins % 64 != 0 {
+            std::hint::spin_loop();
+            continue;
         }
-        s.acked.fetch_add(1, SeqCst);
+        if idle_since.elapsed() < SPIN {
+            // Give the core away if another thread wants it (a busy machine); returns at once on
+            // an idle one.
+            std::thread::yield_now();
+            continue;
+        }
+        let mut l = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+        s.parked.fetch_add(1, SeqCst);
+        while generation(s.word.load(SeqCst)) == seen {
+            l = s.wake.wait(l).unwrap_or_else(|e| e.into_inner());
+        }
+        s.parked.fetch_sub(1, SeqCst);
+        drop(l);
     }
 }
 
