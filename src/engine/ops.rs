@@ -402,10 +402,12 @@ impl CustomOp2 for TeamProduct {
             candle_core::bail!("team-product: inner sizes differ, {k} and {k2}");
         }
         let (x, w) = (&x[xs..xe], &w[ws..we]);
-        let mut out = vec![0f32; m * n];
-        if m == 0 || n == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+        if m == 0 || n == 0 || k == 0 {
+            return Ok((CpuStorage::F32(vec![0f32; m * n]), Shape::from((m, n))));
         }
+        // Not zero-filled: `gemm` (without `read_dst`) writes every element, and the length is set
+        // only after it has (a memset of the output was ~2 % of a one-document forward pass).
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
         let team = super::team::get();
         // Column blocks a multiple of 16 wide (the kernels' register tile), one per thread.
         let width = n.div_ceil(team.size()).div_ceil(16).max(1) * 16;
@@ -440,6 +442,8 @@ impl CustomOp2 for TeamProduct {
                 )
             }
         });
+        // SAFETY: the blocks cover columns 0..n of every row, all written by `gemm` above.
+        unsafe { out.set_len(m * n) };
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }
