@@ -93,7 +93,7 @@ pub struct IngestArgs {
     pub db: DbArgs,
     /// Fail on the first malformed row or line instead of skipping and counting it; nothing is
     /// written then.
-    #[arg(long, env = "CINEVEC_INGEST_STRICT")]
+    #[arg(long, env = "CINEVEC_INGEST_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
     /// Movies per store transaction.
     #[arg(long, env = "CINEVEC_INGEST_BATCH", default_value_t = 5000)]
@@ -116,7 +116,7 @@ pub struct IngestSourceArgs {
     pub catalog: Option<PathBuf>,
     /// The demo catalog: the rated films of npm package vega-datasets@3.2.1 (needs npm the first
     /// time; cached in --cache-dir).
-    #[arg(long, env = "CINEVEC_INGEST_DEMO")]
+    #[arg(long, env = "CINEVEC_INGEST_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 }
 
@@ -163,10 +163,10 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub index: IndexArgs,
     /// Fail on the first malformed input row or line instead of skipping and counting it.
-    #[arg(long, env = "CINEVEC_STRICT")]
+    #[arg(long, env = "CINEVEC_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
     /// Do not use the embedding cache (an interrupted embedding step then starts over).
-    #[arg(long, env = "CINEVEC_NO_CACHE")]
+    #[arg(long, env = "CINEVEC_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
     /// Run every step, even those whose outputs are up to date (the embedding cache is still used
     /// unless --no-cache).
@@ -315,7 +315,7 @@ pub struct ModelArgs {
     #[arg(long, env = "CINEVEC_MAX_TOKENS")]
     pub max_tokens: Option<usize>,
     /// Run on the CPU even when a GPU is available.
-    #[arg(long, env = "CINEVEC_CPU")]
+    #[arg(long, env = "CINEVEC_CPU", value_parser = clap::builder::BoolishValueParser::new())]
     pub cpu: bool,
     /// Number format of the model's weights and activations: f16 and bf16 need a CUDA GPU (pooling
     /// and normalisation stay in f32 either way).
@@ -411,7 +411,7 @@ pub struct EmbedArgs {
     pub strict: bool,
     /// Do not read or write the embedding cache (`OUT/.cache/embed-cache-*.bin`), which lets an
     /// interrupted run resume and a changed catalog re-embed only its changed movies.
-    #[arg(long, env = "CINEVEC_NO_CACHE")]
+    #[arg(long, env = "CINEVEC_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
 }
 
@@ -753,4 +753,27 @@ where
         store.close().await;
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boolean_environment_flags_accept_one_and_zero() {
+        // Only this test sets CINEVEC_NO_CACHE in this process.
+        for (value, expected) in [("1", true), ("yes", true), ("TRUE", true), ("0", false), ("off", false)] {
+            std::env::set_var("CINEVEC_NO_CACHE", value);
+            let cli = Cli::try_parse_from(["cinevec", "build", "--demo"]).expect(value);
+            let Command::Build(args) = cli.command else { panic!("not build") };
+            assert_eq!(args.no_cache, expected, "CINEVEC_NO_CACHE={value}");
+        }
+        std::env::set_var("CINEVEC_NO_CACHE", "maybe");
+        assert!(Cli::try_parse_from(["cinevec", "build", "--demo"]).is_err());
+        std::env::remove_var("CINEVEC_NO_CACHE");
+        let Command::Build(args) = Cli::try_parse_from(["cinevec", "build", "--demo"]).unwrap().command else {
+            panic!("not build")
+        };
+        assert!(!args.no_cache);
+    }
 }

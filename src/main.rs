@@ -5,6 +5,13 @@ fn main() -> ExitCode {
     cinevec::tune_allocator();
     cinevec::tune_threads();
     let cli = cinevec::cli::Cli::parse();
+    if !matches!(cli.command, cinevec::cli::Command::Serve(_)) {
+        // Like other command-line tools, end quietly when the reader of stdout goes away
+        // (`cinevec ... | head`) instead of panicking on the failed write. The server keeps Rust's
+        // default (SIGPIPE ignored): its sockets report a closed peer as an error.
+        // SAFETY: restoring a signal's default disposition before any other thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     cinevec::cli::init_logging(cli.verbose);
     match cinevec::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
