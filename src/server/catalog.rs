@@ -420,11 +420,14 @@ impl LiveCatalog {
 
     /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`. With
     /// `exact`, or when the graph finds fewer than `k` under a selective filter, by brute force: `k`
-    /// results come back whenever `k` movies pass the filter.
+    /// results come back whenever `k` movies pass the filter. `start`: the row whose vector `query` is
+    /// (more like this by id): the graph search starts at its node (see [`VectorIndex::search_from`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn nearest(
         &self,
         index: &VectorIndex,
         query: &[f32],
+        start: Option<usize>,
         k: usize,
         filter: &Filter,
         exclude: &[usize],
@@ -433,7 +436,10 @@ impl LiveCatalog {
         let resolved = self.resolve(filter);
         let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
         if !exact {
-            let hits = index.search(query, k, &keep);
+            let hits = match start {
+                Some(row) => index.search_from(query, Some(row), k, index.params().ef_search_by_row, &keep),
+                None => index.search(query, k, &keep),
+            };
             if hits.len() >= k {
                 return hits;
             }
