@@ -370,6 +370,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_recorded_weights_hash_is_trusted_only_while_size_and_time_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("model.safetensors");
+        std::fs::write(&weights, b"weights one").unwrap();
+        let real = crate::engine::sha256_file(&weights).unwrap();
+        // No record, or one without the file's stamp: hashed.
+        assert_eq!(weights_sha256(dir.path()).unwrap(), real);
+        let old = SourceRecord { source: "s".into(), weights_sha256: "ab".repeat(32), weights_file: None };
+        std::fs::write(dir.path().join(SOURCE_FILE), serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), real);
+        // A record with the stamp: its hash is used without reading the weights (a made-up hash shows it).
+        write_source(dir.path(), "s", &"ab".repeat(32)).unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), "ab".repeat(32));
+        // The weights replaced (other size): hashed again.
+        std::fs::write(&weights, b"other weights, longer").unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        // Same size, other time: hashed again.
+        write_source(dir.path(), "s", &"ab".repeat(32)).unwrap();
+        let f = std::fs::File::options().write(true).open(&weights).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        // A damaged record: hashed.
+        std::fs::write(dir.path().join(SOURCE_FILE), b"{not json").unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+    }
+
+    #[test]
     fn parses_sources() {
         assert_eq!(ModelSource::parse("minilm"), ModelSource::Default);
         assert_eq!(

@@ -160,12 +160,14 @@ fn from_the_query_row_recall_at_10_with_the_default_list() {
     let (n, dim) = (4000, 64);
     let m = vectors(n, dim, 7);
     let params = IndexParams::default();
-    let index = VectorIndex::build(&m, dim, params);
+    // Shared as the server shares it: a query that is a row of this matrix walks on that row's codes.
+    let shared = Arc::new(m.clone());
+    let index = VectorIndex::build_shared(shared.clone(), dim, params);
     let f32_index = VectorIndex::build(&m, dim, params).without_quantized();
     let (mut found, mut found_f32, queries) = (0, 0, 200);
     for q in 0..queries {
         let row = q * 19;
-        let query = &m[row * dim..(row + 1) * dim];
+        let query = &shared[row * dim..(row + 1) * dim];
         let not_self = |r: usize| r != row;
         let want = exact(&m, dim, query, 10, &not_self);
         let got = index.search_from(query, Some(row), 10, params.ef_search_by_row, &not_self);

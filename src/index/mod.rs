@@ -47,7 +47,7 @@ pub struct IndexParams {
 
 impl Default for IndexParams {
     fn default() -> Self {
-        IndexParams { max_connections: 24, ef_construction: 200, ef_search: 96, ef_search_by_row: 48 }
+        IndexParams { max_connections: 24, ef_construction: 200, ef_search: 96, ef_search_by_row: 400 }
     }
 }
 
@@ -173,8 +173,17 @@ impl VectorIndex {
             Some(q) if q.rows() == self.graph.rows() && query.len() == dim => {
                 // Walk on the int8 codes; then the whole candidate list (not only the first k: the
                 // codes' order is approximate) is re-scored with the f32 vectors.
-                let codes = q.encode(query);
-                let score = |row: u32| q.score(&codes, q.row(row as usize));
+                // A query that is the start row's own vector (more like this by id) has its codes.
+                let own = start.filter(|&r| r < q.rows() && std::ptr::eq(query.as_ptr(), vector(r).as_ptr()));
+                let encoded;
+                let codes = match own {
+                    Some(r) => q.row(r),
+                    None => {
+                        encoded = q.encode(query);
+                        &encoded[..]
+                    }
+                };
+                let score = |row: u32| q.score(codes, q.row(row as usize));
                 let fetch = |row: u32| graph::prefetch(q.row(row as usize));
                 let mut hits = self.graph.search_by(score, fetch, start, k, ef, keep);
                 hits.iter().for_each(|h| graph::prefetch(vector(h.row)));
