@@ -66,6 +66,8 @@ impl<'a> Facts<'a> {
 struct Names {
     by_key: HashMap<Box<str>, u32>,
     spelling: Vec<Box<str>>,
+    /// The key being looked up (reused: interning runs for every name of every movie at start).
+    scratch: String,
 }
 
 impl Names {
@@ -78,13 +80,28 @@ impl Names {
     }
 
     fn intern(&mut self, name: &str) -> u32 {
-        let key = Self::key(name);
-        if let Some(&id) = self.by_key.get(key.as_ref()) {
-            return id;
-        }
-        let id = self.spelling.len() as u32;
-        self.spelling.push(name.into());
-        self.by_key.insert(key.into_owned().into_boxed_str(), id);
+        // ASCII (most names): lower-cased into the scratch string, no allocation per lookup. Other
+        // names through `key` (str::to_lowercase, which `find` uses too).
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let key: &str = if name.is_ascii() {
+            scratch.clear();
+            scratch.push_str(name);
+            scratch.make_ascii_lowercase();
+            &scratch
+        } else {
+            scratch = Self::key(name).into_owned();
+            &scratch
+        };
+        let id = match self.by_key.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.spelling.len() as u32;
+                self.spelling.push(name.into());
+                self.by_key.insert(key.into(), id);
+                id
+            }
+        };
+        self.scratch = scratch;
         id
     }
 
