@@ -9,7 +9,7 @@
 # a few minutes), then (scripts/bench_service.py):
 #   - the real `cinevec serve` on the 384-d set: ready time after deleting the saved graph and with it,
 #     recall@10 of more-like-this against exact=true over 1,000 movies, wrk throughput and latency of
-#     GET /v1/movies/{id}/similar?k=10 rotating over 10,000 ids, one-movie POST /v1/predict latency
+#     GET /v1/movies/{id}/similar?k=10 rotating over all ids (shuffled), one-movie POST /v1/predict latency
 #     (sequential client), peak RSS (VmHWM) against matrix + graph + model bytes;
 #   - offline, for the 768-d set (no 768-d model here to serve it): `cinevec bench-index` builds and
 #     saves its graph (first run), loads it, and measures recall@10 against brute force per ef and memory.

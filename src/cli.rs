@@ -251,6 +251,21 @@ pub struct GenServiceArgs {
     pub head: HeadArgs,
 }
 
+/// Where `cinevec bench-index`'s searches start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchStart {
+    Entry,
+    #[value(name = "self")]
+    SelfRow,
+}
+
+/// Which copy of the vectors `cinevec bench-index`'s searches walk the graph on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Traversal {
+    Int8,
+    F32,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchIndexArgs {
     /// Folder of the embedding set (its saved graph is loaded, or built and saved).
@@ -267,6 +282,14 @@ pub struct BenchIndexArgs {
     /// Search candidate list sizes to measure recall at.
     #[arg(long, value_delimiter = ',', default_value = "32,64,96,128")]
     pub ef: Vec<usize>,
+    /// Where each search starts: `entry` (greedy descent from the graph's entry point, as for a
+    /// document query) or `self` (at the query row's own node, as more-like-this by id does).
+    #[arg(long, value_enum, default_value_t = SearchStart::Entry)]
+    pub start: SearchStart,
+    /// Walk the graph on the int8 copy of the vectors (`int8`, the server's way; results re-scored
+    /// in f32) or on the f32 vectors themselves (`f32`).
+    #[arg(long, value_enum, default_value_t = Traversal::Int8)]
+    pub traversal: Traversal,
     #[arg(long, default_value_t = crate::index::IndexParams::default().max_connections)]
     pub hnsw_m: usize,
     #[arg(long, default_value_t = crate::index::IndexParams::default().ef_construction)]
@@ -432,6 +455,7 @@ impl IndexArgs {
             max_connections: self.hnsw_m.clamp(2, 255),
             ef_construction: self.hnsw_ef_construction.max(1),
             ef_search: ef_search.max(1),
+            ..IndexParams::default()
         }
     }
 }

@@ -34,6 +34,41 @@ const OPTIONAL: [&str; 3] = ["sentence_bert_config.json", "modules.json", "1_Poo
 pub struct SourceRecord {
     pub source: String,
     pub weights_sha256: String,
+    /// Size and modification time of `model.safetensors` when `weights_sha256` was computed: while
+    /// both still match, loading the model trusts the recorded hash instead of hashing 90+ MB again.
+    /// Absent in records written before it existed (then the weights are hashed at every load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_file: Option<FileStamp>,
+}
+
+/// A file's size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    pub bytes: u64,
+    pub modified_ns: u64,
+}
+
+impl FileStamp {
+    pub fn of(path: &Path) -> Result<FileStamp> {
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let modified = meta.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Ok(FileStamp { bytes: meta.len(), modified_ns: u64::try_from(modified.as_nanos()).unwrap_or(u64::MAX) })
+    }
+}
+
+/// sha256 of a model folder's `model.safetensors`: the one its source record (`cinevec model fetch`)
+/// gives while the file's size and modification time are those recorded with it, else hashed now.
+pub fn weights_sha256(dir: &Path) -> Result<String> {
+    let weights = dir.join("model.safetensors");
+    let recorded = || -> Option<String> {
+        let record: SourceRecord = serde_json::from_slice(&std::fs::read(dir.join(SOURCE_FILE)).ok()?).ok()?;
+        let valid = record.weights_sha256.len() == 64 && record.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        (valid && record.weights_file? == FileStamp::of(&weights).ok()?).then_some(record.weights_sha256)
+    };
+    match recorded() {
+        Some(sha) => Ok(sha),
+        None => crate::engine::sha256_file(&weights),
+    }
 }
 
 /// What kind of source a `--model` value is.
@@ -142,6 +177,12 @@ fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
         let sha = crate::engine::sha256_file(&dest.join("model.safetensors"))?;
         if sha == DEFAULT_MODEL_SHA256 {
             tracing::info!("default model already in {} (sha256 verified)", dest.display());
+            // A record from before the weights' size and time were kept: add them (loads then trust it).
+            let record: Option<SourceRecord> =
+                std::fs::read(dest.join(SOURCE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(record) = record.filter(|r| r.weights_file.is_none() && r.weights_sha256 == sha) {
+                write_source(&dest, &record.source, &sha)?;
+            }
             return Ok(dest);
         }
         tracing::warn!("{} has unexpected weights (sha256 {sha}); fetching again", dest.display());
@@ -270,8 +311,9 @@ fn hub_error(id: &str, file: &str, e: hf_hub::api::sync::ApiError) -> anyhow::Er
 }
 
 fn write_source(dir: &Path, source: &str, sha: &str) -> Result<()> {
-    let record = SourceRecord { source: source.to_string(), weights_sha256: sha.to_string() };
-    std::fs::write(dir.join(SOURCE_FILE), serde_json::to_vec_pretty(&record)?)?;
+    let weights_file = Some(FileStamp::of(&dir.join("model.safetensors"))?);
+    let record = SourceRecord { source: source.to_string(), weights_sha256: sha.to_string(), weights_file };
+    crate::artifacts::write_atomic(&dir.join(SOURCE_FILE), &serde_json::to_vec_pretty(&record)?)?;
     Ok(())
 }
 
@@ -326,6 +368,33 @@ fn replace_dir(staging: &Path, dest: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_weights_hash_is_trusted_only_while_size_and_time_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let weights = dir.path().join("model.safetensors");
+        std::fs::write(&weights, b"weights one").unwrap();
+        let real = crate::engine::sha256_file(&weights).unwrap();
+        // No record, or one without the file's stamp: hashed.
+        assert_eq!(weights_sha256(dir.path()).unwrap(), real);
+        let old = SourceRecord { source: "s".into(), weights_sha256: "ab".repeat(32), weights_file: None };
+        std::fs::write(dir.path().join(SOURCE_FILE), serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), real);
+        // A record with the stamp: its hash is used without reading the weights (a made-up hash shows it).
+        write_source(dir.path(), "s", &"ab".repeat(32)).unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), "ab".repeat(32));
+        // The weights replaced (other size): hashed again.
+        std::fs::write(&weights, b"other weights, longer").unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        // Same size, other time: hashed again.
+        write_source(dir.path(), "s", &"ab".repeat(32)).unwrap();
+        let f = std::fs::File::options().write(true).open(&weights).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        // A damaged record: hashed.
+        std::fs::write(dir.path().join(SOURCE_FILE), b"{not json").unwrap();
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+    }
 
     #[test]
     fn parses_sources() {

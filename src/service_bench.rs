@@ -509,7 +509,9 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
         max_connections: args.hnsw_m,
         ef_construction: args.hnsw_ef_construction,
         ef_search: args.ef.first().copied().unwrap_or(96),
+        ..IndexParams::default()
     };
+    let from_self = args.start == crate::cli::SearchStart::SelfRow;
     if args.rebuild {
         crate::index::remove_saved(&args.artifacts)?;
     }
@@ -528,6 +530,7 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
         }
     };
     let index_s = t.elapsed().as_secs_f64();
+    let index = if args.traversal == crate::cli::Traversal::F32 { index.without_quantized() } else { index };
     let (peak_after_load, _) = memory();
 
     let step = (rows / args.queries.max(1)).max(1);
@@ -543,7 +546,7 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
         let mut ms = Vec::with_capacity(queries.len());
         for (q, want) in queries.iter().zip(&truth) {
             let t = Instant::now();
-            let got = index.search_ef(row(*q).unwrap(), args.k, ef, &|r| r != *q);
+            let got = index.search_from(row(*q).unwrap(), from_self.then_some(*q), args.k, ef, &|r| r != *q);
             ms.push(t.elapsed().as_secs_f64() * 1e3);
             found += want.iter().filter(|w| got.iter().any(|h| h.row == **w)).count();
         }
@@ -566,6 +569,9 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
         "params": params,
         "matrix_load_s": load_matrix_s,
         "graph": if built { "built" } else { "loaded" },
+        "start": if from_self { "self" } else { "entry" },
+        "traversal": if index.quantized_bytes() > 0 { "int8" } else { "f32" },
+        "quantized_bytes": index.quantized_bytes(),
         "graph_s": index_s,
         "queries": queries.len(),
         "k": args.k,

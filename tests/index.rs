@@ -133,3 +133,124 @@ fn a_vector_inserted_at_run_time_is_found_at_once() {
     let hits = index.search(new, 3, &|r| r != n);
     assert!(hits.iter().all(|h| h.row != n) && hits.len() == 3);
 }
+
+#[test]
+fn a_search_from_the_query_row_matches_brute_force() {
+    // With a candidate list as large as the set, a search from the query's own node reaches every
+    // row: the answer is exactly brute force's.
+    let (n, dim) = (400, 16);
+    let m = vectors(n, dim, 21);
+    let index = VectorIndex::build(&m, dim, IndexParams::default());
+    for row in (0..n).step_by(13) {
+        let query = &m[row * dim..(row + 1) * dim];
+        let not_self = |r: usize| r != row;
+        let want = exact(&m, dim, query, 10, &not_self);
+        let hits = index.search_from(query, Some(row), 10, n, &not_self);
+        let got: Vec<usize> = hits.iter().map(|h| h.row).collect();
+        assert_eq!(got, want, "row {row}");
+        for h in &hits {
+            let cos = cinevec::index::dot(query, &m[h.row * dim..(h.row + 1) * dim]);
+            assert!((cos - h.score).abs() < 1e-5, "scores are the f32 cosines");
+        }
+    }
+}
+
+#[test]
+fn from_the_query_row_recall_at_10_with_the_default_list() {
+    let (n, dim) = (4000, 64);
+    let m = vectors(n, dim, 7);
+    let params = IndexParams::default();
+    // Shared as the server shares it: a query that is a row of this matrix walks on that row's codes.
+    let shared = Arc::new(m.clone());
+    let index = VectorIndex::build_shared(shared.clone(), dim, params);
+    let f32_index = VectorIndex::build(&m, dim, params).without_quantized();
+    let (mut found, mut found_f32, queries) = (0, 0, 200);
+    for q in 0..queries {
+        let row = q * 19;
+        let query = &shared[row * dim..(row + 1) * dim];
+        let not_self = |r: usize| r != row;
+        let want = exact(&m, dim, query, 10, &not_self);
+        let got = index.search_from(query, Some(row), 10, params.ef_search_by_row, &not_self);
+        assert!(got.iter().all(|h| h.row != row) && got.len() == 10);
+        found += want.iter().filter(|r| got.iter().any(|h| h.row == **r)).count();
+        let got = f32_index.search_from(query, Some(row), 10, params.ef_search_by_row, &not_self);
+        found_f32 += want.iter().filter(|r| got.iter().any(|h| h.row == **r)).count();
+    }
+    let (recall, recall_f32) = (found as f64 / (queries * 10) as f64, found_f32 as f64 / (queries * 10) as f64);
+    assert!(recall >= 0.98, "recall@10 walking the int8 codes {recall}");
+    assert!(recall_f32 >= 0.98, "recall@10 walking the f32 vectors {recall_f32}");
+}
+
+#[test]
+fn a_start_row_outside_the_graph_searches_from_the_entry_point() {
+    let (n, dim) = (1000, 32);
+    let m = vectors(n + 1, dim, 9);
+    let index = VectorIndex::build(&m[..n * dim], dim, IndexParams::default());
+    let new = &m[n * dim..];
+    index.insert(n, new);
+    let all = |_r: usize| true;
+    // A run-time row (not in the graph) and rows far past the end: no panic, the same answer as a
+    // search without a start.
+    let plain: Vec<usize> = index.search(new, 5, &all).iter().map(|h| h.row).collect();
+    for start in [n, n + 7, usize::MAX] {
+        let got: Vec<usize> = index.search_from(new, Some(start), 5, 96, &all).iter().map(|h| h.row).collect();
+        assert_eq!(got, plain);
+    }
+    assert_eq!(plain[0], n);
+    // k larger than the rows, k = 0, ef 0: no panic.
+    assert_eq!(index.search_from(&m[..dim], Some(0), 5000, 0, &all).len(), n + 1);
+    assert!(index.search_from(&m[..dim], Some(0), 0, 10, &all).is_empty());
+}
+
+#[test]
+fn damaged_or_stale_quantized_vectors_are_rebuilt() {
+    let (n, dim) = (1500, 24);
+    let m = vectors(n, dim, 5);
+    let params = IndexParams::default();
+    let index = VectorIndex::build(&m, dim, params);
+    let dir = tempfile::tempdir().unwrap();
+    index.save(dir.path(), "run-a", n).unwrap();
+    let q8 = dir.path().join("index.q8");
+    let good = std::fs::read(&q8).unwrap();
+    assert_eq!(good.len(), n * dim + 8 + 8 * 3 + 4 + "run-a".len() + 8);
+
+    let shared = Arc::new(m.clone());
+    let all = |_r: usize| true;
+    let q = &m[40 * dim..41 * dim];
+    let want: Vec<usize> = index.search_from(q, Some(40), 10, 48, &all).iter().map(|h| h.row).collect();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    let mut header = good.clone();
+    header[9] ^= 1; // the row count
+    let damaged: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+        ("flipped bit", flipped),
+        ("header", header),
+        ("garbage", vec![0xffu8; good.len()]),
+    ];
+    for (what, bytes) in damaged {
+        std::fs::write(&q8, &bytes).unwrap();
+        let loaded = VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().expect("the graph loads");
+        assert_eq!(loaded.quantized_bytes(), n * dim, "{what}");
+        let got: Vec<usize> = loaded.search_from(q, Some(40), 10, 48, &all).iter().map(|h| h.row).collect();
+        assert_eq!(got, want, "{what}");
+        assert_eq!(std::fs::read(&q8).unwrap(), good, "{what}: rebuilt and saved again");
+    }
+    std::fs::remove_file(&q8).unwrap();
+    VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().expect("the graph loads");
+    assert_eq!(std::fs::read(&q8).unwrap(), good, "missing: built and saved");
+
+    // Codes of another embedding set with the same shape (a graph saved for run-b beside them): stale.
+    let other = vectors(n, dim, 6);
+    let index_b = VectorIndex::build(&other, dim, params);
+    index_b.save(dir.path(), "run-b", n).unwrap();
+    let good_b = std::fs::read(&q8).unwrap();
+    std::fs::write(&q8, &good).unwrap(); // run-a's codes under run-b's graph
+    let loaded = VectorIndex::load(dir.path(), "run-b", Arc::new(other.clone()), dim, params).unwrap().unwrap();
+    assert_eq!(std::fs::read(&q8).unwrap(), good_b, "stale codes replaced");
+    let qb = &other[7 * dim..8 * dim];
+    let a: Vec<usize> = index_b.search(qb, 10, &all).iter().map(|h| h.row).collect();
+    let b: Vec<usize> = loaded.search(qb, 10, &all).iter().map(|h| h.row).collect();
+    assert_eq!(a, b);
+}

@@ -137,7 +137,7 @@ impl Embedder {
         if !weights.exists() {
             anyhow::bail!("{} has no model.safetensors", dir.display());
         }
-        let weights_sha256 = sha256_file(&weights)?;
+        let weights_sha256 = crate::models::weights_sha256(dir)?;
         // SAFETY: the file is memory-mapped read-only; cinevec never writes model files while serving.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, &device)? };
         let encoder = match spec.architecture {

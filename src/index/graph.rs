@@ -12,6 +12,7 @@ use hnsw_rs::hnsw::Hnsw;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::io::Read;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"CVGRAPH1";
@@ -126,10 +127,35 @@ impl Graph {
     /// The `k` best rows accepted by `keep`, best first. Filters apply inside the search: rejected rows
     /// are walked through but never returned, so `k` results come back whenever the graph reaches
     /// them within the candidate list of `ef`.
+    ///
+    /// `start`: a row whose vector is (close to) the query, e.g. the query's own row for "more like
+    /// this": the level-0 search starts there instead of at the end of the greedy descent from the
+    /// entry point, i.e. already among the query's neighbours. `None` (or a row outside the graph)
+    /// descends from the entry point.
     pub fn search<'v>(
         &self,
         vector: &(dyn Fn(usize) -> &'v [f32] + Sync),
         query: &[f32],
+        start: Option<usize>,
+        k: usize,
+        ef: usize,
+        keep: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<Hit> {
+        let score = |row: u32| dot(query, vector(row as usize));
+        let fetch = |row: u32| prefetch(vector(row as usize));
+        let mut hits = self.search_by(score, fetch, start, k, ef, keep);
+        hits.truncate(k);
+        hits
+    }
+
+    /// The search itself, over any scoring of rows against the query (`score`; `fetch` asks for a
+    /// row's data ahead of scoring it): up to `max(ef, k)` rows accepted by `keep`, best first by
+    /// `score` (the caller truncates to `k`, or re-scores them first).
+    pub fn search_by(
+        &self,
+        score: impl Fn(u32) -> f32,
+        fetch: impl Fn(u32),
+        start: Option<usize>,
         k: usize,
         ef: usize,
         keep: &(dyn Fn(usize) -> bool + Sync),
@@ -138,10 +164,12 @@ impl Graph {
             return Vec::new();
         }
         let ef = ef.max(k);
-        let score = |row: u32| dot(query, vector(row as usize));
-        // Greedy descent through the upper levels.
-        let mut cur = Scored(score(self.entry), self.entry);
-        for level in self.levels.iter().skip(1).rev() {
+        let from_start = start.filter(|&r| r < self.rows).map(|r| r as u32);
+        let first = from_start.unwrap_or(self.entry);
+        let mut cur = Scored(score(first), first);
+        // Greedy descent through the upper levels (none when starting at a given row).
+        let descent = if from_start.is_some() { 0 } else { self.levels.len().saturating_sub(1) };
+        for level in self.levels.iter().skip(1).rev().take(descent) {
             loop {
                 let mut best = cur;
                 for &n in level.of(cur.1) {
@@ -171,6 +199,7 @@ impl Graph {
             // Candidates best first; results worst first (a min-heap through Reverse).
             let mut candidates = BinaryHeap::with_capacity(ef * 4);
             let mut results: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+            let mut fresh: Vec<u32> = Vec::with_capacity(64);
             marks[cur.1 as usize] = epoch;
             candidates.push(cur);
             if keep(cur.1 as usize) {
@@ -180,18 +209,18 @@ impl Graph {
                 if results.len() >= ef && c < results.peek().expect("non-empty").0 {
                     break;
                 }
-                let neighbours = level0.of(c.1);
-                for (i, &n) in neighbours.iter().enumerate() {
+                // The unvisited neighbours first, each asked for ahead (the vectors are scattered
+                // over hundreds of MB: the loads overlap instead of waiting one by one), then scored.
+                fresh.clear();
+                for &n in level0.of(c.1) {
                     let mark = &mut marks[n as usize];
-                    if *mark == epoch {
-                        continue;
+                    if *mark != epoch {
+                        *mark = epoch;
+                        fetch(n);
+                        fresh.push(n);
                     }
-                    *mark = epoch;
-                    // The vectors are scattered over hundreds of MB: ask for the next one while this
-                    // one is scored.
-                    if let Some(&next) = neighbours.get(i + 1) {
-                        prefetch(vector(next as usize));
-                    }
+                }
+                for &n in &fresh {
                     let s = Scored(score(n), n);
                     if results.len() < ef || s > results.peek().expect("non-empty").0 {
                         candidates.push(s);
@@ -207,7 +236,6 @@ impl Graph {
             let mut hits: Vec<Hit> =
                 results.into_iter().map(|r| Hit { row: r.0 .1 as usize, score: r.0 .0 }).collect();
             hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-            hits.truncate(k);
             hits
         })
     }
@@ -251,13 +279,7 @@ impl Graph {
         for level in 0..count {
             let (n_nodes, n_offsets, n_neighbours) = (r.u64()? as usize, r.u64()? as usize, r.u64()? as usize);
             let l = Level { nodes: r.u32s(n_nodes)?, offsets: r.u32s(n_offsets)?, neighbours: r.u32s(n_neighbours)? };
-            let nodes = if level == 0 { rows } else { l.nodes.len() };
-            ensure!(level > 0 || l.nodes.is_empty(), "level 0 lists nodes");
-            ensure!(l.offsets.len() == nodes + 1 && l.offsets[0] == 0, "level {level}: bad offsets");
-            ensure!(l.offsets.windows(2).all(|w| w[0] <= w[1]), "level {level}: offsets decrease");
-            ensure!(*l.offsets.last().expect("non-empty") as usize == l.neighbours.len(), "level {level}: bad offsets");
-            ensure!(l.nodes.windows(2).all(|w| w[0] < w[1]), "level {level}: nodes not sorted");
-            ensure!(l.nodes.iter().chain(&l.neighbours).all(|&n| (n as usize) < rows), "level {level}: row out of range");
+            check_level(&l, level, rows)?;
             levels.push(l);
         }
         ensure!(r.at == body.len(), "trailing bytes in graph file");
@@ -270,19 +292,142 @@ impl Graph {
         Ok(bytes.len() as u64)
     }
 
+    /// Read and fully validate a graph file (as [`Graph::from_bytes`]), straight into the neighbour
+    /// arrays: no copy of the whole file is held beside them.
     pub fn load(path: &Path) -> Result<Graph> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Graph::from_bytes(&bytes)
+        let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let len = file.metadata()?.len();
+        ensure!(len >= (MAGIC.len() + 32) as u64, "not a cinevec graph file");
+        let mut r = StreamReader { inner: std::io::BufReader::with_capacity(1 << 20, file), left: len - 8, sum: Fnv::new() };
+        let mut magic = [0u8; 8];
+        r.fill(&mut magic)?;
+        ensure!(&magic == MAGIC, "not a cinevec graph file");
+        let rows = r.u64()? as usize;
+        let entry = r.u64()?;
+        let count = r.u64()? as usize;
+        ensure!(count >= 1 && count <= 64, "graph has {count} levels");
+        ensure!(rows < u32::MAX as usize && (entry as usize) < rows.max(1), "bad graph header");
+        let mut levels = Vec::with_capacity(count);
+        for level in 0..count {
+            let (n_nodes, n_offsets, n_neighbours) = (r.u64()? as usize, r.u64()? as usize, r.u64()? as usize);
+            let l = Level { nodes: r.u32s(n_nodes)?, offsets: r.u32s(n_offsets)?, neighbours: r.u32s(n_neighbours)? };
+            check_level(&l, level, rows)?;
+            levels.push(l);
+        }
+        ensure!(r.left == 0, "trailing bytes in graph file");
+        let sum = r.sum.finish();
+        let mut tail = [0u8; 8];
+        r.inner.read_exact(&mut tail).context("graph file is truncated")?;
+        ensure!(sum == u64::from_le_bytes(tail), "graph file checksum mismatch");
+        Ok(Graph { rows, entry: entry as u32, levels })
     }
 }
 
-/// Start loading a vector into the cache (a hint; no effect where unsupported).
+/// A level's arrays are consistent: offsets cover the neighbours, rows in range, nodes sorted.
+fn check_level(l: &Level, level: usize, rows: usize) -> Result<()> {
+    let nodes = if level == 0 { rows } else { l.nodes.len() };
+    ensure!(level > 0 || l.nodes.is_empty(), "level 0 lists nodes");
+    ensure!(l.offsets.len() == nodes + 1 && l.offsets[0] == 0, "level {level}: bad offsets");
+    ensure!(l.offsets.windows(2).all(|w| w[0] <= w[1]), "level {level}: offsets decrease");
+    ensure!(*l.offsets.last().expect("non-empty") as usize == l.neighbours.len(), "level {level}: bad offsets");
+    ensure!(l.nodes.windows(2).all(|w| w[0] < w[1]), "level {level}: nodes not sorted");
+    ensure!(l.nodes.iter().chain(&l.neighbours).all(|&n| (n as usize) < rows), "level {level}: row out of range");
+    Ok(())
+}
+
+/// [`checksum`] computed over a stream, in pieces of any length.
+struct Fnv {
+    h: u64,
+    pending: [u8; 8],
+    n: usize,
+}
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv { h: 0xcbf2_9ce4_8422_2325, pending: [0; 8], n: 0 }
+    }
+    fn word(&mut self, w: u64) {
+        self.h = (self.h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fn feed(&mut self, mut bytes: &[u8]) {
+        if self.n > 0 {
+            let take = (8 - self.n).min(bytes.len());
+            self.pending[self.n..self.n + take].copy_from_slice(&bytes[..take]);
+            self.n += take;
+            bytes = &bytes[take..];
+            if self.n < 8 {
+                return;
+            }
+            self.word(u64::from_le_bytes(self.pending));
+            self.n = 0;
+        }
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.n = rest.len();
+    }
+    fn finish(mut self) -> u64 {
+        for i in 0..self.n {
+            self.h = (self.h ^ u64::from(self.pending[i])).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.h
+    }
+}
+
+/// Reads a graph file's body (`left` bytes before the checksum) and checksums it on the way.
+struct StreamReader<R> {
+    inner: R,
+    left: u64,
+    sum: Fnv,
+}
+
+impl<R: Read> StreamReader<R> {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
+        ensure!(buf.len() as u64 <= self.left, "graph file is truncated");
+        self.inner.read_exact(buf).context("graph file is truncated")?;
+        self.left -= buf.len() as u64;
+        self.sum.feed(buf);
+        Ok(())
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.fill(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>> {
+        let bytes = n.checked_mul(4).filter(|&b| b as u64 <= self.left).context("graph file is truncated")?;
+        let mut out = vec![0u32; n];
+        // SAFETY: the byte view covers exactly the vector's initialised u32s; any bytes are a valid u32.
+        let view = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes) };
+        self.fill(view)?;
+        if cfg!(target_endian = "big") {
+            out.iter_mut().for_each(|v| *v = u32::from_le(*v));
+        }
+        Ok(out)
+    }
+}
+
+/// Start loading a vector into the cache (a hint; no effect where unsupported): every 64-byte line it
+/// touches, the last one included when it is not aligned.
 #[inline(always)]
-fn prefetch(v: &[f32]) {
+pub fn prefetch<T>(v: &[T]) {
     #[cfg(target_arch = "x86_64")]
-    for line in v.chunks(16) {
-        // SAFETY: prefetching is a hint that never faults; the address is inside a live slice.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+    {
+        let bytes = std::mem::size_of_val(v);
+        let p = v.as_ptr().cast::<i8>();
+        let mut at = 0;
+        while at < bytes {
+            // SAFETY: prefetching is a hint that never faults; the address is inside a live slice.
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(at)) };
+            at += 64;
+        }
+        if bytes > 0 {
+            // SAFETY: as above (the slice's last byte).
+            unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.add(bytes - 1)) };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;

@@ -11,8 +11,10 @@
 
 mod distance;
 pub mod graph;
+mod quantized;
 
 pub use distance::{dot, UnitCosine};
+pub use quantized::Quantized;
 
 use anyhow::{Context, Result};
 use graph::Graph;
@@ -23,6 +25,8 @@ use std::sync::{Arc, RwLock};
 
 const GRAPH_FILE: &str = "index.graph";
 const MANIFEST: &str = "index.manifest.json";
+/// The int8 copy of the vectors the graph is walked on (see [`quantized`]).
+const Q8_FILE: &str = "index.q8";
 const GRAPH_FORMAT: &str = "cinevec-graph/1";
 /// Files of the graph format before this one (hnsw_rs dumps), removed when a new graph is saved.
 const LEGACY_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
@@ -36,11 +40,14 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// Candidate list size while searching (raised to `k` when `k` is larger).
     pub ef_search: usize,
+    /// Candidate list size of a search that starts at the query's own row (more like this by id;
+    /// [`VectorIndex::search_from`]): it starts among the neighbours, so it needs a smaller list.
+    pub ef_search_by_row: usize,
 }
 
 impl Default for IndexParams {
     fn default() -> Self {
-        IndexParams { max_connections: 24, ef_construction: 200, ef_search: 96 }
+        IndexParams { max_connections: 24, ef_construction: 200, ef_search: 96, ef_search_by_row: 400 }
     }
 }
 
@@ -79,6 +86,9 @@ struct Added {
 pub struct VectorIndex {
     graph: Graph,
     matrix: SharedMatrix,
+    /// int8 codes of the matrix rows: the graph is walked on them, the results re-scored in f32.
+    /// `None`: walked on the f32 rows.
+    quantized: Option<Quantized>,
     added: RwLock<Added>,
     dim: usize,
     params: IndexParams,
@@ -103,7 +113,8 @@ impl VectorIndex {
         }
         bar.finish_and_clear();
         let graph = Graph::from_hnsw(&hnsw, rows).expect("hnsw_rs numbers points by the rows given to it");
-        VectorIndex { graph, matrix, added: RwLock::new(Added::default()), dim, params }
+        let quantized = Some(Quantized::build(&matrix, dim));
+        VectorIndex { graph, matrix, quantized, added: RwLock::new(Added::default()), dim, params }
     }
 
     /// Add (or re-add, for a replaced movie) one vector at run time: found by every search from now on.
@@ -140,10 +151,47 @@ impl VectorIndex {
 
     /// [`VectorIndex::search`] with another candidate list size (raised to `k` when `k` is larger).
     pub fn search_ef(&self, query: &[f32], k: usize, ef: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
+        self.search_from(query, None, k, ef, keep)
+    }
+
+    /// [`VectorIndex::search_ef`] for a query that is (near) the vector of row `start`, e.g. "more like
+    /// this" by id: the graph search starts at that row's node, among the query's neighbours, instead
+    /// of descending from the entry point. A `start` outside the graph (a row added at run time, or
+    /// `None`) searches from the entry point.
+    pub fn search_from(
+        &self,
+        query: &[f32],
+        start: Option<usize>,
+        k: usize,
+        ef: usize,
+        keep: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<Hit> {
         let dim = self.dim;
         let matrix = &self.matrix;
         let vector = |row: usize| &matrix[row * dim..(row + 1) * dim];
-        let mut hits = self.graph.search(&vector, query, k, ef, keep);
+        let mut hits = match &self.quantized {
+            Some(q) if q.rows() == self.graph.rows() && query.len() == dim => {
+                // Walk on the int8 codes; then the whole candidate list (not only the first k: the
+                // codes' order is approximate) is re-scored with the f32 vectors.
+                // A query that is the start row's own vector (more like this by id) has its codes.
+                let own = start.filter(|&r| r < q.rows() && std::ptr::eq(query.as_ptr(), vector(r).as_ptr()));
+                let encoded;
+                let codes = match own {
+                    Some(r) => q.row(r),
+                    None => {
+                        encoded = q.encode(query);
+                        &encoded[..]
+                    }
+                };
+                let score = |row: u32| q.score(codes, q.row(row as usize));
+                let fetch = |row: u32| graph::prefetch(q.row(row as usize));
+                let mut hits = self.graph.search_by(score, fetch, start, k, ef, keep);
+                hits.iter().for_each(|h| graph::prefetch(vector(h.row)));
+                hits.iter_mut().for_each(|h| h.score = dot(query, vector(h.row)));
+                best_k(hits, k)
+            }
+            _ => self.graph.search(&vector, query, start, k, ef, keep),
+        };
         let added = self.added.read().unwrap_or_else(|e| e.into_inner());
         if !added.rows.is_empty() {
             hits.extend(added.rows.iter().zip(added.vectors.chunks_exact(dim)).filter(|(r, _)| keep(**r)).map(
@@ -154,8 +202,23 @@ impl VectorIndex {
         hits
     }
 
-    /// Save the graph into `dir` for an embedding set with `run_id`: the graph first, the manifest last.
+    /// Walk the graph on the f32 vectors instead of the int8 codes (for measuring one against the other).
+    pub fn without_quantized(mut self) -> Self {
+        self.quantized = None;
+        self
+    }
+
+    /// Bytes of the int8 copy of the vectors held (0 when the graph is walked on the f32 ones).
+    pub fn quantized_bytes(&self) -> usize {
+        self.quantized.as_ref().map_or(0, Quantized::bytes)
+    }
+
+    /// Save the graph into `dir` for an embedding set with `run_id`: the graph and the int8 codes
+    /// first, the manifest last.
     pub fn save(&self, dir: &Path, run_id: &str, rows: usize) -> Result<()> {
+        if let Some(q) = &self.quantized {
+            q.save(&dir.join(Q8_FILE), run_id).context("cannot write the quantized vectors")?;
+        }
         let graph_bytes = self.graph.save(&dir.join(GRAPH_FILE)).context("cannot write the HNSW graph")?;
         let manifest = IndexManifest {
             format: GRAPH_FORMAT.to_string(),
@@ -214,7 +277,8 @@ impl VectorIndex {
         let path = dir.join(GRAPH_FILE);
         match Graph::load(&path) {
             Ok(graph) if graph.rows() == rows => {
-                Ok(Some(VectorIndex { graph, matrix, added: RwLock::new(Added::default()), dim, params }))
+                let quantized = Some(load_or_build_quantized(dir, run_id, &matrix, rows, dim));
+                Ok(Some(VectorIndex { graph, matrix, quantized, added: RwLock::new(Added::default()), dim, params }))
             }
             Ok(graph) => {
                 tracing::warn!("saved index holds {} rows, expected {rows}: rebuilding", graph.rows());
@@ -228,9 +292,30 @@ impl VectorIndex {
     }
 }
 
+/// The int8 codes saved in `dir` when they were made from the embedding set `run_id`; else (missing,
+/// stale or damaged) made from `matrix` now and saved for the next start.
+fn load_or_build_quantized(dir: &Path, run_id: &str, matrix: &[f32], rows: usize, dim: usize) -> Quantized {
+    let path = dir.join(Q8_FILE);
+    match Quantized::load(&path, run_id, rows, dim) {
+        Ok(q) => q,
+        Err(e) => {
+            if path.exists() {
+                tracing::warn!("saved quantized vectors {} unusable ({e:#}): rebuilding them", path.display());
+            } else {
+                tracing::info!("quantizing the vectors (int8, saved for later starts)");
+            }
+            let q = Quantized::build(matrix, dim);
+            if let Err(e) = q.save(&path, run_id) {
+                tracing::warn!("could not save the quantized vectors ({e:#}); they will be rebuilt next start");
+            }
+            q
+        }
+    }
+}
+
 /// Remove a saved graph from `dir` (the next start rebuilds it).
 pub fn remove_saved(dir: &Path) -> Result<()> {
-    for name in [MANIFEST, GRAPH_FILE].into_iter().chain(LEGACY_FILES) {
+    for name in [MANIFEST, GRAPH_FILE, Q8_FILE].into_iter().chain(LEGACY_FILES) {
         match std::fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {}", dir.join(name).display()))

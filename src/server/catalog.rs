@@ -66,6 +66,8 @@ impl<'a> Facts<'a> {
 struct Names {
     by_key: HashMap<Box<str>, u32>,
     spelling: Vec<Box<str>>,
+    /// The key being looked up (reused: interning runs for every name of every movie at start).
+    scratch: String,
 }
 
 impl Names {
@@ -78,13 +80,28 @@ impl Names {
     }
 
     fn intern(&mut self, name: &str) -> u32 {
-        let key = Self::key(name);
-        if let Some(&id) = self.by_key.get(key.as_ref()) {
-            return id;
-        }
-        let id = self.spelling.len() as u32;
-        self.spelling.push(name.into());
-        self.by_key.insert(key.into_owned().into_boxed_str(), id);
+        // ASCII (most names): lower-cased into the scratch string, no allocation per lookup. Other
+        // names through `key` (str::to_lowercase, which `find` uses too).
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let key: &str = if name.is_ascii() {
+            scratch.clear();
+            scratch.push_str(name);
+            scratch.make_ascii_lowercase();
+            &scratch
+        } else {
+            scratch = Self::key(name).into_owned();
+            &scratch
+        };
+        let id = match self.by_key.get(key) {
+            Some(&id) => id,
+            None => {
+                let id = self.spelling.len() as u32;
+                self.spelling.push(name.into());
+                self.by_key.insert(key.into(), id);
+                id
+            }
+        };
+        self.scratch = scratch;
         id
     }
 
@@ -420,11 +437,14 @@ impl LiveCatalog {
 
     /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`. With
     /// `exact`, or when the graph finds fewer than `k` under a selective filter, by brute force: `k`
-    /// results come back whenever `k` movies pass the filter.
+    /// results come back whenever `k` movies pass the filter. `start`: the row whose vector `query` is
+    /// (more like this by id): the graph search starts at its node (see [`VectorIndex::search_from`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn nearest(
         &self,
         index: &VectorIndex,
         query: &[f32],
+        start: Option<usize>,
         k: usize,
         filter: &Filter,
         exclude: &[usize],
@@ -433,7 +453,10 @@ impl LiveCatalog {
         let resolved = self.resolve(filter);
         let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
         if !exact {
-            let hits = index.search(query, k, &keep);
+            let hits = match start {
+                Some(row) => index.search_from(query, Some(row), k, index.params().ef_search_by_row, &keep),
+                None => index.search(query, k, &keep),
+            };
             if hits.len() >= k {
                 return hits;
             }

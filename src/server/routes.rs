@@ -241,7 +241,7 @@ async fn similar_by_id(
     let work = move || {
         let catalog = loaded.catalog.read().map_err(ApiError::internal)?;
         let row = catalog.row_of(&id).ok_or_else(|| not_found(&id))?;
-        let hits = catalog.nearest(&loaded.index, catalog.vector(row), k.0, &filter, &[row], exact);
+        let hits = catalog.nearest(&loaded.index, catalog.vector(row), Some(row), k.0, &filter, &[row], exact);
         let results = neighbours(&catalog, catalog.traits(row), &hits);
         Ok(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None })
     };
@@ -297,7 +297,7 @@ async fn similar_by_document(
     let started = std::time::Instant::now();
     let response = blocking(move || {
         let catalog = loaded.catalog.read().map_err(ApiError::internal)?;
-        let hits = catalog.nearest(&loaded.index, embedded.row(0), k.0, &filter, &[], exact);
+        let hits = catalog.nearest(&loaded.index, embedded.row(0), None, k.0, &filter, &[], exact);
         let traits = catalog.traits_of(&Facts::of(&doc));
         Ok(SimilarResponse {
             query: None,
@@ -419,7 +419,7 @@ async fn recommend(
                     return Err(ApiError::invalid("negative", "the positive and negative examples cancel out"));
                 }
                 q.iter_mut().for_each(|x| *x /= norm);
-                catalog.nearest(&loaded.index, &q, k.0, &filter, &exclude, req.exact)
+                catalog.nearest(&loaded.index, &q, None, k.0, &filter, &exclude, req.exact)
             }
             Strategy::Linear => {
                 if pos.is_empty() || neg.is_empty() {

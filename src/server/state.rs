@@ -161,10 +161,14 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     let started = Instant::now();
     // The model loads on its own thread meanwhile (it is checked against the matrix below).
     let model_args = config.model.clone();
-    let model_loading = tokio::task::spawn_blocking(move || model_args.load());
+    let model_loading = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        model_args.load().map(|m| (m, t.elapsed()))
+    });
     let store = Store::open(&config.db).await.context("opening the catalog store")?;
     let artifacts_dir = config.artifacts.clone();
     let set = tokio::task::spawn_blocking(move || artifacts::load_embeddings(&artifacts_dir)).await??;
+    let matrix_read = started.elapsed();
     let artifacts::EmbeddingSet { manifest, ids, matrix } = set;
     let matrix: SharedMatrix = Arc::new(matrix);
     let matrix_rows = ids.len();
@@ -182,6 +186,7 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
     let (catalog, added_rows) = read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?;
     drop(ids);
+    let catalog_read = started.elapsed();
     tracing::info!(
         "catalog: {} movies; embedding set: {} rows of dim {}; {} movies added at run time",
         catalog.live_count(),
@@ -191,7 +196,8 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     );
 
     // Model ↔ matrix.
-    let embedder = model_loading.await??;
+    let (embedder, model_took) = model_loading.await??;
+    let model_loaded = started.elapsed();
     let limits = config.queue;
     let model = embedder.info().clone();
     if model.weights_sha256 != manifest.model.weights_sha256 {
@@ -221,6 +227,7 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
 
     // The graph: the saved one if it was built from this matrix, else built now and saved.
     let (loaded_graph, took) = graph_loading.await?;
+    let graph_loaded = started.elapsed();
     let index = match loaded_graph? {
         Some(index) => {
             tracing::info!("loaded the saved HNSW graph in {:.2}s", took.as_secs_f64());
@@ -250,6 +257,16 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     // Warm the model so the first request does not pay for lazy initialisation.
     queue.embed(vec!["warm up".into()]).await.map_err(|e| anyhow::anyhow!("model warm-up failed: {e}"))?;
     let load_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "start-up (seconds since start when each part was done): matrix and ids {:.2}, catalog {:.2}, model {:.2} \
+         (its load took {:.2}), graph {:.2} (its load took {:.2}), warm-up {load_seconds:.2}",
+        matrix_read.as_secs_f64(),
+        catalog_read.as_secs_f64(),
+        model_loaded.as_secs_f64(),
+        model_took.as_secs_f64(),
+        graph_loaded.as_secs_f64(),
+        took.as_secs_f64()
+    );
     tracing::info!("ready: {} movies, loaded in {load_seconds:.2}s", catalog.live_count());
     Ok(Loaded {
         catalog: RwLock::new(catalog),
