@@ -10,7 +10,8 @@
 #   - the real `cinevec serve` on the 384-d set: ready time after deleting the saved graph and with it,
 #     recall@10 of more-like-this against exact=true over 1,000 movies, wrk throughput and latency of
 #     GET /v1/movies/{id}/similar?k=10 rotating over all ids (shuffled), one-movie POST /v1/predict latency
-#     (sequential client), peak RSS (VmHWM) against matrix + graph + model bytes;
+#     (sequential client; real movies from ../shared/data/imdb5000, and the synthetic catalog's
+#     longer documents), peak RSS (VmHWM) against matrix + graph + model bytes;
 #   - offline, for the 768-d set (no 768-d model here to serve it): `cinevec bench-index` builds and
 #     saves its graph (first run), loads it, and measures recall@10 against brute force per ef and memory.
 # Prints one table with each measurement beside its target. Environment: WRK_THREADS (1),
