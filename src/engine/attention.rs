@@ -32,19 +32,6 @@ struct PackedAttention {
     portable: bool,
 }
 
-/// The output pointer, shared by tasks that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint (rows, head columns) blocks; the buffer outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// One (sequence, head) pair.
 struct Task<'a> {
     qkv: &'a [f32],
@@ -140,7 +127,7 @@ impl CustomOp2 for PackedAttention {
         // Longest sequences first, so that the last tasks left are the short ones.
         tasks.sort_by_key(|t| std::cmp::Reverse(t.len));
         let mut out = vec![0f32; tokens * hidden];
-        let out_ptr = OutPtr(out.as_mut_ptr());
+        let out_ptr = super::ops::SharedOut(out.as_mut_ptr());
         let portable = self.portable;
         let run = |task: &Task| {
             SCRATCH.with_borrow_mut(|scratch| {

@@ -7,7 +7,7 @@
 //! array lookups and dot products on the one copy of the vectors.
 
 use super::{dot, Hit};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use hnsw_rs::hnsw::Hnsw;
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -258,32 +258,15 @@ impl Graph {
                 }
             }
         }
-        let sum = checksum(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
+        let mut sum = Fnv::new();
+        sum.feed(&out);
+        out.extend_from_slice(&sum.finish().to_le_bytes());
         out
     }
 
     /// Parse and fully validate a graph file: any damage is an error, never a panic or a wrong search.
     pub fn from_bytes(bytes: &[u8]) -> Result<Graph> {
-        ensure!(bytes.len() >= MAGIC.len() + 32 && &bytes[..8] == MAGIC, "not a cinevec graph file");
-        let (body, tail) = bytes.split_at(bytes.len() - 8);
-        let stored = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
-        ensure!(checksum(body) == stored, "graph file checksum mismatch");
-        let mut r = Reader { bytes: body, at: MAGIC.len() };
-        let rows = r.u64()? as usize;
-        let entry = r.u64()?;
-        let count = r.u64()? as usize;
-        ensure!(count >= 1 && count <= 64, "graph has {count} levels");
-        ensure!(rows < u32::MAX as usize && (entry as usize) < rows.max(1), "bad graph header");
-        let mut levels = Vec::with_capacity(count);
-        for level in 0..count {
-            let (n_nodes, n_offsets, n_neighbours) = (r.u64()? as usize, r.u64()? as usize, r.u64()? as usize);
-            let l = Level { nodes: r.u32s(n_nodes)?, offsets: r.u32s(n_offsets)?, neighbours: r.u32s(n_neighbours)? };
-            check_level(&l, level, rows)?;
-            levels.push(l);
-        }
-        ensure!(r.at == body.len(), "trailing bytes in graph file");
-        Ok(Graph { rows, entry: entry as u32, levels })
+        Graph::read(bytes, bytes.len() as u64)
     }
 
     pub fn save(&self, path: &Path) -> Result<u64> {
@@ -297,8 +280,13 @@ impl Graph {
     pub fn load(path: &Path) -> Result<Graph> {
         let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let len = file.metadata()?.len();
+        Graph::read(std::io::BufReader::with_capacity(1 << 20, file), len)
+    }
+
+    /// Parse a graph file of `len` bytes from `inner`, checksumming it on the way.
+    fn read(inner: impl Read, len: u64) -> Result<Graph> {
         ensure!(len >= (MAGIC.len() + 32) as u64, "not a cinevec graph file");
-        let mut r = StreamReader { inner: std::io::BufReader::with_capacity(1 << 20, file), left: len - 8, sum: Fnv::new() };
+        let mut r = StreamReader { inner, left: len - 8, sum: Fnv::new() };
         let mut magic = [0u8; 8];
         r.fill(&mut magic)?;
         ensure!(&magic == MAGIC, "not a cinevec graph file");
@@ -335,7 +323,8 @@ fn check_level(l: &Level, level: usize, rows: usize) -> Result<()> {
     Ok(())
 }
 
-/// [`checksum`] computed over a stream, in pieces of any length.
+/// The file's checksum: FNV-1a over 8-byte little-endian words (then the trailing bytes one by one),
+/// fed in pieces of any length. Cheap (the file is read once at start) and catches any damage.
 struct Fnv {
     h: u64,
     pending: [u8; 8],
@@ -433,37 +422,3 @@ pub fn prefetch<T>(v: &[T]) {
     let _ = v;
 }
 
-/// FNV-1a over 8-byte words: cheap (the file is read once at start) and catches any damage.
-fn checksum(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        h = (h ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    for &b in chunks.remainder() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let Some(end) = end else { bail!("graph file is truncated") };
-        let s = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
-    }
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>> {
-        let bytes = self.take(n.checked_mul(4).context("graph file is damaged")?)?;
-        Ok(bytes.chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
-    }
-}

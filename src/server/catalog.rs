@@ -274,35 +274,14 @@ impl LiveCatalog {
     }
 
     fn intern_traits(&mut self, f: &Facts) -> Traits {
-        let genres: Vec<u32> = f.genres.iter().take(255).map(|g| self.genres.intern(g)).collect();
-        let directors: Vec<u32> = f.directors.iter().take(255).map(|p| self.people.intern(p)).collect();
-        let (n_genres, n_directors) = (genres.len() as u8, directors.len() as u8);
-        let mut ids = genres;
-        ids.extend(directors);
-        ids.extend(f.actors.iter().map(|p| self.people.intern(p)));
-        Traits {
-            ids: ids.into_boxed_slice(),
-            genres: n_genres,
-            directors: n_directors,
-            year: f.release_year.and_then(|y| i32::try_from(y).ok()),
-        }
+        let (genres, people) = (&mut self.genres, &mut self.people);
+        traits(f, |g| genres.intern(g), |p| people.intern(p))
     }
 
     /// The traits of a document that is not (necessarily) in the catalog: names it has never seen
     /// match nothing.
     pub fn traits_of(&self, f: &Facts) -> Traits {
-        let genres: Vec<u32> = f.genres.iter().take(255).map(|g| self.genres.find(g)).collect();
-        let directors: Vec<u32> = f.directors.iter().take(255).map(|p| self.people.find(p)).collect();
-        let (n_genres, n_directors) = (genres.len() as u8, directors.len() as u8);
-        let mut ids = genres;
-        ids.extend(directors);
-        ids.extend(f.actors.iter().map(|p| self.people.find(p)));
-        Traits {
-            ids: ids.into_boxed_slice(),
-            genres: n_genres,
-            directors: n_directors,
-            year: f.release_year.and_then(|y| i32::try_from(y).ok()),
-        }
+        traits(f, |g| self.genres.find(g), |p| self.people.find(p))
     }
 
     /// The traits of a catalog row.
@@ -625,5 +604,20 @@ mod tests {
         let posted = MovieDoc::parse(&json!({"title": "P", "actors": ["Di Fo", "Nobody Known"]})).unwrap();
         let why = cat.why(&cat.traits_of(&Facts::of(&posted)), 1);
         assert_eq!((why.shared_actors, why.year_gap), (vec!["Di Fo".to_string()], None));
+    }
+}
+
+/// A document's traits, with genre and person names numbered by `genre` and `person`.
+fn traits(f: &Facts, mut genre: impl FnMut(&str) -> u32, mut person: impl FnMut(&str) -> u32) -> Traits {
+    let mut ids: Vec<u32> = f.genres.iter().take(255).map(|g| genre(g)).collect();
+    let n_genres = ids.len() as u8;
+    ids.extend(f.directors.iter().take(255).map(|p| person(p)));
+    let n_directors = (ids.len() - usize::from(n_genres)) as u8;
+    ids.extend(f.actors.iter().map(|p| person(p)));
+    Traits {
+        ids: ids.into_boxed_slice(),
+        genres: n_genres,
+        directors: n_directors,
+        year: f.release_year.and_then(|y| i32::try_from(y).ok()),
     }
 }
