@@ -1,6 +1,6 @@
 //! The HNSW index against brute force, filters, persistence and run-time inserts.
 
-use cinevec::index::{search_exact, IndexParams, VectorIndex};
+use cinevec::index::{search_exact, table, IndexParams, VectorIndex};
 use std::sync::Arc;
 
 /// Unit vectors with the structure of embeddings: a few shared directions plus noise.
@@ -212,7 +212,7 @@ fn damaged_or_stale_quantized_vectors_are_rebuilt() {
     index.save(dir.path(), "run-a", n).unwrap();
     let q8 = dir.path().join("index.q8");
     let good = std::fs::read(&q8).unwrap();
-    assert_eq!(good.len(), n * dim + 8 + 8 * 3 + 4 + "run-a".len() + 8);
+    assert_eq!(good.len(), n * dim + 8 + 8 * 4 + "run-a".len() + 8);
 
     let shared = Arc::new(m.clone());
     let all = |_r: usize| true;
@@ -253,4 +253,96 @@ fn damaged_or_stale_quantized_vectors_are_rebuilt() {
     let a: Vec<usize> = index_b.search(qb, 10, &all).iter().map(|h| h.row).collect();
     let b: Vec<usize> = loaded.search(qb, 10, &all).iter().map(|h| h.row).collect();
     assert_eq!(a, b);
+}
+
+#[test]
+fn the_neighbour_table_answers_by_id_like_brute_force() {
+    let (n, dim) = (3000, 48);
+    let m = vectors(n, dim, 11);
+    let index = VectorIndex::build(&m, dim, IndexParams::default());
+    let t = index.table().expect("a built index has a neighbour table");
+    assert_eq!((t.rows(), t.width()), (n, table::WIDTH));
+    let (mut found, mut wanted) = (0, 0);
+    for row in (0..n).step_by(7) {
+        let query = &m[row * dim..(row + 1) * dim];
+        let not_self = |r: usize| r != row;
+        let got = index.neighbours_of(row, 10, &not_self).expect("no filter: the table answers");
+        assert_eq!(got.len(), 10);
+        assert!(got.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        for h in &got {
+            assert_ne!(h.row, row, "never the movie itself");
+            let cosine = cinevec::index::dot(query, &m[h.row * dim..(h.row + 1) * dim]);
+            assert_eq!(h.score, cosine, "scores are the f32 cosines");
+        }
+        let want = exact(&m, dim, query, 10, &not_self);
+        wanted += want.len();
+        found += want.iter().filter(|r| got.iter().any(|h| h.row == **r)).count();
+    }
+    let recall = found as f64 / wanted as f64;
+    assert!(recall >= 0.99, "table recall@10 {recall}");
+}
+
+#[test]
+fn the_table_gives_way_to_the_graph_when_it_cannot_answer() {
+    let (n, dim) = (2000, 32);
+    let m = vectors(n, dim, 12);
+    let index = VectorIndex::build(&m, dim, IndexParams::default());
+    let row = 123;
+    let not_self = |r: usize| r != row;
+    assert!(index.neighbours_of(row, table::WIDTH + 1, &not_self).is_none(), "k over the width");
+    assert!(index.neighbours_of(row, 0, &not_self).is_none());
+    assert!(index.neighbours_of(n + 5, 5, &|_| true).is_none(), "not a matrix row");
+    // A filter that lets a few rows through: too few of the row's neighbours pass.
+    let rare = |r: usize| r != row && r % 97 == 0;
+    assert!(index.neighbours_of(row, 10, &rare).is_none());
+    // A filter most rows pass: answered, and the answer is the filtered brute force's.
+    let even = |r: usize| r != row && r % 2 == 0;
+    let query = &m[row * dim..(row + 1) * dim];
+    let got = index.neighbours_of(row, 5, &even).expect("half of 16 neighbours pass");
+    let rows: Vec<usize> = got.iter().map(|h| h.row).collect();
+    assert!(rows.iter().all(|r| r % 2 == 0));
+    assert_eq!(rows, exact(&m, dim, query, 5, &even));
+    // A vector added at run time, nearer than every neighbour: it comes first.
+    let mut near = query.to_vec();
+    near[0] += 1e-3;
+    let norm = near.iter().map(|x| x * x).sum::<f32>().sqrt();
+    near.iter_mut().for_each(|x| *x /= norm);
+    index.insert(n, &near);
+    let got = index.neighbours_of(row, 5, &not_self).expect("answered");
+    assert_eq!(got[0].row, n);
+    assert_eq!(got.len(), 5);
+    let was = index.neighbours_of(row, 5, &|r| r != row && r != n).unwrap();
+    assert_eq!(&got[1..], &was[..4], "the rest as before");
+}
+
+#[test]
+fn the_neighbour_table_is_saved_loaded_and_rebuilt_when_unusable() {
+    let (n, dim) = (1200, 24);
+    let m = vectors(n, dim, 13);
+    let params = IndexParams::default();
+    let index = VectorIndex::build(&m, dim, params);
+    let dir = tempfile::tempdir().unwrap();
+    index.save(dir.path(), "run-a", n).unwrap();
+    let knn = dir.path().join("index.knn");
+    let good = std::fs::read(&knn).unwrap();
+    assert_eq!(good.len(), n * table::WIDTH * 4 + 8 + 8 * 4 + "run-a".len() + 8);
+    let shared = Arc::new(m.clone());
+    let answers = |index: &VectorIndex| -> Vec<Vec<usize>> {
+        (0..n).step_by(50).map(|r| index.neighbours_of(r, 10, &|x| x != r).unwrap().iter().map(|h| h.row).collect()).collect()
+    };
+    let want = answers(&index);
+    let loaded = VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().unwrap();
+    assert_eq!(answers(&loaded), want, "loaded as saved");
+    let mut flipped = good.clone();
+    flipped[good.len() / 3] ^= 0x10;
+    for (what, bytes) in [("flipped bit", flipped), ("truncated", good[..good.len() - 9].to_vec()), ("missing", vec![])] {
+        if bytes.is_empty() {
+            std::fs::remove_file(&knn).unwrap();
+        } else {
+            std::fs::write(&knn, &bytes).unwrap();
+        }
+        let loaded = VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().unwrap();
+        assert_eq!(answers(&loaded), want, "{what}");
+        assert_eq!(std::fs::read(&knn).unwrap(), good, "{what}: rebuilt and saved again");
+    }
 }

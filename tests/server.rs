@@ -430,6 +430,83 @@ async fn an_added_movie_is_searchable_at_once_and_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+async fn a_restart_reads_the_catalog_snapshot_until_the_store_changes() {
+    let dir = fixture_copy();
+    let snapshot = dir.path().join("catalog.snapshot");
+    let _ = std::fs::remove_file(&snapshot); // copied from the shared fixture if another test made one
+    let text = std::fs::read_to_string(fixture().join("slice.jsonl")).unwrap();
+    let some: Vec<String> =
+        text.lines().step_by(37).map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let mut paths = vec!["/v1/search?q=the&limit=50".to_string(), "/v1/search?q=STAR".to_string()];
+    for id in &some {
+        paths.push(format!("/v1/movies/{id}"));
+        paths.push(format!("/v1/movies/{id}/similar?k=10"));
+        paths.push(format!("/v1/movies/{id}/similar?k=30&genres=drama&min_votes=1000"));
+    }
+    async fn answers(s: &Server, paths: &[String]) -> Vec<Value> {
+        let mut out = Vec::new();
+        for p in paths {
+            let r = s.get(p).await;
+            assert_eq!(r.status(), StatusCode::OK, "{p}");
+            out.push(r.json().await.unwrap());
+        }
+        out
+    }
+    let info = |s: &Server| {
+        let url = format!("{}/v1/info", s.base);
+        let client = s.client.clone();
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    let s = Server::start(config(dir.path())).await;
+    assert_eq!(info(&s).await["catalog_loaded_from"], "store");
+    let before = answers(&s, &paths).await;
+    for _ in 0..300 {
+        if snapshot.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(snapshot.exists(), "a start that read the store saves a snapshot");
+    s.stop().await.unwrap();
+
+    // Unchanged store: the snapshot is read, and every answer is the same.
+    let s = Server::start(config(dir.path())).await;
+    assert_eq!(info(&s).await["catalog_loaded_from"], "snapshot");
+    assert_eq!(answers(&s, &paths).await, before);
+    // A write moves the store's generation: the next start reads the store again, with the write.
+    let add = json!({"id": "cv0000002", "rating": 6.1, "votes": 99, "movie": {"title": "Snapshot Star", "genres": ["Drama"]}});
+    assert_eq!(s.post_auth("/v1/movies", &add, KEY).await.status(), StatusCode::CREATED);
+    s.stop().await.unwrap();
+    let modified = || std::fs::metadata(&snapshot).unwrap().modified().unwrap();
+    let old = modified();
+    let s = Server::start(config(dir.path())).await;
+    assert_eq!(info(&s).await["catalog_loaded_from"], "store");
+    let found: Value = s.get("/v1/search?q=snapshot%20star").await.json().await.unwrap();
+    assert_eq!(found["results"][0]["id"], "cv0000002");
+    for _ in 0..300 {
+        if modified() != old {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(modified(), old, "a new snapshot is saved");
+    s.stop().await.unwrap();
+
+    // A damaged snapshot is not used: the store is read and the answers are still the same.
+    let mut bytes = std::fs::read(&snapshot).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&snapshot, &bytes).unwrap();
+    let s = Server::start(config(dir.path())).await;
+    assert_eq!(info(&s).await["catalog_loaded_from"], "store");
+    let after = answers(&s, &paths[..1]).await;
+    assert_eq!(after[0], before[0], "search by title");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
 async fn startup_refuses_artifacts_that_do_not_belong_together() {
     async fn refused(cfg: ServeConfig) -> String {
         let app = Application::build(cfg).await.unwrap();

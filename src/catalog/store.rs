@@ -346,6 +346,14 @@ impl Store {
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
     }
 
+    /// This database's identity and the generation of its catalog: the pair changes with every write
+    /// to the movies or their stored embeddings, by any program (triggers move it; see migration 0003).
+    pub async fn generation(&self) -> Result<(String, u64), StoreError> {
+        let row = sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
+        let generation: i64 = row.try_get(1)?;
+        Ok((row.try_get(0)?, generation as u64))
+    }
+
     /// Number of movies.
     pub async fn count(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query("SELECT count(*) FROM movies").fetch_one(&self.pool).await?.try_get(0)?;

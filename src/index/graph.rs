@@ -6,6 +6,7 @@
 //! edge by edge. Frozen into this form, a 242k-row graph is ~50 MB, loads in one read, and a search is
 //! array lookups and dot products on the one copy of the vectors.
 
+use super::sidecar::{Fnv, StreamReader};
 use super::{dot, Hit};
 use anyhow::{ensure, Context, Result};
 use hnsw_rs::hnsw::Hnsw;
@@ -286,7 +287,7 @@ impl Graph {
     /// Parse a graph file of `len` bytes from `inner`, checksumming it on the way.
     fn read(inner: impl Read, len: u64) -> Result<Graph> {
         ensure!(len >= (MAGIC.len() + 32) as u64, "not a cinevec graph file");
-        let mut r = StreamReader { inner, left: len - 8, sum: Fnv::new() };
+        let mut r = StreamReader::new(inner, len - 8);
         let mut magic = [0u8; 8];
         r.fill(&mut magic)?;
         ensure!(&magic == MAGIC, "not a cinevec graph file");
@@ -302,11 +303,7 @@ impl Graph {
             check_level(&l, level, rows)?;
             levels.push(l);
         }
-        ensure!(r.left == 0, "trailing bytes in graph file");
-        let sum = r.sum.finish();
-        let mut tail = [0u8; 8];
-        r.inner.read_exact(&mut tail).context("graph file is truncated")?;
-        ensure!(sum == u64::from_le_bytes(tail), "graph file checksum mismatch");
+        r.finish("graph file")?;
         Ok(Graph { rows, entry: entry as u32, levels })
     }
 }
@@ -321,82 +318,6 @@ fn check_level(l: &Level, level: usize, rows: usize) -> Result<()> {
     ensure!(l.nodes.windows(2).all(|w| w[0] < w[1]), "level {level}: nodes not sorted");
     ensure!(l.nodes.iter().chain(&l.neighbours).all(|&n| (n as usize) < rows), "level {level}: row out of range");
     Ok(())
-}
-
-/// The file's checksum: FNV-1a over 8-byte little-endian words (then the trailing bytes one by one),
-/// fed in pieces of any length. Cheap (the file is read once at start) and catches any damage.
-struct Fnv {
-    h: u64,
-    pending: [u8; 8],
-    n: usize,
-}
-
-impl Fnv {
-    fn new() -> Self {
-        Fnv { h: 0xcbf2_9ce4_8422_2325, pending: [0; 8], n: 0 }
-    }
-    fn word(&mut self, w: u64) {
-        self.h = (self.h ^ w).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    fn feed(&mut self, mut bytes: &[u8]) {
-        if self.n > 0 {
-            let take = (8 - self.n).min(bytes.len());
-            self.pending[self.n..self.n + take].copy_from_slice(&bytes[..take]);
-            self.n += take;
-            bytes = &bytes[take..];
-            if self.n < 8 {
-                return;
-            }
-            self.word(u64::from_le_bytes(self.pending));
-            self.n = 0;
-        }
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.word(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        self.pending[..rest.len()].copy_from_slice(rest);
-        self.n = rest.len();
-    }
-    fn finish(mut self) -> u64 {
-        for i in 0..self.n {
-            self.h = (self.h ^ u64::from(self.pending[i])).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.h
-    }
-}
-
-/// Reads a graph file's body (`left` bytes before the checksum) and checksums it on the way.
-struct StreamReader<R> {
-    inner: R,
-    left: u64,
-    sum: Fnv,
-}
-
-impl<R: Read> StreamReader<R> {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<()> {
-        ensure!(buf.len() as u64 <= self.left, "graph file is truncated");
-        self.inner.read_exact(buf).context("graph file is truncated")?;
-        self.left -= buf.len() as u64;
-        self.sum.feed(buf);
-        Ok(())
-    }
-    fn u64(&mut self) -> Result<u64> {
-        let mut b = [0u8; 8];
-        self.fill(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>> {
-        let bytes = n.checked_mul(4).filter(|&b| b as u64 <= self.left).context("graph file is truncated")?;
-        let mut out = vec![0u32; n];
-        // SAFETY: the byte view covers exactly the vector's initialised u32s; any bytes are a valid u32.
-        let view = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u8>(), bytes) };
-        self.fill(view)?;
-        if cfg!(target_endian = "big") {
-            out.iter_mut().for_each(|v| *v = u32::from_le(*v));
-        }
-        Ok(out)
-    }
 }
 
 /// Start loading a vector into the cache (a hint; no effect where unsupported): every 64-byte line it

@@ -12,9 +12,12 @@
 mod distance;
 pub mod graph;
 mod quantized;
+pub mod sidecar;
+pub mod table;
 
 pub use distance::{dot, UnitCosine};
 pub use quantized::Quantized;
+pub use table::NeighbourTable;
 
 use anyhow::{Context, Result};
 use graph::Graph;
@@ -27,6 +30,8 @@ const GRAPH_FILE: &str = "index.graph";
 const MANIFEST: &str = "index.manifest.json";
 /// The int8 copy of the vectors the graph is walked on (see [`quantized`]).
 const Q8_FILE: &str = "index.q8";
+/// Every matrix row's nearest neighbours (see [`table`]).
+const KNN_FILE: &str = "index.knn";
 const GRAPH_FORMAT: &str = "cinevec-graph/1";
 /// Files of the graph format before this one (hnsw_rs dumps), removed when a new graph is saved.
 const LEGACY_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
@@ -89,6 +94,8 @@ pub struct VectorIndex {
     /// int8 codes of the matrix rows: the graph is walked on them, the results re-scored in f32.
     /// `None`: walked on the f32 rows.
     quantized: Option<Quantized>,
+    /// The matrix rows' neighbours, for more like this by id ([`VectorIndex::neighbours_of`]).
+    table: Option<NeighbourTable>,
     added: RwLock<Added>,
     dim: usize,
     params: IndexParams,
@@ -113,8 +120,55 @@ impl VectorIndex {
         }
         bar.finish_and_clear();
         let graph = Graph::from_hnsw(&hnsw, rows).expect("hnsw_rs numbers points by the rows given to it");
+        drop(hnsw);
         let quantized = Some(Quantized::build(&matrix, dim));
-        VectorIndex { graph, matrix, quantized, added: RwLock::new(Added::default()), dim, params }
+        let mut index = VectorIndex { graph, matrix, quantized, table: None, added: RwLock::new(Added::default()), dim, params };
+        index.table = Some(index.build_table());
+        index
+    }
+
+    /// Find every matrix row's neighbours with the graph (by-id searches at `ef_search_by_row`).
+    fn build_table(&self) -> NeighbourTable {
+        let (dim, ef) = (self.dim, self.params.ef_search_by_row.max(table::WIDTH));
+        NeighbourTable::build(self.graph.rows(), table::WIDTH, ef, |row| {
+            let query = &self.matrix[row * dim..(row + 1) * dim];
+            self.search_graph(query, Some(row), table::WIDTH, ef, &|r| r != row)
+        })
+    }
+
+    /// The neighbour table, when there is one (for reports).
+    pub fn table(&self) -> Option<&NeighbourTable> {
+        self.table.as_ref()
+    }
+
+    /// Drop the neighbour table: by-id searches walk the graph (for measuring one against the other).
+    pub fn without_table(mut self) -> Self {
+        self.table = None;
+        self
+    }
+
+    /// More like this for matrix row `row`: its `k` nearest rows accepted by `keep` (which must
+    /// reject `row`), read from the neighbour table and re-scored, plus rows added at run time. `None`
+    /// when the table cannot give the answer the graph search would: no table, `row` not a matrix row,
+    /// `k` over the table's width, or fewer than `k` of the row's neighbours accepted.
+    pub fn neighbours_of(&self, row: usize, k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Option<Vec<Hit>> {
+        let table = self.table.as_ref()?;
+        if row >= table.rows() || k > table.width() || k == 0 {
+            return None;
+        }
+        let dim = self.dim;
+        let vector = |r: usize| &self.matrix[r * dim..(r + 1) * dim];
+        let query = vector(row);
+        let mut hits: Vec<Hit> = Vec::with_capacity(table.width());
+        for n in table.of(row).filter(|&n| keep(n)) {
+            graph::prefetch(vector(n));
+            hits.push(Hit { row: n, score: 0.0 });
+        }
+        if hits.len() < k {
+            return None;
+        }
+        hits.iter_mut().for_each(|h| h.score = dot(query, vector(h.row)));
+        Some(self.with_added(hits, query, k, keep))
     }
 
     /// Add (or re-add, for a replaced movie) one vector at run time: found by every search from now on.
@@ -166,10 +220,23 @@ impl VectorIndex {
         ef: usize,
         keep: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<Hit> {
+        let hits = self.search_graph(query, start, k, ef, keep);
+        self.with_added(hits, query, k, keep)
+    }
+
+    /// [`VectorIndex::search_from`] over the graph's rows only.
+    fn search_graph(
+        &self,
+        query: &[f32],
+        start: Option<usize>,
+        k: usize,
+        ef: usize,
+        keep: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<Hit> {
         let dim = self.dim;
         let matrix = &self.matrix;
         let vector = |row: usize| &matrix[row * dim..(row + 1) * dim];
-        let mut hits = match &self.quantized {
+        match &self.quantized {
             Some(q) if q.rows() == self.graph.rows() && query.len() == dim => {
                 // Walk on the int8 codes; then the whole candidate list (not only the first k: the
                 // codes' order is approximate) is re-scored with the f32 vectors.
@@ -191,15 +258,22 @@ impl VectorIndex {
                 best_k(hits, k)
             }
             _ => self.graph.search(&vector, query, start, k, ef, keep),
-        };
-        let added = self.added.read().unwrap_or_else(|e| e.into_inner());
-        if !added.rows.is_empty() {
-            hits.extend(added.rows.iter().zip(added.vectors.chunks_exact(dim)).filter(|(r, _)| keep(**r)).map(
-                |(&row, v)| Hit { row, score: dot(query, v) },
-            ));
-            hits = best_k(hits, k);
         }
-        hits
+    }
+
+    /// `hits` (best first or not) merged with the rows added at run time that `keep` accepts: the `k` best.
+    fn with_added(&self, hits: Vec<Hit>, query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
+        let added = self.added.read().unwrap_or_else(|e| e.into_inner());
+        let mut hits = hits;
+        hits.extend(
+            added
+                .rows
+                .iter()
+                .zip(added.vectors.chunks_exact(self.dim))
+                .filter(|(r, _)| keep(**r))
+                .map(|(&row, v)| Hit { row, score: dot(query, v) }),
+        );
+        best_k(hits, k)
     }
 
     /// Walk the graph on the f32 vectors instead of the int8 codes (for measuring one against the other).
@@ -218,6 +292,9 @@ impl VectorIndex {
     pub fn save(&self, dir: &Path, run_id: &str, rows: usize) -> Result<()> {
         if let Some(q) = &self.quantized {
             q.save(&dir.join(Q8_FILE), run_id).context("cannot write the quantized vectors")?;
+        }
+        if let Some(t) = &self.table {
+            t.save(&dir.join(KNN_FILE), run_id).context("cannot write the neighbour table")?;
         }
         let graph_bytes = self.graph.save(&dir.join(GRAPH_FILE)).context("cannot write the HNSW graph")?;
         let manifest = IndexManifest {
@@ -278,7 +355,10 @@ impl VectorIndex {
         match Graph::load(&path) {
             Ok(graph) if graph.rows() == rows => {
                 let quantized = Some(load_or_build_quantized(dir, run_id, &matrix, rows, dim));
-                Ok(Some(VectorIndex { graph, matrix, quantized, added: RwLock::new(Added::default()), dim, params }))
+                let mut index =
+                    VectorIndex { graph, matrix, quantized, table: None, added: RwLock::new(Added::default()), dim, params };
+                index.table = Some(index.load_or_build_table(dir, run_id));
+                Ok(Some(index))
             }
             Ok(graph) => {
                 tracing::warn!("saved index holds {} rows, expected {rows}: rebuilding", graph.rows());
@@ -287,6 +367,29 @@ impl VectorIndex {
             Err(e) => {
                 tracing::warn!("cannot read the saved index ({e:#}): rebuilding");
                 Ok(None)
+            }
+        }
+    }
+}
+
+impl VectorIndex {
+    /// The neighbour table saved in `dir` when it was made from the embedding set `run_id`; else
+    /// (missing, stale or damaged) found now with the graph and saved for the next start.
+    fn load_or_build_table(&self, dir: &Path, run_id: &str) -> NeighbourTable {
+        let path = dir.join(KNN_FILE);
+        match NeighbourTable::load(&path, run_id, self.graph.rows(), table::WIDTH) {
+            Ok(t) => t,
+            Err(e) => {
+                if path.exists() {
+                    tracing::warn!("saved neighbour table {} unusable ({e:#}): rebuilding it", path.display());
+                } else {
+                    tracing::info!("finding every row's {} nearest neighbours (saved for later starts)", table::WIDTH);
+                }
+                let t = self.build_table();
+                if let Err(e) = t.save(&path, run_id) {
+                    tracing::warn!("could not save the neighbour table ({e:#}); it will be rebuilt next start");
+                }
+                t
             }
         }
     }
@@ -315,7 +418,7 @@ fn load_or_build_quantized(dir: &Path, run_id: &str, matrix: &[f32], rows: usize
 
 /// Remove a saved graph from `dir` (the next start rebuilds it).
 pub fn remove_saved(dir: &Path) -> Result<()> {
-    for name in [MANIFEST, GRAPH_FILE, Q8_FILE].into_iter().chain(LEGACY_FILES) {
+    for name in [MANIFEST, GRAPH_FILE, Q8_FILE, KNN_FILE].into_iter().chain(LEGACY_FILES) {
         match std::fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {}", dir.join(name).display()))

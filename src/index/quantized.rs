@@ -9,12 +9,10 @@
 //! a checksum. A file that is damaged, truncated or made from another set is rebuilt, never trusted.
 
 use anyhow::{bail, ensure, Context, Result};
-use std::io::{Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"CVQ8ROW1";
-/// Longest embedding-set run id the header holds.
-const MAX_RUN_ID: usize = 256;
+/// Version 2: the scale is a header field (the header shape of [`super::sidecar`]).
+const MAGIC: &[u8; 8] = b"CVQ8ROW2";
 
 /// Row-major int8 codes of a `[rows, dim]` matrix of unit vectors.
 pub struct Quantized {
@@ -75,69 +73,24 @@ impl Quantized {
         dot_i8(a, b) as f32 * (self.scale * self.scale)
     }
 
-    /// Save into `path` for the embedding set `run_id`: written to a temporary file, then renamed.
+    /// Save into `path` for the embedding set `run_id` (see [`super::sidecar`]).
     pub fn save(&self, path: &Path, run_id: &str) -> Result<u64> {
-        ensure!(run_id.len() <= MAX_RUN_ID, "embedding set run id too long for the quantized file");
-        let header = self.header(run_id);
-        let sum = checksum_parts(&[&header, &self.codes]);
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().context("no file name")?.to_string_lossy();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = (|| -> Result<()> {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            f.write_all(&header)?;
-            f.write_all(&self.codes)?;
-            f.write_all(&sum.to_le_bytes())?;
-            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.with_context(|| format!("cannot write {}", path.display()))?;
-        Ok((header.len() + self.codes.len() + 8) as u64)
+        let fields = [self.rows as u64, self.dim as u64, u64::from(self.scale.to_bits())];
+        super::sidecar::save(path, MAGIC, &fields, run_id, &self.codes)
     }
 
     /// Load `path` if it holds the codes of the embedding set `run_id` with `rows` rows of `dim`: any
     /// damage, truncation or mismatch is an error (the caller rebuilds).
     pub fn load(path: &Path, run_id: &str, rows: usize, dim: usize) -> Result<Quantized> {
-        let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let len = f.metadata()?.len();
-        let mut fixed = [0u8; 8 + 8 * 3 + 4];
-        f.read_exact(&mut fixed).context("quantized file is truncated")?;
-        ensure!(&fixed[..8] == MAGIC, "not a cinevec quantized-vector file");
-        let word = |i: usize| u64::from_le_bytes(fixed[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
-        let (file_rows, file_dim, id_len) = (word(0), word(1), word(2));
-        let scale = f32::from_le_bytes(fixed[32..36].try_into().expect("4 bytes"));
-        ensure!(id_len as usize <= MAX_RUN_ID, "quantized file header is damaged");
-        let mut id = vec![0u8; id_len as usize];
-        f.read_exact(&mut id).context("quantized file is truncated")?;
-        if id != run_id.as_bytes() || file_rows != rows as u64 || file_dim != dim as u64 {
-            bail!("quantized vectors were made from another embedding set");
-        }
+        let ([_, _, scale], codes) = super::sidecar::load::<3>(path, MAGIC, run_id, |f| {
+            if f[0] != rows as u64 || f[1] != dim as u64 {
+                bail!("quantized vectors were made from another embedding set");
+            }
+            rows.checked_mul(dim).context("quantized file header is damaged")
+        })?;
+        let scale = u32::try_from(scale).map(f32::from_bits).unwrap_or(f32::NAN);
         ensure!(scale.is_finite() && scale > 0.0, "quantized file header is damaged");
-        let n = rows.checked_mul(dim).context("quantized file header is damaged")?;
-        let expected = (fixed.len() + id.len() + n + 8) as u64;
-        ensure!(len == expected, "quantized file has {len} bytes, expected {expected}");
-        let mut codes = vec![0u8; n];
-        f.read_exact(&mut codes).context("quantized file is truncated")?;
-        let mut tail = [0u8; 8];
-        f.read_exact(&mut tail).context("quantized file is truncated")?;
-        let header = [&fixed[..], &id[..]].concat();
-        ensure!(checksum_parts(&[&header, &codes]) == u64::from_le_bytes(tail), "quantized file checksum mismatch");
         Ok(Quantized { rows, dim, scale, codes })
-    }
-
-    fn header(&self, run_id: &str) -> Vec<u8> {
-        let mut h = Vec::with_capacity(36 + run_id.len());
-        h.extend_from_slice(MAGIC);
-        for v in [self.rows as u64, self.dim as u64, run_id.len() as u64] {
-            h.extend_from_slice(&v.to_le_bytes());
-        }
-        h.extend_from_slice(&self.scale.to_le_bytes());
-        h.extend_from_slice(run_id.as_bytes());
-        h
     }
 }
 
@@ -188,21 +141,6 @@ unsafe fn dot_i8_avx2(a: &[u8], b: &[u8]) -> i32 {
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
     _mm_cvtsi128_si32(s) + dot_i8_portable(&a[i..n], &b[i..n])
-}
-
-/// FNV-1a over 8-byte words of the parts, one after the other (as if concatenated word-aligned per part).
-fn checksum_parts(parts: &[&[u8]]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for part in parts {
-        let mut chunks = part.chunks_exact(8);
-        for c in &mut chunks {
-            h = (h ^ u64::from_le_bytes(c.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        for &b in chunks.remainder() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
 }
 
 #[cfg(test)]

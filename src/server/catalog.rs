@@ -9,6 +9,10 @@
 //! `hnsw_rs` cannot delete, so a replaced movie gets a new row and its old row is marked dead: searches
 //! skip dead rows, and the id always points to the newest row.
 
+mod snapshot;
+
+pub use snapshot::{SnapshotKey, FILE as SNAPSHOT_FILE};
+
 use crate::index::{best_k, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
 use serde::{Deserialize, Serialize};
@@ -417,7 +421,9 @@ impl LiveCatalog {
     /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`. With
     /// `exact`, or when the graph finds fewer than `k` under a selective filter, by brute force: `k`
     /// results come back whenever `k` movies pass the filter. `start`: the row whose vector `query` is
-    /// (more like this by id): the graph search starts at its node (see [`VectorIndex::search_from`]).
+    /// (more like this by id): answered from the index's neighbour table when it can
+    /// ([`VectorIndex::neighbours_of`]), else the graph search starts at its node (see
+    /// [`VectorIndex::search_from`]).
     #[allow(clippy::too_many_arguments)]
     pub fn nearest(
         &self,
@@ -432,6 +438,10 @@ impl LiveCatalog {
         let resolved = self.resolve(filter);
         let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
         if !exact {
+            // By id: the movie's kept neighbours answer when enough of them pass the filter.
+            if let Some(hits) = start.and_then(|row| index.neighbours_of(row, k, &keep)) {
+                return hits;
+            }
             let hits = match start {
                 Some(row) => index.search_from(query, Some(row), k, index.params().ef_search_by_row, &keep),
                 None => index.search(query, k, &keep),

@@ -213,8 +213,11 @@ impl Application {
         let state = AppState::new(config);
         let loader = state.clone();
         let loading = tokio::spawn(async move {
-            let loaded = state::load(&loader.config).await?;
-            let _ = loader.loaded.set(std::sync::Arc::new(loaded));
+            let loaded = std::sync::Arc::new(state::load(&loader.config).await?);
+            let _ = loader.loaded.set(loaded.clone());
+            if loaded.snapshot_due.is_some() {
+                tokio::task::spawn_blocking(move || loaded.save_snapshot_if_due());
+            }
             Ok(())
         });
         Ok(Application { listener, state, loading })

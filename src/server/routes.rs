@@ -134,7 +134,8 @@ async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiErr
             "index_points": loaded.index.len(),
         },
         "head": {"interval_level": head.calibration.level, "members": head.members},
-        "index": loaded.index.params(),
+        "index": index_info(&loaded.index),
+        "catalog_loaded_from": if loaded.snapshot_due.is_some() { "store" } else { "snapshot" },
         "limits": {
             "max_k": MAX_K,
             "max_documents_per_request": cfg.max_documents,
@@ -152,6 +153,16 @@ async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiErr
         "writes_enabled": cfg.api_key.is_some(),
         "load_seconds": loaded.load_seconds,
     })))
+}
+
+/// The index's parameters and its neighbour table.
+fn index_info(index: &crate::index::VectorIndex) -> Value {
+    let mut info = serde_json::to_value(index.params()).unwrap_or_else(|_| json!({}));
+    info["neighbour_table"] = match index.table() {
+        Some(t) => json!({"width": t.width(), "ef": t.ef()}),
+        None => Value::Null,
+    };
+    info
 }
 
 // ---- movies ----

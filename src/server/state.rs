@@ -1,6 +1,6 @@
 //! What the server loads at start, and the checks that everything belongs together.
 
-use super::catalog::{fold, Entry, Facts, LiveCatalog, NewMovie};
+use super::catalog::{fold, Entry, Facts, LiveCatalog, NewMovie, SnapshotKey, SNAPSHOT_FILE};
 use super::error::ApiError;
 use super::ServeConfig;
 use crate::artifacts::{self, Manifest};
@@ -27,6 +27,27 @@ pub struct Loaded {
     /// Rows that came from the embedding matrix (the rest were added at run time).
     pub matrix_rows: usize,
     pub load_seconds: f64,
+    /// Where to save the catalog as read from the store, for the next start (`None`: it came from an
+    /// up-to-date snapshot).
+    pub snapshot_due: Option<(std::path::PathBuf, SnapshotKey)>,
+}
+
+impl Loaded {
+    /// Save the catalog snapshot when this start read the store (in the background, after ready).
+    pub fn save_snapshot_if_due(&self) {
+        let Some((path, key)) = &self.snapshot_due else { return };
+        let t = Instant::now();
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        match catalog.save_snapshot(path, key) {
+            Ok(bytes) => tracing::info!(
+                "saved the catalog snapshot {} ({:.1} MB) in {:.2}s: the next start reads it instead of the store",
+                path.display(),
+                bytes as f64 / 1e6,
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => tracing::warn!("could not save the catalog snapshot ({e:#}); the next start reads the store"),
+        }
+    }
 }
 
 /// The handler state: cheap handles only.
@@ -170,6 +191,7 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     let set = tokio::task::spawn_blocking(move || artifacts::load_embeddings(&artifacts_dir)).await??;
     let matrix_read = started.elapsed();
     let artifacts::EmbeddingSet { manifest, ids, matrix } = set;
+    let ids = Arc::new(ids);
     let matrix: SharedMatrix = Arc::new(matrix);
     let matrix_rows = ids.len();
 
@@ -182,14 +204,37 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
         (index, t.elapsed())
     });
 
-    // Catalog ↔ matrix: every row's movie exists, and every movie has a vector.
+    // Catalog ↔ matrix: every row's movie exists, and every movie has a vector. Read from the snapshot
+    // a previous start saved when the store has not changed since, else from the store (read before
+    // its generation could move again: a write meanwhile makes the new snapshot stale, never wrong).
+    let (identity, generation) = store.generation().await.context("reading the catalog's generation")?;
+    let key = SnapshotKey { run_id: manifest.run_id.clone(), store: identity, generation };
+    let snapshot_path = config.artifacts.join(SNAPSHOT_FILE);
     let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
-    let (catalog, added_rows) = read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?;
+    let from_snapshot = if snapshot_path.exists() {
+        let (path, key, ids, matrix, added) = (snapshot_path.clone(), key.clone(), ids.clone(), matrix.clone(), added.clone());
+        let read = tokio::task::spawn_blocking(move || LiveCatalog::load_snapshot(&path, &key, &ids, matrix, dim, &added));
+        match read.await? {
+            Ok(read) => Some(read),
+            Err(e) => {
+                tracing::info!("catalog snapshot not used ({e:#}): reading the store");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let snapshot_due = from_snapshot.is_none().then(|| (snapshot_path, key));
+    let (catalog, added_rows) = match from_snapshot {
+        Some(read) => read,
+        None => read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?,
+    };
     drop(ids);
     let catalog_read = started.elapsed();
     tracing::info!(
-        "catalog: {} movies; embedding set: {} rows of dim {}; {} movies added at run time",
+        "catalog: {} movies ({}); embedding set: {} rows of dim {}; {} movies added at run time",
         catalog.live_count(),
+        if snapshot_due.is_some() { "read from the store" } else { "from the snapshot" },
         manifest.rows,
         manifest.dim,
         added_rows.len()
@@ -278,5 +323,6 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
         model,
         matrix_rows,
         load_seconds,
+        snapshot_due,
     })
 }
