@@ -375,8 +375,18 @@ impl ModelArgs {
         self.load_from(&dir)
     }
 
+    /// Load the model for the server: one copy of each weight (see [`EngineOptions::one_weight_copy`]).
+    pub fn load_for_serving(&self) -> Result<Embedder> {
+        let dir = models::locate(&self.source(), &self.dirs.models_dir)?;
+        self.load_with(&dir, true)
+    }
+
     /// Load the model in `dir` with these options.
     pub fn load_from(&self, dir: &std::path::Path) -> Result<Embedder> {
+        self.load_with(dir, false)
+    }
+
+    fn load_with(&self, dir: &std::path::Path, one_weight_copy: bool) -> Result<Embedder> {
         let dir = dir.to_path_buf();
         let options = EngineOptions {
             pooling: self.pooling,
@@ -384,6 +394,7 @@ impl ModelArgs {
             force_cpu: self.cpu,
             dtype: Some(self.dtype.dtype()),
             allow_cpu_half: false,
+            one_weight_copy,
         };
         let embedder = Embedder::load(&dir, &options)?;
         let info = embedder.info();

@@ -183,3 +183,26 @@ fn half_precision_is_refused_on_the_cpu() {
     let err = Embedder::load(&common::minilm_dir(), &options).err().expect("f16 on the CPU must be refused");
     assert!(format!("{err:#}").contains("needs a CUDA GPU"), "{err:#}");
 }
+
+/// The server keeps one copy of each dense weight (the transposed one): small batches read it anyway,
+/// large ones multiply by it instead of the stored layout. Same vectors either way, and the reference's.
+#[test]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+fn one_weight_copy_embeds_the_same_vectors() {
+    let reference = fixture("minilm-reference.json");
+    let cases = reference["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let both = minilm();
+    let one = Embedder::load(&common::minilm_dir(), &EngineOptions { one_weight_copy: true, ..Default::default() }).unwrap();
+    // All cases in one batch: hundreds of rows (the stored-layout path of `both`); then one at a time.
+    let rows: usize = both.encode(&texts).unwrap().iter().map(|e| e.ids.len()).sum();
+    assert!(rows > 512, "the batch must be large: {rows} rows");
+    let (a, b) = (both.embed(&texts).unwrap(), one.embed(&texts).unwrap());
+    for (i, case) in cases.iter().enumerate() {
+        let want = floats(&case["embedding"]);
+        assert!(cosine(a.row(i), b.row(i)) >= 0.99999, "case {i}: batch");
+        assert!(cosine(b.row(i), &want) >= 0.9999, "case {i}: against PyTorch");
+        let single = one.embed(&[texts[i]]).unwrap();
+        assert!(cosine(single.row(0), a.row(i)) >= 0.99999, "case {i}: alone");
+    }
+}

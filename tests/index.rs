@@ -346,3 +346,32 @@ fn the_neighbour_table_is_saved_loaded_and_rebuilt_when_unusable() {
         assert_eq!(std::fs::read(&knn).unwrap(), good, "{what}: rebuilt and saved again");
     }
 }
+
+#[test]
+fn without_the_int8_walk_no_codes_are_held_and_searches_agree() {
+    let (n, dim) = (1500, 32);
+    let m = vectors(n, dim, 14);
+    let params = IndexParams::default();
+    let index = VectorIndex::build(&m, dim, params);
+    let dir = tempfile::tempdir().unwrap();
+    index.save(dir.path(), "run-a", n).unwrap();
+    let f32_walk = IndexParams { int8_walk: false, ..params };
+    let lean = VectorIndex::load(dir.path(), "run-a", Arc::new(m.clone()), dim, f32_walk).unwrap().unwrap();
+    assert_eq!((lean.quantized_bytes(), index.quantized_bytes()), (0, n * dim));
+    let (mut found, queries) = (0, 100);
+    for q in 0..queries {
+        let row = q * 13;
+        let query = &m[row * dim..(row + 1) * dim];
+        let not_self = |r: usize| r != row;
+        let want = exact(&m, dim, query, 10, &not_self);
+        let got: Vec<usize> = lean.search_from(query, Some(row), 10, 200, &not_self).iter().map(|h| h.row).collect();
+        found += want.iter().filter(|r| got.contains(r)).count();
+        let a = index.neighbours_of(row, 10, &not_self).unwrap();
+        assert_eq!(lean.neighbours_of(row, 10, &not_self).unwrap(), a, "the same saved neighbour table");
+    }
+    assert!(found as f64 / (queries * 10) as f64 >= 0.99);
+    // Built without it: the table was still found (on codes made for that), then the codes dropped.
+    let built = VectorIndex::build(&m, dim, f32_walk);
+    assert_eq!(built.quantized_bytes(), 0);
+    assert_eq!(built.table().unwrap().rows(), n);
+}

@@ -44,27 +44,35 @@ fn default_eps() -> f64 {
 
 
 struct Linear {
-    /// `[out, in]`, as stored.
-    weight: Tensor,
+    /// `[out, in]`, as stored; `None` when only the transposed copy is kept ([`Linear::new`]).
+    weight: Option<Tensor>,
     /// `[in, out]` contiguous copy, kept on the CPU only (see [`super::SMALL_BATCH_ROWS`]).
     weight_t: Option<Tensor>,
     bias: Tensor,
 }
 
 impl Linear {
-    fn new(weight: Tensor, bias: Tensor) -> Result<Self> {
-        let weight_t = if weight.device().is_cpu() { Some(weight.t()?.contiguous()?) } else { None };
-        Ok(Linear { weight, weight_t, bias })
+    /// With `one_copy`, a CPU layer keeps only the transposed weight (half the memory of its weights;
+    /// products of many rows then read it too, a few per cent slower than the stored layout).
+    fn new(weight: Tensor, bias: Tensor, one_copy: bool) -> Result<Self> {
+        if weight.device().is_cpu() {
+            let weight_t = Some(weight.t()?.contiguous()?);
+            Ok(Linear { weight: (!one_copy).then_some(weight), weight_t, bias })
+        } else {
+            Ok(Linear { weight: Some(weight), weight_t: None, bias })
+        }
     }
 
-    fn load(vb: &VarBuilder, inp: usize, out: usize) -> Result<Self> {
-        Linear::new(vb.get((out, inp), "weight")?, vb.get(out, "bias")?)
+    fn load(vb: &VarBuilder, inp: usize, out: usize, one_copy: bool) -> Result<Self> {
+        Linear::new(vb.get((out, inp), "weight")?, vb.get(out, "bias")?, one_copy)
     }
 
     fn product(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.weight_t {
-            Some(wt) if x.dim(0)? < super::SMALL_BATCH_ROWS => ops::team_product(x, wt),
-            _ => x.matmul(&self.weight.t()?),
+        match (&self.weight, &self.weight_t) {
+            (_, Some(wt)) if x.dim(0)? < super::SMALL_BATCH_ROWS => ops::team_product(x, wt),
+            (Some(w), _) => x.matmul(&w.t()?),
+            (None, Some(wt)) => x.matmul(wt),
+            (None, None) => unreachable!("a layer keeps at least one copy of its weight"),
         }
     }
 
@@ -121,7 +129,8 @@ pub struct Bert {
 }
 
 impl Bert {
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    /// `one_copy`: keep one copy of each dense weight on the CPU (see [`Linear::new`]).
+    pub fn load(vb: VarBuilder, config: &Config, one_copy: bool) -> Result<Self> {
         if let Some(kind) = &config.position_embedding_type {
             if kind != "absolute" {
                 candle_core::bail!("position_embedding_type `{kind}` is not supported (only `absolute`)");
@@ -155,15 +164,15 @@ impl Bert {
                 ws.push((p.get((h, h), "weight")? * factor)?);
                 bs.push((p.get(h, "bias")? * factor)?);
             }
-            let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?)?;
-            let attn_out = Linear::load(&att.pp("output").pp("dense"), h, h)?;
-            let output = Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h)?;
+            let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?, one_copy)?;
+            let attn_out = Linear::load(&att.pp("output").pp("dense"), h, h, one_copy)?;
+            let output = Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h, one_copy)?;
             layers.push(Layer {
                 qkv,
                 attn_norm: LayerNorm::load(&att.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?
                     .with_bias(&attn_out.bias)?,
                 attn_out,
-                intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size)?,
+                intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size, one_copy)?,
                 output_norm: LayerNorm::load(&l.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?
                     .with_bias(&output.bias)?,
                 output,

@@ -58,6 +58,9 @@ pub struct EngineOptions {
     /// Let f16/bf16 run on the CPU too (slow): only for tests of the half-precision code path on
     /// machines without a GPU. The command line never sets it.
     pub allow_cpu_half: bool,
+    /// Keep one copy of each dense weight on the CPU (the server's choice: less memory, large
+    /// batches a few per cent slower); offline embedding keeps both layouts.
+    pub one_weight_copy: bool,
 }
 
 /// What the engine is: stored in manifests and reported by the server.
@@ -143,7 +146,7 @@ impl Embedder {
         let encoder = match spec.architecture {
             Architecture::Bert => {
                 let cfg: bert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
-                Encoder::Bert(bert::Bert::load(vb, &cfg).context("loading BERT weights")?)
+                Encoder::Bert(bert::Bert::load(vb, &cfg, options.one_weight_copy).context("loading BERT weights")?)
             }
             Architecture::ModernBert => {
                 let cfg: modernbert::Config =

@@ -48,11 +48,19 @@ pub struct IndexParams {
     /// Candidate list size of a search that starts at the query's own row (more like this by id;
     /// [`VectorIndex::search_from`]): it starts among the neighbours, so it needs a smaller list.
     pub ef_search_by_row: usize,
+    /// Walk the graph on an int8 copy of the vectors (`index.q8`, a quarter of the matrix in memory;
+    /// searches about 3 × faster) rather than on the f32 vectors themselves.
+    #[serde(default = "walk_int8_default")]
+    pub int8_walk: bool,
+}
+
+fn walk_int8_default() -> bool {
+    true
 }
 
 impl Default for IndexParams {
     fn default() -> Self {
-        IndexParams { max_connections: 24, ef_construction: 200, ef_search: 96, ef_search_by_row: 400 }
+        IndexParams { max_connections: 24, ef_construction: 200, ef_search: 96, ef_search_by_row: 400, int8_walk: true }
     }
 }
 
@@ -124,6 +132,10 @@ impl VectorIndex {
         let quantized = Some(Quantized::build(&matrix, dim));
         let mut index = VectorIndex { graph, matrix, quantized, table: None, added: RwLock::new(Added::default()), dim, params };
         index.table = Some(index.build_table());
+        if !params.int8_walk {
+            // It served the table's searches; the graph is walked on the f32 vectors from now on.
+            index.quantized = None;
+        }
         index
     }
 
@@ -354,10 +366,14 @@ impl VectorIndex {
         let path = dir.join(GRAPH_FILE);
         match Graph::load(&path) {
             Ok(graph) if graph.rows() == rows => {
-                let quantized = Some(load_or_build_quantized(dir, run_id, &matrix, rows, dim));
                 let mut index =
-                    VectorIndex { graph, matrix, quantized, table: None, added: RwLock::new(Added::default()), dim, params };
-                index.table = Some(index.load_or_build_table(dir, run_id));
+                    VectorIndex { graph, matrix, quantized: None, table: None, added: RwLock::new(Added::default()), dim, params };
+                index.load_or_build_table(dir, run_id);
+                if params.int8_walk && index.quantized.is_none() {
+                    index.quantized = Some(load_or_build_quantized(dir, run_id, &index.matrix, rows, dim));
+                } else if !params.int8_walk {
+                    index.quantized = None;
+                }
                 Ok(Some(index))
             }
             Ok(graph) => {
@@ -375,9 +391,10 @@ impl VectorIndex {
 impl VectorIndex {
     /// The neighbour table saved in `dir` when it was made from the embedding set `run_id`; else
     /// (missing, stale or damaged) found now with the graph and saved for the next start.
-    fn load_or_build_table(&self, dir: &Path, run_id: &str) -> NeighbourTable {
+    /// (The table is found by walking the graph on the int8 codes, which are loaded for that.)
+    fn load_or_build_table(&mut self, dir: &Path, run_id: &str) {
         let path = dir.join(KNN_FILE);
-        match NeighbourTable::load(&path, run_id, self.graph.rows(), table::WIDTH) {
+        let table = match NeighbourTable::load(&path, run_id, self.graph.rows(), table::WIDTH) {
             Ok(t) => t,
             Err(e) => {
                 if path.exists() {
@@ -385,13 +402,16 @@ impl VectorIndex {
                 } else {
                     tracing::info!("finding every row's {} nearest neighbours (saved for later starts)", table::WIDTH);
                 }
+                let rows = self.graph.rows();
+                self.quantized = Some(load_or_build_quantized(dir, run_id, &self.matrix, rows, self.dim));
                 let t = self.build_table();
                 if let Err(e) = t.save(&path, run_id) {
                     tracing::warn!("could not save the neighbour table ({e:#}); it will be rebuilt next start");
                 }
                 t
             }
-        }
+        };
+        self.table = Some(table);
     }
 }
 

@@ -18,6 +18,7 @@ use crate::movie::MovieDoc;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// The facts of a movie document the catalog keeps, borrowed from a document or its stored JSON.
@@ -144,22 +145,37 @@ impl Traits {
     }
 }
 
-/// One movie as served.
+/// One movie as served. Compact (one per movie of a large catalog): its id, title and folded title
+/// are one allocation.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub id: String,
+    /// The id, the title, then the title folded for search (lower case, accents removed).
+    text: Box<str>,
+    id_len: u32,
+    title_len: u32,
     pub rating: Option<f64>,
     pub votes: Option<u64>,
-    title: Box<str>,
-    /// Title folded for search (lower case, accents removed).
-    folded_title: Box<str>,
     traits: Traits,
     source: u16,
 }
 
 impl Entry {
+    fn new(id: &str, title: &str, folded_title: &str, rating: Option<f64>, votes: Option<u64>, traits: Traits, source: u16) -> Self {
+        // Ids and titles longer than 4 GiB cannot reach here (request bodies are capped far below).
+        let text = [id, title, folded_title].concat().into_boxed_str();
+        Entry { text, id_len: id.len() as u32, title_len: title.len() as u32, rating, votes, traits, source }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.text[..self.id_len as usize]
+    }
+
     pub fn title(&self) -> &str {
-        &self.title
+        &self.text[self.id_len as usize..(self.id_len + self.title_len) as usize]
+    }
+
+    fn folded_title(&self) -> &str {
+        &self.text[(self.id_len + self.title_len) as usize..]
     }
 
     pub fn year(&self) -> Option<i64> {
@@ -238,7 +254,9 @@ pub struct LiveCatalog {
     /// Per row: not replaced since (kept apart from the entries: searches test it for every row they
     /// visit, and this way it stays in cache).
     alive: Vec<bool>,
-    by_id: HashMap<String, usize>,
+    /// Row of each id's newest entry (the ids themselves are in the entries).
+    by_id: hashbrown::HashTable<u32>,
+    hasher: std::collections::hash_map::RandomState,
     /// Vectors of the first `matrix.len() / dim` rows.
     matrix: SharedMatrix,
     /// Vectors of the rows after those (added at run time).
@@ -256,7 +274,8 @@ impl LiveCatalog {
         LiveCatalog {
             entries: Vec::new(),
             alive: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: hashbrown::HashTable::new(),
+            hasher: Default::default(),
             matrix,
             added: Vec::new(),
             dim,
@@ -270,7 +289,9 @@ impl LiveCatalog {
     pub fn reserve(&mut self, n: usize) {
         self.entries.reserve(n);
         self.alive.reserve(n);
-        self.by_id.reserve(n);
+        let entries = &self.entries;
+        let hasher = &self.hasher;
+        self.by_id.reserve(n, |&row| hasher.hash_one(entries[row as usize].id()));
     }
 
     fn matrix_rows(&self) -> usize {
@@ -293,7 +314,7 @@ impl LiveCatalog {
         &self.entries[row].traits
     }
 
-    fn make_entry(&mut self, m: NewMovie, title: Box<str>, folded_title: Box<str>) -> Entry {
+    fn make_entry(&mut self, m: NewMovie, folded_title: &str) -> Entry {
         let traits = self.intern_traits(&m.facts);
         let source = match self.sources.iter().position(|s| **s == *m.source) {
             Some(i) => i as u16,
@@ -302,12 +323,22 @@ impl LiveCatalog {
                 (self.sources.len() - 1) as u16
             }
         };
-        Entry { id: m.id, rating: m.rating, votes: m.votes, title, folded_title, traits, source }
+        Entry::new(&m.id, &m.facts.title, folded_title, m.rating, m.votes, traits, source)
     }
 
     fn push_entry(&mut self, entry: Entry) -> (usize, Option<usize>) {
         let row = self.entries.len();
-        let replaced = self.by_id.insert(entry.id.clone(), row);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        let hash = hasher.hash_one(entry.id());
+        let replaced = match self.by_id.entry(hash, |&r| entries[r as usize].id() == entry.id(), |&r| {
+            hasher.hash_one(entries[r as usize].id())
+        }) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), row as u32) as usize),
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(row as u32);
+                None
+            }
+        };
         if let Some(old) = replaced {
             self.alive[old] = false;
         }
@@ -319,8 +350,7 @@ impl LiveCatalog {
     /// An entry for a movie, to push later (loading builds them in store order, pushes in matrix
     /// order). `folded_title` is `fold(title)`, computed by the caller (in parallel, at start).
     pub fn entry_for(&mut self, movie: NewMovie, folded_title: String) -> Entry {
-        let title = movie.facts.title.as_ref().into();
-        self.make_entry(movie, title, folded_title.into_boxed_str())
+        self.make_entry(movie, &folded_title)
     }
 
     /// Append the movie of the next matrix row (its vector is that row).
@@ -342,9 +372,8 @@ impl LiveCatalog {
     pub fn push(&mut self, movie: NewMovie, vector: &[f32]) -> (usize, Option<usize>) {
         assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
         assert_eq!(self.entries.len(), self.matrix_rows() + self.added.len() / self.dim, "matrix rows come first");
-        let folded = fold(&movie.facts.title).into_boxed_str();
-        let title = movie.facts.title.as_ref().into();
-        let entry = self.make_entry(movie, title, folded);
+        let folded = fold(&movie.facts.title);
+        let entry = self.make_entry(movie, &folded);
         self.added.extend_from_slice(vector);
         self.push_entry(entry)
     }
@@ -364,7 +393,8 @@ impl LiveCatalog {
     }
 
     pub fn row_of(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+        let hash = self.hasher.hash_one(id);
+        self.by_id.find(hash, |&r| self.entries[r as usize].id() == id).map(|&r| r as usize)
     }
 
     pub fn entry(&self, row: usize) -> &Entry {
@@ -492,7 +522,7 @@ impl LiveCatalog {
             .iter()
             .enumerate()
             .filter(|(row, _)| self.alive[*row])
-            .filter_map(|(row, e)| rank(&e.folded_title).map(|r| (r, row)))
+            .filter_map(|(row, e)| rank(e.folded_title()).map(|r| (r, row)))
             .collect();
         found.sort_by(|a, b| {
             let (ea, eb) = (&self.entries[a.1], &self.entries[b.1]);
@@ -556,7 +586,7 @@ mod tests {
         {
             cat.push(movie(&format!("m{i}"), &doc(t, 2000, &[]), *v), &[1.0]);
         }
-        let ids: Vec<&str> = cat.search_titles("FROZEN", 10).iter().map(|&r| cat.entry(r).id.as_str()).collect();
+        let ids: Vec<&str> = cat.search_titles("FROZEN", 10).iter().map(|&r| cat.entry(r).id()).collect();
         assert_eq!(ids, ["m4", "m2", "m1", "m0", "m3"]);
     }
 

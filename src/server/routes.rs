@@ -169,13 +169,13 @@ fn index_info(index: &crate::index::VectorIndex) -> Value {
 
 fn summary(catalog: &LiveCatalog, row: usize) -> MovieSummary {
     let e = catalog.entry(row);
-    MovieSummary { id: e.id.clone(), title: e.title().to_string(), year: e.year(), rating: e.rating, votes: e.votes }
+    MovieSummary { id: e.id().to_string(), title: e.title().to_string(), year: e.year(), rating: e.rating, votes: e.votes }
 }
 
 fn view(catalog: &LiveCatalog, row: usize, predicted: crate::head::Prediction, document: Value) -> MovieView {
     let e = catalog.entry(row);
     MovieView {
-        id: e.id.clone(),
+        id: e.id().to_string(),
         title: e.title().to_string(),
         year: e.year(),
         rating: e.rating,
@@ -229,7 +229,7 @@ fn neighbours(catalog: &LiveCatalog, query: &Traits, hits: &[Hit]) -> Vec<Neighb
         .map(|h| {
             let e = catalog.entry(h.row);
             Neighbour {
-                id: e.id.clone(),
+                id: e.id().to_string(),
                 title: e.title().to_string(),
                 year: e.year(),
                 rating: e.rating,

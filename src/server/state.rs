@@ -184,7 +184,7 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     let model_args = config.model.clone();
     let model_loading = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        model_args.load().map(|m| (m, t.elapsed()))
+        model_args.load_for_serving().map(|m| (m, t.elapsed()))
     });
     let store = Store::open(&config.db).await.context("opening the catalog store")?;
     let artifacts_dir = config.artifacts.clone();

@@ -66,9 +66,9 @@ impl LiveCatalog {
             put_names(w, &self.people.spelling)?;
             put_names(w, &self.sources)?;
             for (e, &alive) in self.entries.iter().zip(&self.alive) {
-                put_str(w, &e.id)?;
-                put_str(w, &e.title)?;
-                put_str(w, &e.folded_title)?;
+                put_str(w, e.id())?;
+                put_str(w, e.title())?;
+                put_str(w, e.folded_title())?;
                 put_opt(w, e.rating.map(f64::to_bits))?;
                 put_opt(w, e.votes)?;
                 put_opt(w, e.traits.year.map(|y| y as u32 as u64))?;
@@ -114,7 +114,7 @@ impl LiveCatalog {
             if row < ids.len() {
                 ensure!(id == ids[row], "the snapshot is of another matrix (row {row})");
             }
-            let (title, folded_title) = (string(&mut r)?.into_boxed_str(), string(&mut r)?.into_boxed_str());
+            let (title, folded_title) = (string(&mut r)?, string(&mut r)?);
             let rating = opt(&mut r)?.map(f64::from_bits);
             let votes = opt(&mut r)?;
             let year = opt(&mut r)?.map(|y| y as u32 as i32);
@@ -131,12 +131,12 @@ impl LiveCatalog {
                 && usize::from(source) < catalog.sources.len();
             ensure!(known, "catalog snapshot is damaged (row {row})");
             let traits = Traits { ids: trait_ids.into_boxed_slice(), genres, directors, year };
-            let entry = Entry { id, rating, votes, title, folded_title, traits, source };
+            let entry = Entry::new(&id, &title, &folded_title, rating, votes, traits, source);
             if row < ids.len() {
                 catalog.push_entry(entry);
             } else {
-                let vector = added.get(entry.id.as_str()).copied().context("a movie added at run time has no stored vector")?;
-                ensure!(vector.len() == dim, "stored embedding of {} has dimension {}", entry.id, vector.len());
+                let vector = added.get(entry.id()).copied().context("a movie added at run time has no stored vector")?;
+                ensure!(vector.len() == dim, "stored embedding of {} has dimension {}", entry.id(), vector.len());
                 added_rows.push(catalog.push_entry_with_vector(entry, vector).0);
             }
             if !alive {
@@ -149,7 +149,7 @@ impl LiveCatalog {
         ensure!(catalog.by_id.len() == live, "catalog snapshot is damaged (live rows and ids disagree)");
         // Every live row is the one its id points to.
         ensure!(
-            catalog.by_id.values().all(|&row| catalog.alive[row]),
+            catalog.by_id.iter().all(|&row| catalog.alive[row as usize]),
             "catalog snapshot is damaged (an id points to a replaced row)"
         );
         Ok((catalog, added_rows))
@@ -234,7 +234,7 @@ mod tests {
                 let e = cat.entry(r);
                 format!(
                     "{} {} {:?} {:?} {:?} {} {} {:?} {:?} {:?}",
-                    e.id,
+                    e.id(),
                     e.title(),
                     e.year(),
                     e.rating,
@@ -243,7 +243,7 @@ mod tests {
                     cat.keep(r, &Filter::default(), &[]),
                     cat.vector(r),
                     cat.why(cat.traits(0), r),
-                    cat.row_of(&e.id)
+                    cat.row_of(e.id())
                 )
             })
             .collect();
