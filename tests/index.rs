@@ -375,3 +375,17 @@ fn without_the_int8_walk_no_codes_are_held_and_searches_agree() {
     assert_eq!(built.quantized_bytes(), 0);
     assert_eq!(built.table().unwrap().rows(), n);
 }
+
+#[test]
+fn the_parallel_best_k_is_the_best_k_of_everything() {
+    use cinevec::index::{best_k, best_k_par, Hit};
+    use rayon::prelude::*;
+    // Scores with many ties (ties go to the lower row), more rows than any thread's short list.
+    let hits: Vec<Hit> = (0..50_000).map(|row| Hit { row, score: ((row * 7919) % 1009) as f32 / 1009.0 }).collect();
+    for k in [0, 1, 10, 100, 5000] {
+        let want = best_k(hits.clone(), k);
+        assert_eq!(best_k_par(hits.clone().into_par_iter(), k), want, "k = {k}");
+        assert_eq!(want.len(), k);
+    }
+    assert_eq!(best_k_par(hits[..3].to_vec().into_par_iter(), 10), best_k(hits[..3].to_vec(), 10));
+}

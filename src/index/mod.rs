@@ -415,6 +415,13 @@ impl VectorIndex {
     }
 }
 
+/// Whether `dir` holds a neighbour table (`index.knn`) for the embedding set `run_id` of `rows` rows
+/// (its header only: damage is found, and mended, when it is loaded).
+pub fn table_saved_for(dir: &Path, run_id: &str, rows: usize) -> bool {
+    sidecar::open::<3>(&dir.join(KNN_FILE), table::MAGIC, run_id)
+        .is_ok_and(|(_, f)| f[0] == rows as u64 && f[1] == table::WIDTH as u64)
+}
+
 /// The int8 codes saved in `dir` when they were made from the embedding set `run_id`; else (missing,
 /// stale or damaged) made from `matrix` now and saved for the next start.
 fn load_or_build_quantized(dir: &Path, run_id: &str, matrix: &[f32], rows: usize, dim: usize) -> Quantized {
@@ -463,12 +470,37 @@ pub fn search_exact<'a>(
     keep: &(dyn Fn(usize) -> bool + Sync),
 ) -> Vec<Hit> {
     use rayon::prelude::*;
-    let hits: Vec<Hit> = (0..count)
+    let hits = (0..count)
         .into_par_iter()
         .filter(|&r| keep(r))
-        .filter_map(|r| rows(r).map(|v| Hit { row: r, score: dot(query, v) }))
-        .collect();
-    best_k(hits, k)
+        .filter_map(|r| rows(r).map(|v| Hit { row: r, score: dot(query, v) }));
+    best_k_par(hits, k)
+}
+
+/// The `k` best of a parallel stream of hits, best first (ties by row): each thread keeps a short
+/// list, never the whole stream (a scan of the catalog holds a few hundred hits, not a copy per row).
+pub fn best_k_par(hits: impl rayon::iter::ParallelIterator<Item = Hit>, k: usize) -> Vec<Hit> {
+    use rayon::iter::ParallelIterator;
+    if k == 0 {
+        return Vec::new();
+    }
+    let limit = (4 * k).max(64);
+    let kept = hits
+        .fold(Vec::new, |mut acc: Vec<Hit>, hit| {
+            acc.push(hit);
+            if acc.len() >= limit {
+                acc = best_k(acc, k);
+            }
+            acc
+        })
+        .reduce(Vec::new, |mut a, b| {
+            a.extend(b);
+            if a.len() >= limit {
+                a = best_k(a, k);
+            }
+            a
+        });
+    best_k(kept, k)
 }
 
 /// The `k` best hits, best first (ties by row), without sorting the rest.
@@ -477,8 +509,10 @@ pub fn best_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     if k == 0 {
         return Vec::new();
     }
-    hits.select_nth_unstable_by(k - 1, |a, b| b.score.total_cmp(&a.score));
+    // Ties by row in the selection too, so that which of several equal scores make the cut is fixed.
+    let order = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row));
+    hits.select_nth_unstable_by(k - 1, order);
     hits.truncate(k);
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+    hits.sort_by(order);
     hits
 }

@@ -17,7 +17,7 @@ use super::Hit;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"CVKNN001";
+pub(super) const MAGIC: &[u8; 8] = b"CVKNN001";
 /// Neighbours kept per row.
 pub const WIDTH: usize = 16;
 /// A list shorter than `WIDTH` (a catalog of fewer rows) is padded with this.

@@ -299,8 +299,17 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
 
     // 6. The HNSW graph.
     let params: IndexParams = args.index.params(IndexParams::default().ef_search);
-    if VectorIndex::is_saved_for(dir, &manifest.run_id, manifest.rows, manifest.dim, params) && !args.force {
+    let graph_saved = VectorIndex::is_saved_for(dir, &manifest.run_id, manifest.rows, manifest.dim, params) && !args.force;
+    if graph_saved && crate::index::table_saved_for(dir, &manifest.run_id, manifest.rows) {
         report.push("index", Outcome::UpToDate(format!("graph over {} rows (M {})", manifest.rows, params.max_connections)));
+    } else if graph_saved {
+        // A graph saved before neighbour tables existed: loading it finds and saves the table.
+        let t = Instant::now();
+        let set = artifacts::load_embeddings(dir)?;
+        let matrix = std::sync::Arc::new(set.matrix);
+        VectorIndex::load(dir, &manifest.run_id, matrix, manifest.dim, params)?
+            .context("the saved graph could not be loaded")?;
+        report.push("index", Outcome::Ran(t.elapsed().as_secs_f64(), "neighbour table added to the saved graph".into()));
     } else {
         let t = Instant::now();
         let set = artifacts::load_embeddings(dir)?;

@@ -13,7 +13,7 @@ mod snapshot;
 
 pub use snapshot::{SnapshotKey, FILE as SNAPSHOT_FILE};
 
-use crate::index::{best_k, search_exact, Hit, SharedMatrix, VectorIndex};
+use crate::index::{best_k_par, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -489,12 +489,11 @@ impl LiveCatalog {
     pub fn rank_by(&self, k: usize, filter: &Filter, exclude: &[usize], score: impl Fn(&[f32]) -> f32 + Sync) -> Vec<Hit> {
         use rayon::prelude::*;
         let resolved = self.resolve(filter);
-        let hits: Vec<Hit> = (0..self.rows())
+        let hits = (0..self.rows())
             .into_par_iter()
             .filter(|&r| self.keep_resolved(r, &resolved, exclude))
-            .map(|r| Hit { row: r, score: score(self.vector(r)) })
-            .collect();
-        best_k(hits, k)
+            .map(|r| Hit { row: r, score: score(self.vector(r)) });
+        best_k_par(hits, k)
     }
 
     /// Title search, case- and accent-insensitive. Ranked: exact title, then prefix, then a word
