@@ -273,6 +273,7 @@ def main():
     table = info["index"].get("neighbour_table") or {}
     results["table"] = table
     results["catalog_loaded_from"] = info.get("catalog_loaded_from")
+    results["int8_walk"] = info["index"].get("int8_walk", True)
     offline = [bench_index(d) for d in OFFLINE_SETS]
     results["offline"] = offline
     with open(os.path.join(OUT, "results.json"), "w") as f:
@@ -310,10 +311,11 @@ def report(r, data, offline):
     if "ready_rebuild_s" in r:
         row("ready, graph rebuilt", f"{r['ready_rebuild_s']:.1f} s", "-", None, "-")
     ratio = r["peak_rss"] / total
+    walk = "" if r.get("int8_walk", True) else ", --no-int8-walk"
     row(f"peak RSS (VmHWM) ÷ data ({data['matrix'] / mib:.0f} MiB matrix + {data['graph'] / mib:.0f} MiB graph "
-        f"and neighbour table + {data['model'] / mib:.0f} MiB model)", f"{r['peak_rss'] / mib:.0f} MiB = {ratio:.2f} ×",
+        f"and neighbour table + {data['model'] / mib:.0f} MiB model{walk})", f"{r['peak_rss'] / mib:.0f} MiB = {ratio:.2f} ×",
         "≤ 1.3 ×", ratio / 1.3, "yes" if ratio <= 1.3 else "no")
-    if r.get("q8_bytes"):
+    if r.get("q8_bytes") and r.get("int8_walk", True):
         with_q8 = r["peak_rss"] / (total + r["q8_bytes"])
         row(f"peak RSS ÷ data with the int8 walk copy ({r['q8_bytes'] / mib:.0f} MiB index.q8) counted as data",
             f"{with_q8:.2f} ×", "-", None, "-")
