@@ -28,6 +28,14 @@ pub fn install() -> &'static PrometheusHandle {
         // Another recorder may already be installed (e.g. by an embedding application): then this
         // handle only renders what cinevec records through it, which is still correct for /metrics.
         let _ = metrics::set_global_recorder(recorder);
+        // Histograms keep every recorded value until they are folded into their buckets, which
+        // `render` does at a scrape and `run_upkeep` otherwise: without this a server nobody scrapes
+        // would grow by 8 bytes per request and histogram (about 12 MB per million requests).
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            upkeep.run_upkeep();
+        });
         handle
     })
 }
