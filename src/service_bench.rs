@@ -559,6 +559,24 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
             "search_p99_ms": ms[(ms.len() * 99 / 100).min(ms.len() - 1)],
         }));
     }
+    // The neighbour table (more like this by id for k up to its width, without a filter).
+    let table = index.table().filter(|t| args.k <= t.width()).map(|t| {
+        let (mut found, mut ms) = (0usize, Vec::with_capacity(queries.len()));
+        for (q, want) in queries.iter().zip(&truth) {
+            let t = Instant::now();
+            let got = index.neighbours_of(*q, args.k, &|r| r != *q).unwrap_or_default();
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            found += want.iter().filter(|w| got.iter().any(|h| h.row == **w)).count();
+        }
+        ms.sort_by(f64::total_cmp);
+        json!({
+            "width": t.width(),
+            "ef": t.ef(),
+            "recall": found as f64 / (queries.len() * args.k) as f64,
+            "lookup_p50_ms": ms[ms.len() / 2],
+            "bytes": t.bytes(),
+        })
+    });
     let (peak, rss) = memory();
     let matrix_bytes = file_len(&args.artifacts.join(artifacts::MATRIX_FILE));
     let graph_bytes = crate::index::saved_graph_bytes(&args.artifacts);
@@ -576,6 +594,7 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
         "queries": queries.len(),
         "k": args.k,
         "per_ef": per_ef,
+        "neighbour_table": table,
         "matrix_bytes": matrix_bytes,
         "graph_bytes": graph_bytes,
         "peak_rss_after_load": peak_after_load,

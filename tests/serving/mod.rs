@@ -82,7 +82,7 @@ pub fn config(dir: &Path) -> ServeConfig {
         graph: cinevec::cli::IndexArgs { hnsw_m: 24, hnsw_ef_construction: 200 },
         hnsw_ef_search: 96,
         hnsw_ef_search_by_id: 48,
-        no_int8_walk: false,
+        int8_walk: false,
     }
     .config()
 }
