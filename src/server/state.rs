@@ -215,6 +215,12 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
         let (path, key, ids, matrix, added) = (snapshot_path.clone(), key.clone(), ids.clone(), matrix.clone(), added.clone());
         let read = tokio::task::spawn_blocking(move || LiveCatalog::load_snapshot(&path, &key, &ids, matrix, dim, &added));
         match read.await? {
+            // A write by another program while it was read (the run-time vectors came from the store):
+            // read the store instead.
+            Ok(_) if store.generation().await.ok().map(|(_, g)| g) != Some(generation) => {
+                tracing::info!("catalog snapshot not used (the store changed while it was read): reading the store");
+                None
+            }
             Ok(read) => Some(read),
             Err(e) => {
                 tracing::info!("catalog snapshot not used ({e:#}): reading the store");
