@@ -7,11 +7,13 @@
 # once into .bench/service/ (`cinevec gen-service`: catalog store + JSONL, 384-d vectors with the local
 # all-MiniLM-L6-v2's record and a rating head trained on them, 768-d vectors with a synthetic record;
 # a few minutes), then (scripts/bench_service.py):
-#   - the real `cinevec serve` on the 384-d set: ready time after deleting the saved graph and with it,
-#     recall@10 of more-like-this against exact=true over 1,000 movies, wrk throughput and latency of
-#     GET /v1/movies/{id}/similar?k=10 rotating over all ids (shuffled), one-movie POST /v1/predict latency
+#   - the real `cinevec serve` on the 384-d set: ready time after deleting the saved graph, after deleting
+#     the catalog snapshot (the catalog read from the store) and with both, recall@10 of more-like-this
+#     against exact=true over 1,000 movies, wrk throughput and latency of GET /v1/movies/{id}/similar?k=10
+#     rotating over all ids (shuffled; answered from the neighbour table) and of k=20 (more than the
+#     table holds: the graph walk, with its own recall), one-movie POST /v1/predict latency
 #     (sequential client; real movies from ../shared/data/imdb5000, and the synthetic catalog's
-#     longer documents), peak RSS (VmHWM) against matrix + graph + model bytes;
+#     longer documents), peak RSS (VmHWM) against matrix + graph and neighbour table + model bytes;
 #   - offline, for the 768-d set (no 768-d model here to serve it): `cinevec bench-index` builds and
 #     saves its graph (first run), loads it, and measures recall@10 against brute force per ef and memory.
 # Prints one table with each measurement beside its target. Environment: WRK_THREADS (1),
