@@ -30,6 +30,7 @@ pub fn cinevec(args: &[&str]) {
 pub fn fixture() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        remove_fixtures_of_finished_runs();
         let dir = std::env::temp_dir().join(format!("cinevec-server-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -43,6 +44,22 @@ pub fn fixture() -> &'static Path {
         cinevec(&["train", "--artifacts", d, "--epochs", "20", "--members", "1"]);
         dir
     })
+}
+
+/// The fixture lives as long as its test binary (a static), so nothing removes it when the binary
+/// ends: remove the folders of earlier runs whose process is gone (on Linux, where /proc says so).
+fn remove_fixtures_of_finished_runs() {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("cinevec-server-test-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A private copy of the fixture, for tests that write.
