@@ -156,7 +156,7 @@ fn a_build_killed_while_embedding_resumes_from_the_cache() {
         .and_then(|before| before.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the resumed build reused nothing: {line}"));
-    assert!(cached >= 24 && cached < 400, "{line}");
+    assert!((24..400).contains(&cached), "{line}");
     let set = artifacts::load_embeddings(&art).unwrap();
     assert_eq!(set.ids.len(), 400);
 

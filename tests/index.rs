@@ -293,14 +293,14 @@ fn the_table_gives_way_to_the_graph_when_it_cannot_answer() {
     assert!(index.neighbours_of(row, 0, &not_self).is_none());
     assert!(index.neighbours_of(n + 5, 5, &|_| true).is_none(), "not a matrix row");
     // A filter that lets a few rows through: too few of the row's neighbours pass.
-    let rare = |r: usize| r != row && r % 97 == 0;
+    let rare = |r: usize| r != row && r.is_multiple_of(97);
     assert!(index.neighbours_of(row, 10, &rare).is_none());
     // A filter most rows pass: answered, and the answer is the filtered brute force's.
-    let even = |r: usize| r != row && r % 2 == 0;
+    let even = |r: usize| r != row && r.is_multiple_of(2);
     let query = &m[row * dim..(row + 1) * dim];
     let got = index.neighbours_of(row, 5, &even).expect("half of 16 neighbours pass");
     let rows: Vec<usize> = got.iter().map(|h| h.row).collect();
-    assert!(rows.iter().all(|r| r % 2 == 0));
+    assert!(rows.iter().all(|r| r.is_multiple_of(2)));
     assert_eq!(rows, exact(&m, dim, query, 5, &even));
     // A vector added at run time, nearer than every neighbour: it comes first.
     let mut near = query.to_vec();

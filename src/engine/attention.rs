@@ -152,7 +152,7 @@ impl CustomOp2 for PackedAttention {
 unsafe fn attend(task: &Task, scratch: &mut Scratch, out: *mut f32, portable: bool) {
     #[cfg(target_arch = "x86_64")]
     if !portable
-        && task.head_dim % 8 == 0
+        && task.head_dim.is_multiple_of(8)
         && std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma")
     {

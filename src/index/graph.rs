@@ -294,7 +294,7 @@ impl Graph {
         let rows = r.u64()? as usize;
         let entry = r.u64()?;
         let count = r.u64()? as usize;
-        ensure!(count >= 1 && count <= 64, "graph has {count} levels");
+        ensure!((1..=64).contains(&count), "graph has {count} levels");
         ensure!(rows < u32::MAX as usize && (entry as usize) < rows.max(1), "bad graph header");
         let mut levels = Vec::with_capacity(count);
         for level in 0..count {

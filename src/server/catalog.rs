@@ -536,6 +536,21 @@ pub fn no_matrix() -> SharedMatrix {
     Arc::new(Vec::new())
 }
 
+/// A document's traits, with genre and person names numbered by `genre` and `person`.
+fn traits(f: &Facts, mut genre: impl FnMut(&str) -> u32, mut person: impl FnMut(&str) -> u32) -> Traits {
+    let mut ids: Vec<u32> = f.genres.iter().take(255).map(|g| genre(g)).collect();
+    let n_genres = ids.len() as u8;
+    ids.extend(f.directors.iter().take(255).map(|p| person(p)));
+    let n_directors = (ids.len() - usize::from(n_genres)) as u8;
+    ids.extend(f.actors.iter().map(|p| person(p)));
+    Traits {
+        ids: ids.into_boxed_slice(),
+        genres: n_genres,
+        directors: n_directors,
+        year: f.release_year.and_then(|y| i32::try_from(y).ok()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,20 +658,5 @@ mod tests {
         let posted = MovieDoc::parse(&json!({"title": "P", "actors": ["Di Fo", "Nobody Known"]})).unwrap();
         let why = cat.why(&cat.traits_of(&Facts::of(&posted)), 1);
         assert_eq!((why.shared_actors, why.year_gap), (vec!["Di Fo".to_string()], None));
-    }
-}
-
-/// A document's traits, with genre and person names numbered by `genre` and `person`.
-fn traits(f: &Facts, mut genre: impl FnMut(&str) -> u32, mut person: impl FnMut(&str) -> u32) -> Traits {
-    let mut ids: Vec<u32> = f.genres.iter().take(255).map(|g| genre(g)).collect();
-    let n_genres = ids.len() as u8;
-    ids.extend(f.directors.iter().take(255).map(|p| person(p)));
-    let n_directors = (ids.len() - usize::from(n_genres)) as u8;
-    ids.extend(f.actors.iter().map(|p| person(p)));
-    Traits {
-        ids: ids.into_boxed_slice(),
-        genres: n_genres,
-        directors: n_directors,
-        year: f.release_year.and_then(|y| i32::try_from(y).ok()),
     }
 }

@@ -230,7 +230,7 @@ pub async fn load(config: &ServeConfig) -> Result<Loaded> {
     } else {
         None
     };
-    let snapshot_due = from_snapshot.is_none().then(|| (snapshot_path, key));
+    let snapshot_due = from_snapshot.is_none().then_some((snapshot_path, key));
     let (catalog, added_rows) = match from_snapshot {
         Some(read) => read,
         None => read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?,

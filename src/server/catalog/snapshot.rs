@@ -201,8 +201,11 @@ mod tests {
         NewMovie { id: id.into(), rating: votes.map(|v| v as f64 / 100.0), votes, facts, source: "test" }
     }
 
+    /// Stored run-time vectors, by id.
+    type Added = Vec<(String, Vec<f32>)>;
+
     /// Three matrix rows (the second replaced at run time), one movie added at run time.
-    fn catalog() -> (LiveCatalog, Vec<String>, Vec<(String, Vec<f32>)>) {
+    fn catalog() -> (LiveCatalog, Vec<String>, Added) {
         let matrix: SharedMatrix = Arc::new(vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8]);
         let mut cat = LiveCatalog::new(matrix, 2);
         let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
