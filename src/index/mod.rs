@@ -153,12 +153,6 @@ impl VectorIndex {
         self.table.as_ref()
     }
 
-    /// Drop the neighbour table: by-id searches walk the graph (for measuring one against the other).
-    pub fn without_table(mut self) -> Self {
-        self.table = None;
-        self
-    }
-
     /// More like this for matrix row `row`: its `k` nearest rows accepted by `keep` (which must
     /// reject `row`), read from the neighbour table and re-scored, plus rows added at run time. `None`
     /// when the table cannot give the answer the graph search would: no table, `row` not a matrix row,
@@ -180,7 +174,7 @@ impl VectorIndex {
             return None;
         }
         hits.iter_mut().for_each(|h| h.score = dot(query, vector(h.row)));
-        Some(self.with_added(hits, query, k, keep))
+        Some(self.with_added(best_k(hits, k), query, k, keep))
     }
 
     /// Add (or re-add, for a replaced movie) one vector at run time: found by every search from now on.
@@ -273,10 +267,13 @@ impl VectorIndex {
         }
     }
 
-    /// `hits` (best first or not) merged with the rows added at run time that `keep` accepts: the `k` best.
-    fn with_added(&self, hits: Vec<Hit>, query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
+    /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time
+    /// that `keep` accepts: the `k` best of both.
+    fn with_added(&self, mut hits: Vec<Hit>, query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
         let added = self.added.read().unwrap_or_else(|e| e.into_inner());
-        let mut hits = hits;
+        if added.rows.is_empty() {
+            return hits;
+        }
         hits.extend(
             added
                 .rows
@@ -368,11 +365,12 @@ impl VectorIndex {
             Ok(graph) if graph.rows() == rows => {
                 let mut index =
                     VectorIndex { graph, matrix, quantized: None, table: None, added: RwLock::new(Added::default()), dim, params };
+                // Building a missing table loads the int8 codes; they stay only for an int8 walk.
                 index.load_or_build_table(dir, run_id);
-                if params.int8_walk && index.quantized.is_none() {
-                    index.quantized = Some(load_or_build_quantized(dir, run_id, &index.matrix, rows, dim));
-                } else if !params.int8_walk {
+                if !params.int8_walk {
                     index.quantized = None;
+                } else if index.quantized.is_none() {
+                    index.quantized = Some(load_or_build_quantized(dir, run_id, &index.matrix, rows, dim));
                 }
                 Ok(Some(index))
             }
@@ -418,8 +416,7 @@ impl VectorIndex {
 /// Whether `dir` holds a neighbour table (`index.knn`) for the embedding set `run_id` of `rows` rows
 /// (its header only: damage is found, and mended, when it is loaded).
 pub fn table_saved_for(dir: &Path, run_id: &str, rows: usize) -> bool {
-    sidecar::open::<3>(&dir.join(KNN_FILE), table::MAGIC, run_id)
-        .is_ok_and(|(_, f)| f[0] == rows as u64 && f[1] == table::WIDTH as u64)
+    NeighbourTable::saved_for(&dir.join(KNN_FILE), run_id, rows, table::WIDTH)
 }
 
 /// The int8 codes saved in `dir` when they were made from the embedding set `run_id`; else (missing,

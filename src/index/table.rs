@@ -17,7 +17,7 @@ use super::Hit;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-pub(super) const MAGIC: &[u8; 8] = b"CVKNN001";
+const MAGIC: &[u8; 8] = b"CVKNN001";
 /// Neighbours kept per row.
 pub const WIDTH: usize = 16;
 /// A list shorter than `WIDTH` (a catalog of fewer rows) is padded with this.
@@ -88,6 +88,12 @@ impl NeighbourTable {
     /// Save into `path` for the embedding set `run_id`.
     pub fn save(&self, path: &Path, run_id: &str) -> Result<u64> {
         super::sidecar::save(path, MAGIC, &[self.rows as u64, self.width as u64, self.ef as u64], run_id, &self.ids)
+    }
+
+    /// Whether `path`'s header says it is the table of the embedding set `run_id` (`rows` rows) with
+    /// lists of `width` (damage is found, and mended, when it is loaded).
+    pub fn saved_for(path: &Path, run_id: &str, rows: usize, width: usize) -> bool {
+        super::sidecar::open::<3>(path, MAGIC, run_id).is_ok_and(|(_, f)| f[0] == rows as u64 && f[1] == width as u64)
     }
 
     /// Load `path` if it holds the table of the embedding set `run_id` (`rows` rows) with lists of

@@ -122,8 +122,7 @@ impl LiveCatalog {
             r.fill(&mut b)?;
             let (genres, directors, alive, source) = (b[0], b[1], b[2] != 0, u16::from_le_bytes([b[3], b[4]]));
             let n = r.u32()? as usize;
-            ensure!(n as u64 * 4 <= r.left(), "catalog snapshot is damaged");
-            let trait_ids = r.u32s(n)?;
+            let trait_ids = r.u32s(n)?; // bounded by the bytes left
             let people = catalog.people.spelling.len() as u32;
             let known = usize::from(genres) + usize::from(directors) <= n
                 && trait_ids[..usize::from(genres)].iter().all(|&g| (g as usize) < catalog.genres.spelling.len())
