@@ -1,12 +1,16 @@
 //! The command line: one `clap` struct per command, each flag with an environment fallback.
 
 use crate::catalog::store::{self, Store};
-use crate::engine::{Embedder, EngineOptions, Pooling};
-use crate::models::{self, ModelSource};
+use crate::engine::{Embedder, Pooling};
+use crate::models::{self, ModelOptions, ModelSource};
 use crate::head::fit::{Blend, HeadTraining};
 use crate::head::train::MlpTraining;
 use crate::head::TargetKind;
+use crate::engine::worker::QueueLimits;
 use crate::index::IndexParams;
+use crate::server::{ApiKey, ServeConfig};
+use crate::service::ServiceConfig;
+use std::time::Duration;
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
@@ -53,7 +57,7 @@ environment variables (CINEVEC_HEAD_MEMBERS, CINEVEC_HEAD_EPOCHS, CINEVEC_HEAD_W
 see `cinevec train --help`). A changed setting retrains the head on the next build.")]
     Build(BuildArgs),
     /// Serve more-like-this, recommendations, rating predictions and embeddings over HTTP.
-    Serve(crate::server::ServeArgs),
+    Serve(ServeArgs),
     /// Write a synthetic artifact set at the reference scale: catalog store, embedding sets, rating head
     /// (used by scripts/bench-service.sh).
     #[command(hide = true)]
@@ -369,46 +373,21 @@ impl ModelArgs {
         ModelSource::parse(&self.model)
     }
 
-    /// Find the model folder (never downloads) and load it.
-    pub fn load(&self) -> Result<Embedder> {
-        let dir = models::locate(&self.source(), &self.dirs.models_dir)?;
-        self.load_from(&dir)
-    }
-
-    /// Load the model for the server: one copy of each weight (see [`EngineOptions::one_weight_copy`]).
-    pub fn load_for_serving(&self) -> Result<Embedder> {
-        let dir = models::locate(&self.source(), &self.dirs.models_dir)?;
-        self.load_with(&dir, true)
-    }
-
-    /// Load the model in `dir` with these options.
-    pub fn load_from(&self, dir: &std::path::Path) -> Result<Embedder> {
-        self.load_with(dir, false)
-    }
-
-    fn load_with(&self, dir: &std::path::Path, one_weight_copy: bool) -> Result<Embedder> {
-        let dir = dir.to_path_buf();
-        let options = EngineOptions {
+    /// The plain options the commands take.
+    pub fn options(&self) -> ModelOptions {
+        ModelOptions {
+            model: self.model.clone(),
+            models_dir: self.dirs.models_dir.clone(),
             pooling: self.pooling,
             max_tokens: self.max_tokens,
-            force_cpu: self.cpu,
-            dtype: Some(self.dtype.dtype()),
-            allow_cpu_half: false,
-            one_weight_copy,
-        };
-        let embedder = Embedder::load(&dir, &options)?;
-        let info = embedder.info();
-        tracing::info!(
-            "model {} ({:?}, dim {}, {} pooling, max {} tokens) on {} in {}",
-            dir.display(),
-            info.architecture,
-            info.dim,
-            info.pooling,
-            info.max_tokens,
-            info.device,
-            info.dtype
-        );
-        Ok(embedder)
+            cpu: self.cpu,
+            dtype: self.dtype.dtype(),
+        }
+    }
+
+    /// Find the model folder (never downloads) and load it.
+    pub fn load(&self) -> Result<Embedder> {
+        self.options().load()
     }
 }
 
@@ -631,6 +610,90 @@ pub struct ParityArgs {
     pub json: Option<PathBuf>,
 }
 
+/// `cinevec serve` flags. Every one has an environment fallback.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CINEVEC_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Folder with the embedding set, the rating head and the saved HNSW graph.
+    #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Catalog store (SQLite file).
+    #[arg(long, env = "CINEVEC_DB", default_value = "artifacts/catalog.db")]
+    pub db: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// API key required by writes (`POST /v1/movies`); without one, writes are refused.
+    #[arg(long, env = "CINEVEC_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "CINEVEC_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most movie documents in one predict/embed request.
+    #[arg(long, env = "CINEVEC_MAX_DOCUMENTS", default_value_t = 64)]
+    pub max_documents: usize,
+    /// Deadline of one request, in milliseconds; a request over it gets 503.
+    #[arg(long, env = "CINEVEC_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Embedding jobs that may wait for the model; more get 429.
+    #[arg(long, env = "CINEVEC_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+    /// Most documents the model embeds in one forward pass.
+    #[arg(long, env = "CINEVEC_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// Most padded tokens (documents × longest) in one forward pass.
+    #[arg(long, env = "CINEVEC_MAX_BATCH_TOKENS", default_value_t = 16_384)]
+    pub max_batch_tokens: usize,
+    /// Allowed CORS origins, comma-separated; `*` allows any. Pages on other sites that embed
+    /// `/widget.js` need their origin here (scheme, host and port, e.g. `http://shop.example:3000`).
+    #[arg(long, env = "CINEVEC_CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub graph: IndexArgs,
+    /// HNSW: candidate list while searching (higher: better recall, slower).
+    #[arg(long, env = "CINEVEC_HNSW_EF_SEARCH", default_value_t = IndexParams::default().ef_search)]
+    pub hnsw_ef_search: usize,
+    /// HNSW: candidate list of more-like-this by id, whose search starts at the movie's own node
+    /// (among its neighbours, so a smaller list reaches the same recall).
+    #[arg(long, env = "CINEVEC_HNSW_EF_SEARCH_BY_ID", default_value_t = IndexParams::default().ef_search_by_row)]
+    pub hnsw_ef_search_by_id: usize,
+    /// HNSW: walk the graph on an int8 copy of the vectors (`index.q8`, a quarter of the matrix more
+    /// memory) instead of the f32 vectors: graph searches about 2.5-3 × faster. More-like-this by id
+    /// reads the neighbour table instead of walking the graph whenever it can, so the walk serves
+    /// posted documents, recommendations, k over 16 and selective filters.
+    #[arg(long, env = "CINEVEC_INT8_WALK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub int8_walk: bool,
+}
+
+impl ServeArgs {
+    pub fn config(self) -> ServeConfig {
+        ServeConfig {
+            bind: self.bind,
+            api_key: self.api_key.and_then(ApiKey::new),
+            cors_origins: self.cors_origins,
+            service: ServiceConfig {
+                artifacts: self.artifacts,
+                db: self.db,
+                model: self.model.options(),
+                max_body_bytes: self.max_body_bytes,
+                max_documents: self.max_documents.max(1),
+                request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+                queue: QueueLimits {
+                    capacity: self.queue_capacity.max(1),
+                    max_batch: self.max_batch.max(1),
+                    max_batch_tokens: self.max_batch_tokens.max(1),
+                },
+                index: IndexParams {
+                    ef_search_by_row: self.hnsw_ef_search_by_id.max(1),
+                    int8_walk: self.int8_walk,
+                    ..self.graph.params(self.hnsw_ef_search)
+                },
+            },
+        }
+    }
+}
+
 pub fn init_logging(verbose: u8) {
     // hnsw_rs and sqlx narrate every dump, load and statement at info level: keep them to warnings
     // unless asked for more.
@@ -727,7 +790,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BenchEmbed(args) => crate::bench::embed(&args),
-        Command::Serve(args) => crate::server::serve(args),
+        Command::Serve(args) => crate::server::serve(args.config()),
         Command::Ingest(args) => {
             let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
             let report = ingest::ingest(&args.source()?, &args.db.db, &options)?;

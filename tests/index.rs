@@ -27,6 +27,33 @@ fn exact(matrix: &[f32], dim: usize, q: &[f32], k: usize, keep: &(dyn Fn(usize) 
     search_exact(&rows, matrix.len() / dim, q, k, keep).iter().map(|h| h.row).collect()
 }
 
+/// Live rows over the first `n` rows of `m` (each a movie `m{row}`), as the service keeps them: the
+/// owner of the rows added at run time, which it searches beside the graph.
+fn live_rows(m: &[f32], n: usize, dim: usize) -> (std::sync::Arc<Vec<f32>>, cinevec::service::LiveCatalog) {
+    let matrix = std::sync::Arc::new(m[..n * dim].to_vec());
+    let mut live = cinevec::service::LiveCatalog::new(matrix.clone(), dim);
+    for i in 0..n {
+        let entry = live.entry_for(movie(i), format!("m{i}"));
+        live.push_matrix_row(entry);
+    }
+    (matrix, live)
+}
+
+fn movie(i: usize) -> cinevec::service::live::NewMovie<'static> {
+    cinevec::service::live::NewMovie {
+        id: format!("m{i}"),
+        rating: None,
+        votes: None,
+        facts: cinevec::service::live::Facts { title: format!("M{i}").into(), ..Default::default() },
+        source: "test",
+    }
+}
+
+/// The service's search over live rows (graph or table, run-time rows beside it).
+fn nearest(live: &cinevec::service::LiveCatalog, index: &VectorIndex, q: &[f32], start: Option<usize>, k: usize, exclude: &[usize]) -> Vec<cinevec::index::Hit> {
+    live.nearest(index, q, start, k, &Default::default(), exclude, false)
+}
+
 #[test]
 fn hnsw_recall_at_10_against_brute_force() {
     let (n, dim) = (4000, 64);
@@ -118,19 +145,24 @@ fn a_saved_graph_loads_only_for_its_own_matrix() {
     assert!(load("run-a", shared, params).is_some(), "the intact file loads again");
 }
 
+/// Run-time rows belong to the live rows (one row space with the matrix rows), which search them
+/// beside the graph.
+/// Run-time rows belong to the live rows (one row space with the matrix rows), which search them
+/// beside the graph.
 #[test]
 fn a_vector_inserted_at_run_time_is_found_at_once() {
     let (n, dim) = (1000, 32);
     let m = vectors(n + 1, dim, 9);
-    let index = VectorIndex::build(&m[..n * dim], dim, IndexParams::default());
+    let (matrix, mut live) = live_rows(&m, n, dim);
+    let index = VectorIndex::build_shared(matrix, dim, IndexParams::default());
     let new = &m[n * dim..];
-    index.insert(n, new);
-    let hits = index.search(new, 1, &|_| true);
+    live.push(movie(n), new);
+    let hits = nearest(&live, &index, new, None, 1, &[]);
     assert_eq!(hits[0].row, n);
     assert!((hits[0].score - 1.0).abs() < 1e-5);
-    assert_eq!(index.len(), n + 1);
+    assert_eq!(live.rows(), n + 1);
     // Filters apply to run-time rows too.
-    let hits = index.search(new, 3, &|r| r != n);
+    let hits = nearest(&live, &index, new, None, 3, &[n]);
     assert!(hits.iter().all(|h| h.row != n) && hits.len() == 3);
 }
 
@@ -185,21 +217,27 @@ fn from_the_query_row_recall_at_10_with_the_default_list() {
 fn a_start_row_outside_the_graph_searches_from_the_entry_point() {
     let (n, dim) = (1000, 32);
     let m = vectors(n + 1, dim, 9);
-    let index = VectorIndex::build(&m[..n * dim], dim, IndexParams::default());
+    let (matrix, mut live) = live_rows(&m, n, dim);
+    let index = VectorIndex::build_shared(matrix, dim, IndexParams::default());
     let new = &m[n * dim..];
-    index.insert(n, new);
+    live.push(movie(n), new);
     let all = |_r: usize| true;
     // A run-time row (not in the graph) and rows far past the end: no panic, the same answer as a
     // search without a start.
-    let plain: Vec<usize> = index.search(new, 5, &all).iter().map(|h| h.row).collect();
+    let plain: Vec<usize> = nearest(&live, &index, new, None, 5, &[]).iter().map(|h| h.row).collect();
     for start in [n, n + 7, usize::MAX] {
         let got: Vec<usize> = index.search_from(new, Some(start), 5, 96, &all).iter().map(|h| h.row).collect();
-        assert_eq!(got, plain);
+        assert_eq!(got, index.search(new, 5, &all).iter().map(|h| h.row).collect::<Vec<_>>());
+        let got_live: Vec<usize> = nearest(&live, &index, new, Some(start), 5, &[]).iter().map(|h| h.row).collect();
+        assert_eq!(got_live, plain);
+        assert!(!got.contains(&n), "the graph holds no run-time row");
     }
     assert_eq!(plain[0], n);
     // k larger than the rows, k = 0, ef 0: no panic.
-    assert_eq!(index.search_from(&m[..dim], Some(0), 5000, 0, &all).len(), n + 1);
+    assert_eq!(nearest(&live, &index, &m[..dim], Some(0), 5000, &[]).len(), n + 1);
+    assert_eq!(index.search_from(&m[..dim], Some(0), 5000, 0, &all).len(), n);
     assert!(index.search_from(&m[..dim], Some(0), 0, 10, &all).is_empty());
+    assert!(nearest(&live, &index, &m[..dim], Some(0), 0, &[]).is_empty());
 }
 
 #[test]
@@ -307,8 +345,9 @@ fn the_table_gives_way_to_the_graph_when_it_cannot_answer() {
     near[0] += 1e-3;
     let norm = near.iter().map(|x| x * x).sum::<f32>().sqrt();
     near.iter_mut().for_each(|x| *x /= norm);
-    index.insert(n, &near);
-    let got = index.neighbours_of(row, 5, &not_self).expect("answered");
+    let (_, mut live) = live_rows(&m, n, dim);
+    live.push(movie(n), &near);
+    let got = nearest(&live, &index, query, Some(row), 5, &[row]);
     assert_eq!(got[0].row, n);
     assert_eq!(got.len(), 5);
     let was = index.neighbours_of(row, 5, &|r| r != row && r != n).unwrap();

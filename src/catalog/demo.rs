@@ -15,7 +15,6 @@ use crate::catalog::jsonl::CatalogRecord;
 use crate::movie::MovieDoc;
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +65,7 @@ pub fn read_movies_json(tarball: &Path) -> Result<Vec<u8>> {
     let bytes = find_in_tar(&mut tar, MOVIES_PATH)
         .with_context(|| format!("cannot read {}", tarball.display()))?
         .with_context(|| format!("{} has no {MOVIES_PATH}", tarball.display()))?;
-    let sha = hex::encode(Sha256::digest(&bytes));
+    let sha = crate::hash::sha256_hex(&bytes);
     if sha != MOVIES_SHA256 {
         bail!(
             "{MOVIES_PATH} in {} is not the expected file (sha256 {sha}); delete the file and run again",

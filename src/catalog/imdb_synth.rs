@@ -61,13 +61,13 @@ trait Draw {
 
 impl Draw for Rng {
     fn range(&mut self, lo: u64, hi_inclusive: u64) -> u64 {
-        lo + self.below(hi_inclusive - lo + 1)
+        lo + self.below_u64(hi_inclusive - lo + 1)
     }
     fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
+        items[self.below_u64(items.len() as u64) as usize]
     }
 }
 
@@ -103,7 +103,7 @@ impl TitleCore {
     fn draw(seed: u64, i: u64) -> TitleCore {
         let mut r = Rng::for_item(seed, STREAM_CORE, i);
         // Increasing with gaps of 1-3, like the real ids (~35 M at 11.6 M titles).
-        let tconst = (i * 3 + 1 + r.below(3)) as u32;
+        let tconst = (i * 3 + 1 + r.below_u64(3)) as u32;
         let u = r.unit();
         let mut acc = 0.0;
         let kind = TYPES.iter().find(|(_, p)| {
@@ -549,7 +549,7 @@ fn write_principals(
         for ordering in 1..=core.principals {
             // Half the credits go to a popular few (skewed towards low ids), half to anyone.
             let u = r.unit();
-            let j = if r.chance(0.5) { (u * u * u * person_space as f64) as u64 } else { r.below(person_space) };
+            let j = if r.chance(0.5) { (u * u * u * person_space as f64) as u64 } else { r.below_u64(person_space) };
             let u = r.unit();
             let mut acc = 0.0;
             let (category, _, jobs) = CATEGORIES
@@ -730,7 +730,7 @@ fn write_names(out: &Path, opts: SynthOptions, titles: u64, names: u64, bar: &in
         buf.extend_from_slice(r.pick(FIRST).as_bytes());
         if r.chance(0.15) {
             buf.extend_from_slice(b" ");
-            buf.push(b'A' + r.below(26) as u8);
+            buf.push(b'A' + r.below_u64(26) as u8);
             buf.push(b'.');
         }
         buf.push(b' ');
@@ -768,7 +768,7 @@ fn write_names(out: &Path, opts: SynthOptions, titles: u64, names: u64, bar: &in
                 if k > 0 {
                     buf.push(b',');
                 }
-                push_id(&mut buf, b"tt", (r.below(titles) * 3 + 1) as u32);
+                push_id(&mut buf, b"tt", (r.below_u64(titles) * 3 + 1) as u32);
             }
         }
         buf.push(b'\n');

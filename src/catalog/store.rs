@@ -8,7 +8,6 @@
 
 use crate::catalog::jsonl::CatalogRecord;
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
-use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 use std::path::Path;
@@ -106,7 +105,7 @@ pub struct UpsertCounts {
 
 /// SHA-256 (hex) of a rendered document.
 pub fn doc_sha256(rendered: &str) -> String {
-    hex::encode(Sha256::digest(rendered.as_bytes()))
+    crate::hash::sha256_hex(rendered.as_bytes())
 }
 
 /// Movies per `INSERT` statement: one round trip to the database thread per 32 movies instead of per

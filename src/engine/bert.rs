@@ -10,7 +10,7 @@
 use super::attention;
 use super::batch::PackedBatch;
 use super::ops::{self, ResidualNorm};
-use candle_core::{DType, Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
@@ -235,18 +235,4 @@ impl Bert {
     pub fn dtype(&self) -> DType {
         self.dtype
     }
-}
-
-/// Pool packed hidden states into one vector per sequence.
-pub fn pool(hidden: &Tensor, batch: &PackedBatch, pooling: super::Pooling) -> Result<Tensor> {
-    match pooling {
-        super::Pooling::Cls => hidden.index_select(&batch.first_rows, 0),
-        super::Pooling::Mean => batch.mean_pool.to_dtype(hidden.dtype())?.matmul(hidden),
-    }
-}
-
-/// L2-normalise each row.
-pub fn normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-    x.broadcast_div(&norm.clamp(1e-12, f64::MAX)?)
 }

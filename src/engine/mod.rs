@@ -1,23 +1,31 @@
 //! The embedding engine: a model folder (config, safetensors weights, tokenizer, pooling) turned into a
 //! function from texts to L2-normalised vectors. Synchronous on purpose: the server runs it on its own
 //! thread(s), the pipeline calls it directly.
+//!
+//! The seams: [`encoder::Encoder`] is the model family (BERT, ModernBERT; a new family is one file
+//! beside `bert.rs` and one arm there), [`pooling`] turns hidden states into one vector per text,
+//! [`TextEmbedder`] is what the model thread ([`worker`]) and the batch planner ([`plan`]) need of a
+//! model ([`Embedder`] is the real one; tests use small deterministic ones).
 
 pub mod attention;
 mod batch;
 pub mod bert;
 pub mod config;
 pub mod device;
+pub mod encoder;
 pub mod modernbert;
 pub mod ops;
+pub mod plan;
+pub mod pooling;
 pub mod team;
 pub mod worker;
 
 pub use config::{Architecture, ModelSpec, Pooling};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use batch::PackedBatch;
+use encoder::Encoder;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -76,11 +84,6 @@ pub struct EngineInfo {
     pub dtype: String,
 }
 
-enum Encoder {
-    Bert(bert::Bert),
-    ModernBert(modernbert::ModernBert),
-}
-
 /// A loaded embedding model.
 pub struct Embedder {
     encoder: Encoder,
@@ -90,15 +93,6 @@ pub struct Embedder {
     counter: Tokenizer,
     device: Device,
     info: EngineInfo,
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 fn load_tokenizers(dir: &Path, max_tokens: usize) -> Result<(Tokenizer, Tokenizer)> {
@@ -140,20 +134,8 @@ impl Embedder {
         if !weights.exists() {
             anyhow::bail!("{} has no model.safetensors", dir.display());
         }
-        let weights_sha256 = crate::models::weights_sha256(dir)?;
-        // SAFETY: the file is memory-mapped read-only; cinevec never writes model files while serving.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, &device)? };
-        let encoder = match spec.architecture {
-            Architecture::Bert => {
-                let cfg: bert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
-                Encoder::Bert(bert::Bert::load(vb, &cfg, options.one_weight_copy).context("loading BERT weights")?)
-            }
-            Architecture::ModernBert => {
-                let cfg: modernbert::Config =
-                    serde_json::from_value(spec.config.clone()).context("config.json")?;
-                Encoder::ModernBert(modernbert::ModernBert::load(vb, &cfg).context("loading ModernBERT weights")?)
-            }
-        };
+        let weights_sha256 = crate::hash::model_weights_sha256(dir)?;
+        let encoder = Encoder::load(&spec, &weights, dtype, &device, options)?;
         // On a GPU the weights were copied (and the fused QKV matrices built) on this thread's CUDA
         // stream; candle gives every thread its own stream, unordered with the others, and the model
         // is often used from another thread (the worker): finish here, so that it is complete then.
@@ -215,14 +197,11 @@ impl Embedder {
         }
         let sequences: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
         let packed = PackedBatch::new(&sequences, &self.device)?;
-        let hidden = match &self.encoder {
-            Encoder::Bert(m) => m.forward(&packed)?,
-            Encoder::ModernBert(m) => m.forward(&packed)?,
-        };
+        let hidden = self.encoder.forward(&packed)?;
         // Pooling and normalisation in f32 whatever the model's dtype (a no-op for f32 models).
         let hidden = hidden.to_dtype(DType::F32)?;
-        let pooled = bert::pool(&hidden, &packed, self.info.pooling)?;
-        let unit = bert::normalize(&pooled)?;
+        let pooled = pooling::pool(&hidden, &packed, self.info.pooling)?;
+        let unit = pooling::normalize(&pooled)?;
         Ok(unit.flatten_all()?.to_vec1()?)
     }
 
@@ -248,6 +227,30 @@ impl Embedder {
     pub fn to_tensor(&self, rows: &[f32]) -> Result<Tensor> {
         let n = rows.len() / self.info.dim;
         Ok(Tensor::from_slice(rows, (n, self.info.dim), &self.device)?)
+    }
+}
+
+/// What the model thread and the batch planner need of an embedding model.
+pub trait TextEmbedder: Send + 'static {
+    fn info(&self) -> &EngineInfo;
+    /// Tokenise texts (truncating at the model's maximum).
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>>;
+    /// Embed one batch of tokenised texts: `[batch, dim]` row-major, unit-length rows.
+    fn embed_encoded(&self, batch: &[&Encoded]) -> Result<Vec<f32>>;
+    fn dim(&self) -> usize {
+        self.info().dim
+    }
+}
+
+impl TextEmbedder for Embedder {
+    fn info(&self) -> &EngineInfo {
+        Embedder::info(self)
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        Embedder::encode(self, texts)
+    }
+    fn embed_encoded(&self, batch: &[&Encoded]) -> Result<Vec<f32>> {
+        Embedder::embed_encoded(self, batch)
     }
 }
 

@@ -62,7 +62,9 @@ impl CustomOp2 for BiasGelu {
     }
 }
 
-fn gelu_row(x: &[f32], bias: &[f32], out: &mut [f32]) {
+/// `out = gelu(x + bias)` over one row (AVX2 + FMA when the CPU has them). The one GELU kernel of
+/// the crate: the rating head's fused op runs it too.
+pub fn gelu_row(x: &[f32], bias: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
@@ -80,9 +82,14 @@ unsafe fn gelu_row_avx2(x: &[f32], bias: &[f32], out: &mut [f32]) {
 #[inline(always)]
 fn gelu_row_portable(x: &[f32], bias: &[f32], out: &mut [f32]) {
     for ((o, &x), &b) in out.iter_mut().zip(x).zip(bias) {
-        let v = x + b;
-        *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+        *o = gelu(x + b);
     }
+}
+
+/// The exact (erf) GELU, `x·Φ(x)`.
+#[inline(always)]
+pub fn gelu(v: f32) -> f32 {
+    0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// `layer_norm(x + bias + residual) * gamma + beta` over the last dimension.

@@ -7,7 +7,8 @@
 //! server can answer 429 instead of hanging; a job whose caller gave up (deadline, disconnect) is
 //! skipped before it costs a forward pass.
 
-use super::{Embedder, Embeddings, Encoded};
+use super::plan::{embed_sorted, BatchLimits};
+use super::{Embeddings, Encoded, TextEmbedder};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -82,7 +83,8 @@ pub type BatchObserver = Box<dyn Fn(usize, Duration) + Send>;
 
 impl EmbedQueue {
     /// Move the embedder onto its own thread and return the handle that feeds it.
-    pub fn start(embedder: Embedder, limits: QueueLimits, observer: Option<BatchObserver>) -> std::io::Result<Self> {
+    pub fn start(embedder: impl TextEmbedder, limits: QueueLimits, observer: Option<BatchObserver>) -> std::io::Result<Self> {
+        let embedder: Box<dyn TextEmbedder> = Box::new(embedder);
         let (tx, rx) = mpsc::sync_channel(limits.capacity.max(1));
         let stats = Arc::new(QueueStats::default());
         let dim = embedder.dim();
@@ -129,7 +131,7 @@ fn padded_tokens(docs: usize, longest: usize) -> usize {
 }
 
 fn run(
-    embedder: Embedder,
+    embedder: Box<dyn TextEmbedder>,
     rx: Receiver<Job>,
     limits: QueueLimits,
     stats: Arc<QueueStats>,
@@ -141,7 +143,7 @@ fn run(
         let first = match carried.take() {
             Some(ready) => ready,
             None => match rx.recv() {
-                Ok(job) => match prepare(&embedder, job, &stats) {
+                Ok(job) => match prepare(&*embedder, job, &stats) {
                     Some(ready) => ready,
                     None => continue,
                 },
@@ -153,7 +155,7 @@ fn run(
         let mut longest = batch[0].encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
         while docs < limits.max_batch {
             let Ok(job) = rx.try_recv() else { break };
-            let Some(ready) = prepare(&embedder, job, &stats) else { continue };
+            let Some(ready) = prepare(&*embedder, job, &stats) else { continue };
             let job_longest = ready.encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
             let new_docs = docs + ready.encoded.len();
             let new_longest = longest.max(job_longest);
@@ -165,12 +167,12 @@ fn run(
             longest = new_longest;
             batch.push(ready);
         }
-        run_batch(&embedder, batch, limits, &stats, observer.as_ref());
+        run_batch(&*embedder, batch, limits, &stats, observer.as_ref());
     }
 }
 
 /// Tokenise a job, or answer it at once if its caller is gone or tokenisation fails.
-fn prepare(embedder: &Embedder, job: Job, stats: &QueueStats) -> Option<Ready> {
+fn prepare(embedder: &dyn TextEmbedder, job: Job, stats: &QueueStats) -> Option<Ready> {
     stats.depth.fetch_sub(1, Ordering::Relaxed);
     if job.reply.is_closed() {
         stats.abandoned.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +189,7 @@ fn prepare(embedder: &Embedder, job: Job, stats: &QueueStats) -> Option<Ready> {
 }
 
 fn run_batch(
-    embedder: &Embedder,
+    embedder: &dyn TextEmbedder,
     batch: Vec<Ready>,
     limits: QueueLimits,
     stats: &QueueStats,
@@ -195,10 +197,9 @@ fn run_batch(
 ) {
     let started = Instant::now();
     let all: Vec<Encoded> = batch.iter().flat_map(|r| r.encoded.iter().cloned()).collect();
-    let pass_limits =
-        crate::pipeline::embed::BatchLimits { max_batch: limits.max_batch, max_tokens: limits.max_batch_tokens };
+    let pass_limits = BatchLimits { max_batch: limits.max_batch, max_tokens: limits.max_batch_tokens };
     // One job larger than the limits is split into several passes, length-sorted.
-    let result = crate::pipeline::embed::embed_sorted(embedder, &all, pass_limits, |_, _| Ok(()));
+    let result = embed_sorted(embedder, &all, pass_limits, |_, _| Ok(()));
     let elapsed = started.elapsed();
     stats.batches.fetch_add(1, Ordering::Relaxed);
     stats.documents.fetch_add(all.len() as u64, Ordering::Relaxed);

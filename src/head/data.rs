@@ -1,47 +1,7 @@
 //! The training data of a head: rows of an embedding matrix with their ratings, a seeded
 //! train / validation / test split, a small seeded random number generator, and the error metrics.
 
-/// A small, fast, seedable generator (SplitMix64). Ours rather than a crate's so that a seed gives the
-/// same split, initial weights and dropout masks on every machine and after every dependency update.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform in `[0, n)`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-
-    /// Fisher–Yates.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
-    }
-
-    /// A generator for a sub-task (one ensemble member, one epoch's shuffles), independent of this one.
-    pub fn fork(&mut self) -> Rng {
-        Rng(self.next_u64())
-    }
-}
+pub use crate::rng::Rng;
 
 /// Rows of an embedding matrix with a rating each.
 #[derive(Debug, Clone)]

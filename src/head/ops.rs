@@ -59,11 +59,6 @@ pub fn bias_gelu(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     }
 }
 
-#[inline(always)]
-fn gelu_value(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
 /// d/dx of x·Φ(x) = Φ(x) + x·φ(x).
 #[inline(always)]
 fn gelu_slope(x: f32) -> f32 {
@@ -71,12 +66,10 @@ fn gelu_slope(x: f32) -> f32 {
     0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp_neg(-0.5 * x * x)
 }
 
-#[inline(always)]
+/// Row by row with the engine's GELU kernel (the one GELU of the crate).
 fn gelu_rows(x: &[f32], bias: &[f32], out: &mut [f32]) {
     for (o, x) in out.chunks_exact_mut(bias.len()).zip(x.chunks_exact(bias.len())) {
-        for ((o, &x), &b) in o.iter_mut().zip(x).zip(bias) {
-            *o = gelu_value(x + b);
-        }
+        crate::engine::ops::gelu_row(x, bias, o);
     }
 }
 
@@ -88,12 +81,6 @@ fn gelu_grad_rows(x: &[f32], bias: &[f32], g: &[f32], out: &mut [f32]) {
             *o = g * gelu_slope(x + b);
         }
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_rows_avx2(x: &[f32], bias: &[f32], out: &mut [f32]) {
-    gelu_rows(x, bias, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -120,16 +107,7 @@ impl CustomOp2 for BiasGelu {
         let (x, bias) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
         let step = ROWS_PER_TASK * bias.len();
         let mut out = vec![0f32; x.len()];
-        let avx2 = has_avx2();
-        out.par_chunks_mut(step).zip(x.par_chunks(step)).for_each(|(o, x)| {
-            #[cfg(target_arch = "x86_64")]
-            if avx2 {
-                // SAFETY: the CPU supports the features the function is compiled for.
-                return unsafe { gelu_rows_avx2(x, bias, o) };
-            }
-            let _ = avx2;
-            gelu_rows(x, bias, o)
-        });
+        out.par_chunks_mut(step).zip(x.par_chunks(step)).for_each(|(o, x)| gelu_rows(x, bias, o));
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 

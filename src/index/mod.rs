@@ -6,8 +6,9 @@
 //!
 //! `hnsw_rs` builds the graph (in parallel); it is then frozen into flat neighbour lists ([`graph`])
 //! that search the embedding matrix in place, shared with the catalog: one copy of the vectors in the
-//! process. Rows added at run time are searched by brute force beside the graph (they are few; the
-//! next `cinevec embed` puts them into the matrix and the graph).
+//! process. The index holds no rows added at run time: their owner (the service's live catalog, one
+//! row space for entries and vectors) searches them by brute force beside the graph (they are few;
+//! the next `cinevec embed` puts them into the matrix and the graph).
 
 mod distance;
 pub mod graph;
@@ -24,7 +25,7 @@ use graph::Graph;
 use hnsw_rs::hnsw::Hnsw;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 const GRAPH_FILE: &str = "index.graph";
 const MANIFEST: &str = "index.manifest.json";
@@ -88,14 +89,7 @@ pub struct Hit {
 /// An embedding matrix shared by the index and the catalog: `[rows, dim]` row-major.
 pub type SharedMatrix = Arc<Vec<f32>>;
 
-/// Rows added after the graph was built.
-#[derive(Default)]
-struct Added {
-    rows: Vec<usize>,
-    vectors: Vec<f32>,
-}
-
-/// An HNSW graph over the rows of an embedding matrix, plus rows added at run time.
+/// An HNSW graph over the rows of an embedding matrix (immutable once built or loaded).
 pub struct VectorIndex {
     graph: Graph,
     matrix: SharedMatrix,
@@ -104,7 +98,6 @@ pub struct VectorIndex {
     quantized: Option<Quantized>,
     /// The matrix rows' neighbours, for more like this by id ([`VectorIndex::neighbours_of`]).
     table: Option<NeighbourTable>,
-    added: RwLock<Added>,
     dim: usize,
     params: IndexParams,
 }
@@ -130,7 +123,7 @@ impl VectorIndex {
         let graph = Graph::from_hnsw(&hnsw, rows).expect("hnsw_rs numbers points by the rows given to it");
         drop(hnsw);
         let quantized = Some(Quantized::build(&matrix, dim));
-        let mut index = VectorIndex { graph, matrix, quantized, table: None, added: RwLock::new(Added::default()), dim, params };
+        let mut index = VectorIndex { graph, matrix, quantized, table: None, dim, params };
         index.table = Some(index.build_table());
         if !params.int8_walk {
             // It served the table's searches; the graph is walked on the f32 vectors from now on.
@@ -154,7 +147,7 @@ impl VectorIndex {
     }
 
     /// More like this for matrix row `row`: its `k` nearest rows accepted by `keep` (which must
-    /// reject `row`), read from the neighbour table and re-scored, plus rows added at run time. `None`
+    /// reject `row`), read from the neighbour table and re-scored. `None`
     /// when the table cannot give the answer the graph search would: no table, `row` not a matrix row,
     /// `k` over the table's width, or fewer than `k` of the row's neighbours accepted.
     pub fn neighbours_of(&self, row: usize, k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Option<Vec<Hit>> {
@@ -174,20 +167,12 @@ impl VectorIndex {
             return None;
         }
         hits.iter_mut().for_each(|h| h.score = dot(query, vector(h.row)));
-        Some(self.with_added(best_k(hits, k), query, k, keep))
+        Some(best_k(hits, k))
     }
 
-    /// Add (or re-add, for a replaced movie) one vector at run time: found by every search from now on.
-    pub fn insert(&self, row: usize, vector: &[f32]) {
-        assert_eq!(vector.len(), self.dim, "vector of the wrong dimension");
-        let mut added = self.added.write().unwrap_or_else(|e| e.into_inner());
-        added.rows.push(row);
-        added.vectors.extend_from_slice(vector);
-    }
-
-    /// Points searched: the graph's rows and the rows added since.
+    /// Points in the graph.
     pub fn len(&self) -> usize {
-        self.graph.rows() + self.added.read().unwrap_or_else(|e| e.into_inner()).rows.len()
+        self.graph.rows()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -226,11 +211,9 @@ impl VectorIndex {
         ef: usize,
         keep: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<Hit> {
-        let hits = self.search_graph(query, start, k, ef, keep);
-        self.with_added(hits, query, k, keep)
+        self.search_graph(query, start, k, ef, keep)
     }
 
-    /// [`VectorIndex::search_from`] over the graph's rows only.
     fn search_graph(
         &self,
         query: &[f32],
@@ -265,24 +248,6 @@ impl VectorIndex {
             }
             _ => self.graph.search(&vector, query, start, k, ef, keep),
         }
-    }
-
-    /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time
-    /// that `keep` accepts: the `k` best of both.
-    fn with_added(&self, mut hits: Vec<Hit>, query: &[f32], k: usize, keep: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
-        let added = self.added.read().unwrap_or_else(|e| e.into_inner());
-        if added.rows.is_empty() {
-            return hits;
-        }
-        hits.extend(
-            added
-                .rows
-                .iter()
-                .zip(added.vectors.chunks_exact(self.dim))
-                .filter(|(r, _)| keep(**r))
-                .map(|(&row, v)| Hit { row, score: dot(query, v) }),
-        );
-        best_k(hits, k)
     }
 
     /// Walk the graph on the f32 vectors instead of the int8 codes (for measuring one against the other).
@@ -364,7 +329,7 @@ impl VectorIndex {
         match Graph::load(&path) {
             Ok(graph) if graph.rows() == rows => {
                 let mut index =
-                    VectorIndex { graph, matrix, quantized: None, table: None, added: RwLock::new(Added::default()), dim, params };
+                    VectorIndex { graph, matrix, quantized: None, table: None, dim, params };
                 // Building a missing table loads the int8 codes; they stay only for an int8 walk.
                 index.load_or_build_table(dir, run_id);
                 if !params.int8_walk {

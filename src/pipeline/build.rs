@@ -96,7 +96,7 @@ fn newer_than(outputs: &[PathBuf], inputs: &[PathBuf]) -> bool {
 fn source_key(source: &IngestSource) -> Result<Value> {
     Ok(match source {
         IngestSource::Catalog(path) => {
-            json!({ "catalog": absolute(path), "sha256": crate::engine::sha256_file(path)? })
+            json!({ "catalog": absolute(path), "sha256": crate::hash::sha256_file(path)? })
         }
         IngestSource::Imdb(dir) => {
             let mut files = Vec::new();
@@ -221,7 +221,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
             let _ = std::fs::remove_file(&fresh);
             bail!("the catalog store {db} holds no movies: ingest some first");
         }
-        let same = catalog.is_file() && crate::engine::sha256_file(&catalog)? == crate::engine::sha256_file(&fresh)?;
+        let same = catalog.is_file() && crate::hash::sha256_file(&catalog)? == crate::hash::sha256_file(&fresh)?;
         if same {
             std::fs::remove_file(&fresh)?;
             report.push("export", Outcome::UpToDate(format!("{} ({n} movies) matches the store", catalog.display())));
@@ -232,9 +232,9 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     }
 
     // 4. Embed.
-    let embedder = args.model.load_from(&model_dir)?;
+    let embedder = args.model.options().load_from(&model_dir)?;
     let info = embedder.info().clone();
-    let catalog_sha = crate::engine::sha256_file(&catalog)?;
+    let catalog_sha = crate::hash::sha256_file(&catalog)?;
     let embed_outputs = [artifacts::MATRIX_FILE, artifacts::IDS_FILE, artifacts::MANIFEST_FILE].map(|f| dir.join(f));
     let previous = artifacts::read_manifest(dir).ok();
     let embed_current = previous.as_ref().is_some_and(|m| {

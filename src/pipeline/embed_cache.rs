@@ -12,7 +12,6 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -25,7 +24,7 @@ const FLAG_TRUNCATED: u32 = 1;
 pub type DocHash = [u8; 32];
 
 pub fn doc_hash(text: &str) -> DocHash {
-    Sha256::digest(text.as_bytes()).into()
+    crate::hash::sha256(text.as_bytes())
 }
 
 /// What a cached vector depends on besides the text.

@@ -1,64 +1,11 @@
-//! Request and response bodies of the HTTP API (the shapes `openapi.yaml` documents), and the parsing
-//! of request parameters into validated values.
+//! Request bodies and query strings of the HTTP API (the shapes `openapi.yaml` documents), turned into
+//! the service's validated values. The response bodies are the service's results
+//! ([`crate::service::results`]), serialised as they are.
 
-use super::catalog::{Filter, Why};
-use super::error::ApiError;
-use crate::head::Prediction;
-use serde::{Deserialize, Serialize};
+use crate::service::query::{FilterBody, TopK};
+use crate::service::{Filter, ServiceError, Strategy};
+use serde::Deserialize;
 use serde_json::Value;
-
-/// Most neighbours one request may ask for.
-pub const MAX_K: usize = 100;
-pub const DEFAULT_K: usize = 10;
-
-/// A validated neighbour count.
-#[derive(Debug, Clone, Copy)]
-pub struct TopK(pub usize);
-
-impl TopK {
-    pub fn parse(k: Option<i64>) -> Result<Self, ApiError> {
-        match k {
-            None => Ok(TopK(DEFAULT_K)),
-            Some(k) if (1..=MAX_K as i64).contains(&k) => Ok(TopK(k as usize)),
-            Some(k) => Err(ApiError::invalid("k", format!("k must be between 1 and {MAX_K}, got {k}"))),
-        }
-    }
-}
-
-/// Filter parameters before validation.
-#[derive(Debug, Default)]
-pub struct FilterBody {
-    pub min_year: Option<i64>,
-    pub max_year: Option<i64>,
-    pub genres: Vec<String>,
-    pub exclude_genres: Vec<String>,
-    pub min_votes: Option<u64>,
-    pub min_rating: Option<f64>,
-}
-
-impl FilterBody {
-    pub fn parse(self) -> Result<Filter, ApiError> {
-        if let (Some(lo), Some(hi)) = (self.min_year, self.max_year) {
-            if lo > hi {
-                return Err(ApiError::invalid("min_year", format!("min_year {lo} is after max_year {hi}")));
-            }
-        }
-        if let Some(r) = self.min_rating {
-            if !(0.0..=10.0).contains(&r) {
-                return Err(ApiError::invalid("min_rating", "min_rating must be between 0 and 10"));
-            }
-        }
-        let lower = |v: Vec<String>| v.into_iter().map(|g| g.trim().to_lowercase()).filter(|g| !g.is_empty()).collect();
-        Ok(Filter {
-            min_year: self.min_year,
-            max_year: self.max_year,
-            genres: lower(self.genres),
-            exclude_genres: lower(self.exclude_genres),
-            min_votes: self.min_votes,
-            min_rating: self.min_rating,
-        })
-    }
-}
 
 /// Query string of `GET /v1/movies/{id}/similar`: lists are comma-separated.
 #[derive(Debug, Default, Deserialize)]
@@ -80,7 +27,7 @@ fn split_list(v: Option<String>) -> Vec<String> {
 }
 
 impl SimilarQuery {
-    pub fn parse(self) -> Result<(TopK, Filter, bool), ApiError> {
+    pub fn parse(self) -> Result<(TopK, Filter, bool), ServiceError> {
         let k = TopK::parse(self.k)?;
         let filter = FilterBody {
             min_year: self.min_year,
@@ -113,7 +60,7 @@ macro_rules! with_filter_fields {
         }
 
         impl $name {
-            pub fn filter(&self) -> Result<Filter, ApiError> {
+            pub fn filter(&self) -> Result<Filter, ServiceError> {
                 FilterBody {
                     min_year: self.min_year,
                     max_year: self.max_year,
@@ -158,16 +105,6 @@ with_filter_fields! {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    /// Positives' mean minus negatives' mean, then a nearest-neighbour search.
-    #[default]
-    Average,
-    /// A linear classifier fitted on the examples ranks the whole catalogue.
-    Linear,
-}
-
 /// `POST /v1/predict` and `POST /v1/embed`: one or many movie documents.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,105 +129,3 @@ pub struct SearchQuery {
     pub limit: Option<i64>,
 }
 
-/// A movie as the API returns it.
-#[derive(Debug, Serialize)]
-pub struct MovieView {
-    pub id: String,
-    pub title: String,
-    pub year: Option<i64>,
-    pub rating: Option<f64>,
-    pub votes: Option<u64>,
-    pub document: Value,
-    pub predicted: Prediction,
-    pub source: String,
-}
-
-/// A movie in a result list.
-#[derive(Debug, Serialize)]
-pub struct MovieSummary {
-    pub id: String,
-    pub title: String,
-    pub year: Option<i64>,
-    pub rating: Option<f64>,
-    pub votes: Option<u64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Neighbour {
-    pub id: String,
-    pub title: String,
-    pub year: Option<i64>,
-    pub rating: Option<f64>,
-    /// Cosine similarity with the query (for `linear` recommendations: the decision function).
-    pub score: f32,
-    pub why: Why,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SimilarResponse {
-    /// The movie the neighbours are similar to (absent for a posted document).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub query: Option<MovieSummary>,
-    pub k: usize,
-    pub exact: bool,
-    pub results: Vec<Neighbour>,
-    /// For a posted document: its token count and whether it was truncated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub truncated: Option<bool>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RecommendResponse {
-    pub strategy: Strategy,
-    pub k: usize,
-    pub results: Vec<Neighbour>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PredictItem {
-    pub title: String,
-    pub rating: f64,
-    pub low: f64,
-    pub high: f64,
-    pub tokens: usize,
-    pub truncated: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PredictResponse {
-    /// Nominal coverage of `[low, high]` (from held-out residuals).
-    pub interval: f64,
-    pub predictions: Vec<PredictItem>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EmbedItem {
-    pub vector: Vec<f32>,
-    pub tokens: usize,
-    pub truncated: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EmbedResponse {
-    pub model: String,
-    pub dim: usize,
-    pub max_tokens: usize,
-    pub embeddings: Vec<EmbedItem>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AddMovieResponse {
-    /// `true` when the id was new, `false` when an existing movie was replaced.
-    pub created: bool,
-    pub movie: MovieView,
-    pub tokens: usize,
-    pub truncated: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SearchResponse {
-    pub query: String,
-    pub results: Vec<MovieSummary>,
-}

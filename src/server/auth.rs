@@ -3,7 +3,6 @@
 use super::error::ApiError;
 use super::ServeConfig;
 use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
 
 /// A secret that never prints.
 #[derive(Clone)]
@@ -18,8 +17,8 @@ impl ApiKey {
     /// Constant time in the key's content: both sides are hashed, and the digests compared without an
     /// early exit, so neither the length nor a matching prefix shows in the timing.
     fn matches(&self, candidate: &str) -> bool {
-        let a = Sha256::digest(self.0.as_bytes());
-        let b = Sha256::digest(candidate.as_bytes());
+        let a = crate::hash::sha256(self.0.as_bytes());
+        let b = crate::hash::sha256(candidate.as_bytes());
         a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 }

@@ -1,4 +1,5 @@
-//! One error type for every route, one JSON body for every error:
+//! One error type for every route, one JSON body for every error (a [`crate::service::ServiceError`]
+//! maps onto it variant by variant):
 //! `{"error": {"code": "...", "message": "...", "field": "..."}}`.
 //!
 //! 4xx say what was wrong with the request; a 5xx says nothing internal (the details are logged with
@@ -116,19 +117,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::engine::worker::QueueError> for ApiError {
-    fn from(e: crate::engine::worker::QueueError) -> Self {
-        use crate::engine::worker::QueueError;
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError;
         match e {
-            QueueError::Full => ApiError::QueueFull,
-            QueueError::Closed => ApiError::Unavailable("the embedding worker is shutting down".into()),
-            QueueError::Model(m) => ApiError::Internal(m),
+            ServiceError::Invalid { message, field } => ApiError::Invalid { message, field },
+            ServiceError::NotFound(m) => ApiError::NotFound(m),
+            ServiceError::QueueFull => ApiError::QueueFull,
+            ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Internal(m) => ApiError::Internal(m),
         }
-    }
-}
-
-impl From<crate::movie::DocError> for ApiError {
-    fn from(e: crate::movie::DocError) -> Self {
-        ApiError::Invalid { field: e.field().map(|f| format!("movie.{f}")), message: format!("movie: {e}") }
     }
 }

@@ -7,7 +7,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -15,19 +14,15 @@ pub mod routes;
 pub mod state;
 pub mod web;
 
-use crate::cli::ModelArgs;
-use crate::engine::worker::QueueLimits;
-use crate::index::IndexParams;
+use crate::service::ServiceConfig;
 use anyhow::{Context, Result};
-use auth::ApiKey;
+pub use auth::ApiKey;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use clap::Args;
 use state::AppState;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -38,108 +33,19 @@ pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 /// The human docs page, served at `/docs`.
 pub const DOCS_HTML: &str = include_str!("docs.html");
 
-/// `cinevec serve` flags. Every one has an environment fallback.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "CINEVEC_BIND", default_value = "127.0.0.1:8080")]
-    pub bind: String,
-    /// Folder with the embedding set, the rating head and the saved HNSW graph.
-    #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
-    pub artifacts: PathBuf,
-    /// Catalog store (SQLite file).
-    #[arg(long, env = "CINEVEC_DB", default_value = "artifacts/catalog.db")]
-    pub db: String,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// API key required by writes (`POST /v1/movies`); without one, writes are refused.
-    #[arg(long, env = "CINEVEC_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// Largest request body, in bytes.
-    #[arg(long, env = "CINEVEC_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Most movie documents in one predict/embed request.
-    #[arg(long, env = "CINEVEC_MAX_DOCUMENTS", default_value_t = 64)]
-    pub max_documents: usize,
-    /// Deadline of one request, in milliseconds; a request over it gets 503.
-    #[arg(long, env = "CINEVEC_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_timeout_ms: u64,
-    /// Embedding jobs that may wait for the model; more get 429.
-    #[arg(long, env = "CINEVEC_QUEUE_CAPACITY", default_value_t = 256)]
-    pub queue_capacity: usize,
-    /// Most documents the model embeds in one forward pass.
-    #[arg(long, env = "CINEVEC_MAX_BATCH", default_value_t = 32)]
-    pub max_batch: usize,
-    /// Most padded tokens (documents × longest) in one forward pass.
-    #[arg(long, env = "CINEVEC_MAX_BATCH_TOKENS", default_value_t = 16_384)]
-    pub max_batch_tokens: usize,
-    /// Allowed CORS origins, comma-separated; `*` allows any. Pages on other sites that embed
-    /// `/widget.js` need their origin here (scheme, host and port, e.g. `http://shop.example:3000`).
-    #[arg(long, env = "CINEVEC_CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-    #[command(flatten)]
-    pub graph: crate::cli::IndexArgs,
-    /// HNSW: candidate list while searching (higher: better recall, slower).
-    #[arg(long, env = "CINEVEC_HNSW_EF_SEARCH", default_value_t = IndexParams::default().ef_search)]
-    pub hnsw_ef_search: usize,
-    /// HNSW: candidate list of more-like-this by id, whose search starts at the movie's own node
-    /// (among its neighbours, so a smaller list reaches the same recall).
-    #[arg(long, env = "CINEVEC_HNSW_EF_SEARCH_BY_ID", default_value_t = IndexParams::default().ef_search_by_row)]
-    pub hnsw_ef_search_by_id: usize,
-    /// HNSW: walk the graph on an int8 copy of the vectors (`index.q8`, a quarter of the matrix more
-    /// memory) instead of the f32 vectors: graph searches about 2.5-3 × faster. More-like-this by id
-    /// reads the neighbour table instead of walking the graph whenever it can, so the walk serves
-    /// posted documents, recommendations, k over 16 and selective filters.
-    #[arg(long, env = "CINEVEC_INT8_WALK", value_parser = clap::builder::BoolishValueParser::new())]
-    pub int8_walk: bool,
-}
-
-/// The effective configuration (secrets wrapped).
+/// The effective configuration (secrets wrapped): the HTTP side here, the service's in `service`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub bind: String,
-    pub artifacts: PathBuf,
-    pub db: String,
-    pub model: ModelArgs,
     pub api_key: Option<ApiKey>,
-    pub max_body_bytes: usize,
-    pub max_documents: usize,
-    pub request_timeout: Duration,
-    pub queue: QueueLimits,
-    pub index: IndexParams,
     pub cors_origins: Vec<String>,
-}
-
-impl ServeArgs {
-    pub fn config(self) -> ServeConfig {
-        ServeConfig {
-            bind: self.bind,
-            artifacts: self.artifacts,
-            db: self.db,
-            model: self.model,
-            api_key: self.api_key.and_then(ApiKey::new),
-            max_body_bytes: self.max_body_bytes,
-            max_documents: self.max_documents.max(1),
-            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
-            queue: QueueLimits {
-                capacity: self.queue_capacity.max(1),
-                max_batch: self.max_batch.max(1),
-                max_batch_tokens: self.max_batch_tokens.max(1),
-            },
-            index: IndexParams {
-                ef_search_by_row: self.hnsw_ef_search_by_id.max(1),
-                int8_walk: self.int8_walk,
-                ..self.graph.params(self.hnsw_ef_search)
-            },
-            cors_origins: self.cors_origins,
-        }
-    }
+    pub service: ServiceConfig,
 }
 
 /// Answer 503 when a request runs past its deadline (dropping it cancels its work; a queued
 /// embedding job whose caller is gone is skipped by the model thread).
 async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.config.request_timeout;
+    let limit = state.config.service.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => error::ApiError::Timeout(limit.as_millis() as u64).into_response(),
@@ -172,7 +78,7 @@ pub fn app(state: AppState) -> axum::Router {
     let config = state.config.clone();
     routes::router(state.clone())
         .layer(axum::middleware::from_fn_with_state(state, deadline))
-        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(config.service.max_body_bytes))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -206,23 +112,25 @@ impl Application {
         tracing::info!(
             "config: bind {}, artifacts {}, db {}, model {}, api key {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, index {:?}, CORS {:?}",
             config.bind,
-            config.artifacts.display(),
-            config.db,
-            config.model.model,
+            config.service.artifacts.display(),
+            config.service.db,
+            config.service.model.model,
             if config.api_key.is_some() { "set (redacted)" } else { "not set: writes disabled" },
-            config.max_body_bytes,
-            config.max_documents,
-            config.request_timeout,
-            config.queue,
-            config.index,
+            config.service.max_body_bytes,
+            config.service.max_documents,
+            config.service.request_timeout,
+            config.service.queue,
+            config.service.index,
             config.cors_origins
         );
         let state = AppState::new(config);
         let loader = state.clone();
         let loading = tokio::spawn(async move {
-            let loaded = std::sync::Arc::new(state::load(&loader.config).await?);
+            let on_search: crate::service::SearchObserver = Box::new(metrics::search_time);
+            let loaded =
+                std::sync::Arc::new(crate::service::load(&loader.config.service, Some(metrics::batch_observer()), Some(on_search)).await?);
             let _ = loader.loaded.set(loaded.clone());
-            if loaded.snapshot_due.is_some() {
+            if loaded.snapshot_due() {
                 tokio::task::spawn_blocking(move || loaded.save_snapshot_if_due());
             }
             Ok(())
@@ -262,28 +170,6 @@ impl Application {
     }
 }
 
-/// glibc's allocator, set for a long-running server before any thread starts: two arenas instead of
-/// one per core times eight (threads that allocate now and then — the model's, the blocking pool's,
-/// rayon's — each kept freed memory of their own), and free memory above 1 MiB returned to the
-/// system (a fixed threshold instead of one that grows with the largest buffer freed so far). At
-/// 242k movies this keeps peak RSS within a few MiB of its value at ready (~620 MiB) instead of
-/// growing ~40 MiB under load, with no measurable cost to request latency (BENCHMARKS.md). Either
-/// setting given in the environment (`MALLOC_ARENA_MAX`, `MALLOC_TRIM_THRESHOLD_`) wins.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallopt only changes allocator parameters; called before the runtime's threads start.
-        unsafe {
-            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-                libc::mallopt(libc::M_ARENA_MAX, 2);
-            }
-            if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
-            }
-        }
-    }
-}
-
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -304,11 +190,10 @@ pub async fn shutdown_signal() {
 }
 
 /// `cinevec serve`.
-pub fn serve(args: ServeArgs) -> Result<()> {
-    tune_allocator();
+pub fn serve(config: ServeConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let app = Application::build(args.config()).await?;
+        let app = Application::build(config).await?;
         tracing::info!("listening on http://{}", app.local_addr());
         app.run_until_stopped(shutdown_signal()).await
     })

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use crate::common;
-use cinevec::cli::{ModelArgs, ModelDirArgs};
-use cinevec::server::{Application, ServeArgs, ServeConfig};
+use cinevec::cli::{ModelArgs, ModelDirArgs, ServeArgs};
+use cinevec::server::{Application, ServeConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

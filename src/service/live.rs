@@ -1,10 +1,16 @@
-//! The live catalog the server answers from: what searches, filters and "why" need of every movie, in
-//! memory, rows in the order of the embedding matrix, then rows added at run time.
+//! The live rows the service answers from: what searches, filters and "why" need of every movie, and
+//! its vector, in memory, rows in the order of the embedding matrix, then rows added at run time. The
+//! one owner of the row space: the HNSW graph ([`VectorIndex`], immutable) covers the matrix rows, and
+//! the rows added at run time are searched here beside it (one copy of their vectors, one lock: the
+//! service keeps this behind one `RwLock`).
 //!
 //! Kept compact, because it is one entry per movie of a large catalog: names (genres, directors,
 //! actors) are interned once and each movie holds their numbers; the full documents stay in the store
 //! and are read when a movie is shown. The vectors of matrix rows are the shared embedding matrix
 //! itself (also searched by the index); only run-time rows are copied here.
+//!
+//! Also the core of search: [`LiveCatalog::nearest`] (graph or neighbour table, then brute force when a
+//! filter is too selective), [`LiveCatalog::rank_by`] and [`LiveCatalog::why`].
 //!
 //! `hnsw_rs` cannot delete, so a replaced movie gets a new row and its old row is marked dead: searches
 //! skip dead rows, and the id always points to the newest row.
@@ -13,7 +19,7 @@ mod snapshot;
 
 pub use snapshot::{SnapshotKey, FILE as SNAPSHOT_FILE};
 
-use crate::index::{best_k_par, search_exact, Hit, SharedMatrix, VectorIndex};
+use crate::index::{best_k, best_k_par, dot, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -470,18 +476,35 @@ impl LiveCatalog {
         if !exact {
             // By id: the movie's kept neighbours answer when enough of them pass the filter.
             if let Some(hits) = start.and_then(|row| index.neighbours_of(row, k, &keep)) {
-                return hits;
+                return self.with_run_time_rows(hits, query, k, &keep);
             }
             let hits = match start {
                 Some(row) => index.search_from(query, Some(row), k, index.params().ef_search_by_row, &keep),
                 None => index.search(query, k, &keep),
             };
+            let hits = self.with_run_time_rows(hits, query, k, &keep);
             if hits.len() >= k {
                 return hits;
             }
         }
         let rows = |row: usize| Some(self.vector(row));
         search_exact(&rows, self.rows(), query, k, &keep)
+    }
+
+    /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time
+    /// that `keep` accepts: the `k` best of both.
+    fn with_run_time_rows(&self, mut hits: Vec<Hit>, query: &[f32], k: usize, keep: &impl Fn(usize) -> bool) -> Vec<Hit> {
+        let base = self.matrix_rows();
+        if self.entries.len() == base {
+            return hits;
+        }
+        hits.extend(
+            (base..self.entries.len())
+                .zip(self.added.chunks_exact(self.dim))
+                .filter(|(r, _)| keep(*r))
+                .map(|(row, v)| Hit { row, score: dot(query, v) }),
+        );
+        best_k(hits, k)
     }
 
     /// Rank every live movie accepted by `filter` by `score(vector)`, best first (for the linear

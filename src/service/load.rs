@@ -1,0 +1,291 @@
+//! What the service loads at start, and the checks that everything belongs together.
+
+use super::live::{fold, Entry, Facts, LiveCatalog, NewMovie, SnapshotKey, SNAPSHOT_FILE};
+use super::{Parts, SearchObserver, Service};
+use crate::artifacts;
+use crate::catalog::store::Store;
+use crate::engine::worker::{BatchObserver, EmbedQueue, QueueLimits};
+use crate::head::Head;
+use crate::index::{IndexParams, SharedMatrix, VectorIndex};
+use crate::models::ModelOptions;
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What loading needs: where the artifacts and the store are, the model, the index's search
+/// settings, and the request limits the operations apply.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Folder with the embedding set, the rating head and the saved HNSW graph.
+    pub artifacts: PathBuf,
+    /// Catalog store location.
+    pub db: String,
+    pub model: ModelOptions,
+    /// Largest request body, in bytes (reported by `info`; the transport enforces it).
+    pub max_body_bytes: usize,
+    /// Most movie documents in one predict/embed request.
+    pub max_documents: usize,
+    /// Deadline of one request (reported by `info`; the transport enforces it).
+    pub request_timeout: Duration,
+    pub queue: QueueLimits,
+    pub index: IndexParams,
+}
+
+/// Movies read from the store per page (and parsed in parallel).
+const PAGE: u32 = 16_384;
+
+/// Read every movie of the store into a live catalog: matrix rows in matrix order (their vectors are
+/// the shared `matrix`), then the movies added at run time with their stored vectors. Fails with one
+/// line when the store and the matrix do not hold the same movies.
+async fn read_catalog(
+    store: &Store,
+    db: &str,
+    ids: &[String],
+    matrix: SharedMatrix,
+    dim: usize,
+    added: &[(String, Vec<f32>)],
+) -> Result<(LiveCatalog, Vec<usize>)> {
+    use rayon::prelude::*;
+    let row_of: HashMap<&str, usize> = ids.iter().enumerate().map(|(row, id)| (id.as_str(), row)).collect();
+    let added_ids: std::collections::HashSet<&str> = added.iter().map(|(id, _)| id.as_str()).collect();
+    let mut catalog = LiveCatalog::new(matrix, dim);
+    catalog.reserve(ids.len() + added.len());
+    let mut slots: Vec<Option<Entry>> = (0..ids.len()).map(|_| None).collect();
+    let mut added_entries: HashMap<String, Entry> = HashMap::new();
+    let (mut missing, mut first_missing) = (0usize, None);
+    // Pages are read from the store on their own task, one ahead, while this one parses and interns.
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
+    let reader = store.clone();
+    tokio::spawn(async move {
+        let mut after: Option<String> = None;
+        loop {
+            let page = reader.raw_movies_after(after.as_deref(), PAGE).await;
+            let done = match &page {
+                Ok(p) => p.last().map(|last| after = Some(last.id.clone())).is_none(),
+                Err(_) => true,
+            };
+            if pages_tx.send(page).await.is_err() || done {
+                break;
+            }
+        }
+    });
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        if page.is_empty() {
+            break;
+        }
+        // Parsing and title folding in parallel (the CPU part of a start); interning after, in order.
+        let parsed: Vec<(Facts, String)> = page
+            .par_iter()
+            .map(|m| {
+                let facts = Facts::parse(&m.document)
+                    .map_err(|e| anyhow::anyhow!("movie {} has an invalid stored document: {e}", m.id))?;
+                let folded = fold(&facts.title);
+                Ok((facts, folded))
+            })
+            .collect::<Result<_>>()?;
+        for (m, (facts, folded)) in page.iter().zip(parsed) {
+            let row = row_of.get(m.id.as_str()).copied();
+            let is_added = added_ids.contains(m.id.as_str());
+            if row.is_none() && !is_added {
+                missing += 1;
+                first_missing.get_or_insert_with(|| m.id.clone());
+                continue;
+            }
+            let movie = NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source };
+            let entry = catalog.entry_for(movie, folded);
+            if is_added {
+                added_entries.insert(m.id.clone(), entry.clone());
+            }
+            if let Some(row) = row {
+                slots[row] = Some(entry);
+            }
+        }
+    }
+    if let Some((row, _)) = slots.iter().enumerate().find(|(_, s)| s.is_none()) {
+        bail!(
+            "the embedding matrix does not belong to this catalog: row {row} is movie {}, which {db} does not hold \
+             (re-run `cinevec embed` for this catalog)",
+            ids[row]
+        );
+    }
+    if let Some(first) = first_missing {
+        bail!(
+            "{missing} movies of the catalog have no embedding (e.g. {first}): the catalog changed after `cinevec embed`; re-run it"
+        );
+    }
+    for entry in slots.into_iter().flatten() {
+        catalog.push_matrix_row(entry);
+    }
+    let mut added_rows = Vec::with_capacity(added.len());
+    for (id, vector) in added {
+        let Some(entry) = added_entries.remove(id) else { continue };
+        if vector.len() != dim {
+            bail!("stored embedding of {id} has dimension {}, expected {dim}", vector.len());
+        }
+        let (row, _) = catalog.push_entry_with_vector(entry, vector);
+        added_rows.push(row);
+    }
+    Ok((catalog, added_rows))
+}
+
+/// Load and cross-check the catalog, the embedding set, the model, the head and the index.
+/// `on_batch` and `on_search` are told about every forward pass and search (for metrics).
+pub async fn load(
+    config: &ServiceConfig,
+    on_batch: Option<BatchObserver>,
+    on_search: Option<SearchObserver>,
+) -> Result<Service> {
+    let started = Instant::now();
+    // The model loads on its own thread meanwhile (it is checked against the matrix below).
+    let model_args = config.model.clone();
+    let model_loading = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        model_args.load_for_serving().map(|m| (m, t.elapsed()))
+    });
+    let store = Store::open(&config.db).await.context("opening the catalog store")?;
+    let artifacts_dir = config.artifacts.clone();
+    let set = tokio::task::spawn_blocking(move || artifacts::load_embeddings(&artifacts_dir)).await??;
+    let matrix_read = started.elapsed();
+    let artifacts::EmbeddingSet { manifest, ids, matrix } = set;
+    let ids = Arc::new(ids);
+    let matrix: SharedMatrix = Arc::new(matrix);
+    let matrix_rows = ids.len();
+
+    // The saved graph loads meanwhile too (when it was built from this matrix).
+    let (dir, run_id, params, dim) = (config.artifacts.clone(), manifest.run_id.clone(), config.index, manifest.dim);
+    let for_graph = matrix.clone();
+    let graph_loading = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let index = VectorIndex::load(&dir, &run_id, for_graph, dim, params);
+        (index, t.elapsed())
+    });
+
+    // Catalog ↔ matrix: every row's movie exists, and every movie has a vector. Read from the snapshot
+    // a previous start saved when the store has not changed since, else from the store (read before
+    // its generation could move again: a write meanwhile makes the new snapshot stale, never wrong).
+    let (identity, generation) = store.generation().await.context("reading the catalog's generation")?;
+    let key = SnapshotKey { run_id: manifest.run_id.clone(), store: identity, generation };
+    let snapshot_path = config.artifacts.join(SNAPSHOT_FILE);
+    let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
+    let from_snapshot = if snapshot_path.exists() {
+        let (path, key, ids, matrix, added) = (snapshot_path.clone(), key.clone(), ids.clone(), matrix.clone(), added.clone());
+        let read = tokio::task::spawn_blocking(move || LiveCatalog::load_snapshot(&path, &key, &ids, matrix, dim, &added));
+        match read.await? {
+            // A write by another program while it was read (the run-time vectors came from the store):
+            // read the store instead.
+            Ok(_) if store.generation().await.ok().map(|(_, g)| g) != Some(generation) => {
+                tracing::info!("catalog snapshot not used (the store changed while it was read): reading the store");
+                None
+            }
+            Ok(read) => Some(read),
+            Err(e) => {
+                tracing::info!("catalog snapshot not used ({e:#}): reading the store");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let snapshot_due = from_snapshot.is_none().then_some((snapshot_path, key));
+    let (catalog, added_rows) = match from_snapshot {
+        Some(read) => read,
+        None => read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?,
+    };
+    drop(ids);
+    let catalog_read = started.elapsed();
+    tracing::info!(
+        "catalog: {} movies ({}); embedding set: {} rows of dim {}; {} movies added at run time",
+        catalog.live_count(),
+        if snapshot_due.is_some() { "read from the store" } else { "from the snapshot" },
+        manifest.rows,
+        manifest.dim,
+        added_rows.len()
+    );
+
+    // Model ↔ matrix.
+    let (embedder, model_took) = model_loading.await??;
+    let model_loaded = started.elapsed();
+    let limits = config.queue;
+    let model = embedder.info().clone();
+    if model.weights_sha256 != manifest.model.weights_sha256 {
+        bail!(
+            "the model ({}, weights sha256 {}) is not the one the embedding matrix was made with ({}, {}): \
+             serve with that model or re-run `cinevec embed`",
+            model.model_dir.display(),
+            &model.weights_sha256[..12],
+            manifest.model.source,
+            &manifest.model.weights_sha256[..12.min(manifest.model.weights_sha256.len())]
+        );
+    }
+    if model.dim != manifest.dim || model.pooling != manifest.model.pooling || model.max_tokens != manifest.model.max_tokens {
+        bail!(
+            "the model's settings (dim {}, {} pooling, max {} tokens) differ from the embedding matrix's (dim {}, {} pooling, max {} tokens)",
+            model.dim,
+            model.pooling,
+            model.max_tokens,
+            manifest.dim,
+            manifest.model.pooling,
+            manifest.model.max_tokens
+        );
+    }
+
+    // Head ↔ matrix.
+    let head = Head::load(&config.artifacts, &manifest).context("loading the rating head")?;
+
+    // The graph: the saved one if it was built from this matrix, else built now and saved.
+    let (loaded_graph, took) = graph_loading.await?;
+    let graph_loaded = started.elapsed();
+    let index = match loaded_graph? {
+        Some(index) => {
+            tracing::info!("loaded the saved HNSW graph in {:.2}s", took.as_secs_f64());
+            index
+        }
+        None => {
+            let (dir, run_id) = (config.artifacts.clone(), manifest.run_id.clone());
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                tracing::info!("building the HNSW graph over {matrix_rows} rows (saved for later starts)");
+                let index = VectorIndex::build_shared(matrix, dim, params);
+                if let Err(e) = index.save(&dir, &run_id, matrix_rows) {
+                    tracing::warn!("could not save the HNSW graph ({e:#}); it will be rebuilt next start");
+                }
+                tracing::info!("built the HNSW graph in {:.1}s", t.elapsed().as_secs_f64());
+                index
+            })
+            .await?
+        }
+    };
+    let queue = EmbedQueue::start(embedder, limits, on_batch)
+        .context("cannot start the model thread")?;
+    // Warm the model so the first request does not pay for lazy initialisation.
+    queue.embed(vec!["warm up".into()]).await.map_err(|e| anyhow::anyhow!("model warm-up failed: {e}"))?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "start-up (seconds since start when each part was done): matrix and ids {:.2}, catalog {:.2}, model {:.2} \
+         (its load took {:.2}), graph {:.2} (its load took {:.2}), warm-up {load_seconds:.2}",
+        matrix_read.as_secs_f64(),
+        catalog_read.as_secs_f64(),
+        model_loaded.as_secs_f64(),
+        model_took.as_secs_f64(),
+        graph_loaded.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    tracing::info!("ready: {} movies, loaded in {load_seconds:.2}s", catalog.live_count());
+    Ok(Service::from_parts(Parts {
+        live: catalog,
+        index,
+        queue,
+        head,
+        store,
+        manifest,
+        model,
+        matrix_rows,
+        load_seconds,
+        snapshot_due,
+        config: config.clone(),
+        on_search,
+    }))
+}

@@ -1,0 +1,481 @@
+//! The operations cinevec serves, independent of any transport: similar movies by id or by document,
+//! recommendations from examples, rating predictions, embeddings, adding a movie, title search and
+//! the service's description. Each takes plain values, returns a result of [`results`] or one
+//! [`ServiceError`], and gets everything else from the loaded state ([`Service`]): the live rows
+//! ([`live`]: catalog entries and vectors in one row space, behind one lock), the HNSW index, the
+//! model's queue, the rating head and the catalog store.
+//!
+//! The HTTP server (`crate::server`) parses a request, calls one operation, and maps its answer;
+//! another transport would do the same. [`load`] reads and cross-checks the artifacts.
+
+pub mod error;
+pub mod live;
+mod load;
+pub mod query;
+pub mod recommend;
+pub mod results;
+
+pub use error::ServiceError;
+pub use live::{Filter, LiveCatalog};
+pub use load::{load, ServiceConfig};
+pub use query::{TopK, MAX_K};
+pub use recommend::Strategy;
+
+use crate::artifacts::Manifest;
+use crate::catalog::store::{MovieRow, Store};
+use crate::engine::worker::EmbedQueue;
+use crate::engine::{EngineInfo, Embeddings};
+use crate::head::{Head, Prediction};
+use crate::index::{Hit, VectorIndex};
+use crate::movie::MovieDoc;
+use live::{Facts, NewMovie, SnapshotKey, Traits};
+use results::*;
+use serde_json::Value;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+/// Told how long each search took (`true`: a brute-force or whole-catalogue one), for metrics.
+pub type SearchObserver = Box<dyn Fn(bool, Duration) + Send + Sync>;
+
+/// Everything an operation needs, once loaded.
+pub struct Service {
+    /// The live rows: the one owner of entries and run-time vectors (the index covers the matrix rows).
+    live: RwLock<LiveCatalog>,
+    index: VectorIndex,
+    queue: EmbedQueue,
+    head: Head,
+    store: Store,
+    manifest: Manifest,
+    model: EngineInfo,
+    /// Rows that came from the embedding matrix (the rest were added at run time).
+    matrix_rows: usize,
+    load_seconds: f64,
+    /// Where to save the catalog as read from the store, for the next start (`None`: it came from an
+    /// up-to-date snapshot).
+    snapshot_due: Option<(std::path::PathBuf, SnapshotKey)>,
+    config: ServiceConfig,
+    /// Writes one at a time, so the store and the live rows see them in the same order.
+    writes: tokio::sync::Mutex<()>,
+    on_search: Option<SearchObserver>,
+}
+
+/// The parts a [`Service`] is made of (what [`load`] reads from the artifacts; tests make their own).
+pub struct Parts {
+    pub live: LiveCatalog,
+    pub index: VectorIndex,
+    pub queue: EmbedQueue,
+    pub head: Head,
+    pub store: Store,
+    pub manifest: Manifest,
+    pub model: EngineInfo,
+    pub matrix_rows: usize,
+    pub load_seconds: f64,
+    pub snapshot_due: Option<(std::path::PathBuf, SnapshotKey)>,
+    pub config: ServiceConfig,
+    pub on_search: Option<SearchObserver>,
+}
+
+/// Run CPU work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(f).await.map_err(ServiceError::internal)?
+}
+
+/// Validate posted documents: at least one, at most `max`, each a movie.
+fn parse_documents(values: Vec<Value>, max: usize) -> Result<Vec<MovieDoc>, ServiceError> {
+    if values.is_empty() {
+        return Err(ServiceError::invalid("movies", "movies must hold at least one document"));
+    }
+    if values.len() > max {
+        return Err(ServiceError::invalid(
+            "movies",
+            format!("too many documents: {} in one request, the limit is {max}", values.len()),
+        ));
+    }
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            MovieDoc::from_value(v).map_err(|e| ServiceError::Invalid {
+                field: Some(match e.field() {
+                    Some(f) => format!("movies[{i}].{f}"),
+                    None => format!("movies[{i}]"),
+                }),
+                message: format!("movies[{i}]: {e}"),
+            })
+        })
+        .collect()
+}
+
+fn summary(catalog: &LiveCatalog, row: usize) -> MovieSummary {
+    let e = catalog.entry(row);
+    MovieSummary { id: e.id().to_string(), title: e.title().to_string(), year: e.year(), rating: e.rating, votes: e.votes }
+}
+
+fn view(catalog: &LiveCatalog, row: usize, predicted: Prediction, document: Value) -> MovieView {
+    let e = catalog.entry(row);
+    MovieView {
+        id: e.id().to_string(),
+        title: e.title().to_string(),
+        year: e.year(),
+        rating: e.rating,
+        votes: e.votes,
+        document,
+        predicted,
+        source: catalog.source(row).to_string(),
+    }
+}
+
+fn neighbours(catalog: &LiveCatalog, query: &Traits, hits: &[Hit]) -> Vec<Neighbour> {
+    hits.iter()
+        .map(|h| {
+            let e = catalog.entry(h.row);
+            Neighbour {
+                id: e.id().to_string(),
+                title: e.title().to_string(),
+                year: e.year(),
+                rating: e.rating,
+                score: h.score,
+                why: catalog.why(query, h.row),
+            }
+        })
+        .collect()
+}
+
+impl Service {
+    pub fn from_parts(p: Parts) -> Service {
+        Service {
+            live: RwLock::new(p.live),
+            index: p.index,
+            queue: p.queue,
+            head: p.head,
+            store: p.store,
+            manifest: p.manifest,
+            model: p.model,
+            matrix_rows: p.matrix_rows,
+            load_seconds: p.load_seconds,
+            snapshot_due: p.snapshot_due,
+            config: p.config,
+            writes: tokio::sync::Mutex::new(()),
+            on_search: p.on_search,
+        }
+    }
+
+    fn rows(&self) -> Result<RwLockReadGuard<'_, LiveCatalog>, ServiceError> {
+        self.live.read().map_err(ServiceError::internal)
+    }
+
+    fn searched(&self, exhaustive: bool, started: Instant) {
+        if let Some(observe) = &self.on_search {
+            observe(exhaustive, started.elapsed());
+        }
+    }
+
+    fn predict_rows(&self, rows: &[f32]) -> Result<Vec<Prediction>, ServiceError> {
+        self.head.predict(rows, self.manifest.dim).map_err(ServiceError::internal)
+    }
+
+    async fn embed_documents(&self, docs: &[MovieDoc]) -> Result<Embeddings, ServiceError> {
+        let texts = docs.iter().map(MovieDoc::render).collect();
+        Ok(self.queue.embed(texts).await?)
+    }
+
+    /// The embedding queue (its counters are exported as metrics).
+    pub fn queue(&self) -> &EmbedQueue {
+        &self.queue
+    }
+
+    /// Movies that can be returned.
+    pub fn movies(&self) -> Result<usize, ServiceError> {
+        Ok(self.rows()?.live_count())
+    }
+
+    /// Save the catalog snapshot when this start read the store (in the background, after ready).
+    pub fn save_snapshot_if_due(&self) {
+        let Some((path, key)) = &self.snapshot_due else { return };
+        let t = Instant::now();
+        let catalog = self.live.read().unwrap_or_else(|e| e.into_inner());
+        match catalog.save_snapshot(path, key) {
+            Ok(bytes) => tracing::info!(
+                "saved the catalog snapshot {} ({:.1} MB) in {:.2}s: the next start reads it instead of the store",
+                path.display(),
+                bytes as f64 / 1e6,
+                t.elapsed().as_secs_f64()
+            ),
+            Err(e) => tracing::warn!("could not save the catalog snapshot ({e:#}); the next start reads the store"),
+        }
+    }
+
+    /// Whether a snapshot is due (this start read the catalog from the store).
+    pub fn snapshot_due(&self) -> bool {
+        self.snapshot_due.is_some()
+    }
+
+    /// What the service is: model, counts, head, index, limits, queue.
+    pub fn info(&self, writes_enabled: bool) -> Result<Info, ServiceError> {
+        let catalog = self.rows()?;
+        let cfg = &self.config;
+        let head = self.head.spec();
+        let stats = self.queue.stats();
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        Ok(Info {
+            version: env!("CARGO_PKG_VERSION"),
+            model: ModelInfo {
+                source: self.manifest.model.source.clone(),
+                architecture: self.model.architecture,
+                dim: self.model.dim,
+                pooling: self.model.pooling,
+                max_tokens: self.model.max_tokens,
+                weights_sha256: self.model.weights_sha256.clone(),
+                device: self.model.device.clone(),
+            },
+            counts: Counts {
+                movies: catalog.live_count(),
+                matrix_rows: self.matrix_rows,
+                added_at_run_time: catalog.rows() - self.matrix_rows,
+                // The graph's points and the run-time rows searched beside it.
+                index_points: self.index.len() + catalog.rows() - self.matrix_rows,
+            },
+            head: HeadInfo { interval_level: head.calibration.level, members: head.members },
+            index: IndexInfo {
+                params: self.index.params(),
+                neighbour_table: self.index.table().map(|t| TableInfo { width: t.width(), ef: t.ef() }),
+            },
+            catalog_loaded_from: if self.snapshot_due.is_some() { "store" } else { "snapshot" },
+            limits: Limits {
+                max_k: MAX_K,
+                max_documents_per_request: cfg.max_documents,
+                max_body_bytes: cfg.max_body_bytes,
+                request_timeout_ms: cfg.request_timeout.as_millis() as u64,
+                queue_capacity: cfg.queue.capacity,
+                max_batch: cfg.queue.max_batch,
+                max_batch_tokens: cfg.queue.max_batch_tokens,
+            },
+            queue: QueueInfo {
+                depth: stats.depth.load(relaxed),
+                batches: stats.batches.load(relaxed),
+                documents: stats.documents.load(relaxed),
+            },
+            writes_enabled,
+            load_seconds: self.load_seconds,
+        })
+    }
+
+    /// One movie: its stored document, its facts and its predicted rating.
+    pub async fn movie(self: &Arc<Self>, id: String) -> Result<MovieView, ServiceError> {
+        // The live rows keep no documents: the store has them (and always the newest one of an id).
+        let stored = self.store.get(&id).await.map_err(ServiceError::internal)?.ok_or_else(|| ServiceError::no_movie(&id))?;
+        let service = self.clone();
+        blocking(move || {
+            let catalog = service.rows()?;
+            let row = catalog.row_of(&id).ok_or_else(|| ServiceError::no_movie(&id))?;
+            let predicted = service.predict_rows(catalog.vector(row))?[0];
+            Ok(view(&catalog, row, predicted, stored.movie.into_value()))
+        })
+        .await
+    }
+
+    /// Title search (see [`LiveCatalog::search_titles`]); `limit` 1 to 50, default 10.
+    pub async fn search_titles(self: &Arc<Self>, q: &str, limit: Option<i64>) -> Result<SearchResponse, ServiceError> {
+        let text = q.trim().to_string();
+        if text.is_empty() {
+            return Err(ServiceError::invalid("q", "q must not be empty"));
+        }
+        let limit = match limit {
+            None => 10,
+            Some(l) if (1..=50).contains(&l) => l as usize,
+            Some(l) => return Err(ServiceError::invalid("limit", format!("limit must be between 1 and 50, got {l}"))),
+        };
+        let service = self.clone();
+        blocking(move || {
+            let catalog = service.rows()?;
+            let results = catalog.search_titles(&text, limit).into_iter().map(|row| summary(&catalog, row)).collect();
+            Ok(SearchResponse { query: text, results })
+        })
+        .await
+    }
+
+    /// More like the movie `id`.
+    pub async fn similar_by_id(
+        self: &Arc<Self>,
+        id: String,
+        k: TopK,
+        filter: Filter,
+        exact: bool,
+    ) -> Result<SimilarResponse, ServiceError> {
+        let started = Instant::now();
+        let heavy = exact || filter != Filter::default();
+        let service = self.clone();
+        let work = move || {
+            let catalog = service.rows()?;
+            let row = catalog.row_of(&id).ok_or_else(|| ServiceError::no_movie(&id))?;
+            let hits = catalog.nearest(&service.index, catalog.vector(row), Some(row), k.0, &filter, &[row], exact);
+            let results = neighbours(&catalog, catalog.traits(row), &hits);
+            Ok(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None })
+        };
+        // A graph search is a fraction of a millisecond: handing it to the blocking pool would cost about
+        // as much as the search (and a thread per concurrent request). A brute-force scan of the whole
+        // catalog, or a selective filter that falls back to one, is not: that goes to the pool.
+        let response = if heavy { blocking(work).await? } else { work()? };
+        self.searched(exact, started);
+        Ok(response)
+    }
+
+    /// Movies like a posted document (embedded now).
+    pub async fn similar_by_doc(
+        self: &Arc<Self>,
+        movie: Value,
+        k: TopK,
+        filter: Filter,
+        exact: bool,
+    ) -> Result<SimilarResponse, ServiceError> {
+        let doc = MovieDoc::from_value(movie)?;
+        let embedded = self.embed_documents(std::slice::from_ref(&doc)).await?;
+        let started = Instant::now();
+        let service = self.clone();
+        let response = blocking(move || {
+            let catalog = service.rows()?;
+            let hits = catalog.nearest(&service.index, embedded.row(0), None, k.0, &filter, &[], exact);
+            let traits = catalog.traits_of(&Facts::of(&doc));
+            Ok(SimilarResponse {
+                query: None,
+                k: k.0,
+                exact,
+                results: neighbours(&catalog, &traits, &hits),
+                tokens: Some(embedded.encoded[0].untruncated_len),
+                truncated: Some(embedded.encoded[0].truncated()),
+            })
+        })
+        .await?;
+        self.searched(exact, started);
+        Ok(response)
+    }
+
+    /// Movies for someone who liked `positive` (and disliked `negative`), by `strategy`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn recommend(
+        self: &Arc<Self>,
+        positive: Vec<String>,
+        negative: Vec<String>,
+        strategy: Strategy,
+        k: TopK,
+        filter: Filter,
+        exact: bool,
+    ) -> Result<RecommendResponse, ServiceError> {
+        let started = Instant::now();
+        let service = self.clone();
+        let response = blocking(move || {
+            let catalog = service.rows()?;
+            let pos = recommend::example_rows(&catalog, &positive, "positive")?;
+            let neg = recommend::example_rows(&catalog, &negative, "negative")?;
+            let hits = recommend::rank(&catalog, &service.index, strategy, &pos, &neg, k.0, &filter, exact)?;
+            // "Why" is relative to the first positive example (the one the user picked first).
+            let results = match pos.first().or(neg.first()) {
+                Some(&anchor) => neighbours(&catalog, catalog.traits(anchor), &hits),
+                None => Vec::new(),
+            };
+            Ok(RecommendResponse { strategy, k: k.0, results })
+        })
+        .await?;
+        self.searched(true, started);
+        Ok(response)
+    }
+
+    /// Predicted ratings (with intervals) of posted documents.
+    pub async fn predict(self: &Arc<Self>, movies: Vec<Value>) -> Result<PredictResponse, ServiceError> {
+        let docs = parse_documents(movies, self.config.max_documents)?;
+        let embedded = self.embed_documents(&docs).await?;
+        let service = self.clone();
+        let rows = embedded.vectors.clone();
+        let predictions = blocking(move || service.predict_rows(&rows)).await?;
+        let items = docs
+            .iter()
+            .zip(predictions)
+            .zip(&embedded.encoded)
+            .map(|((doc, p), enc)| PredictItem {
+                title: doc.title().to_string(),
+                rating: p.rating,
+                low: p.low,
+                high: p.high,
+                tokens: enc.untruncated_len,
+                truncated: enc.truncated(),
+            })
+            .collect();
+        Ok(PredictResponse { interval: self.head.spec().calibration.level, predictions: items })
+    }
+
+    /// Embeddings of posted documents.
+    pub async fn embed(&self, movies: Vec<Value>) -> Result<EmbedResponse, ServiceError> {
+        let docs = parse_documents(movies, self.config.max_documents)?;
+        let embedded = self.embed_documents(&docs).await?;
+        let embeddings = (0..embedded.len())
+            .map(|i| EmbedItem {
+                vector: embedded.row(i).to_vec(),
+                tokens: embedded.encoded[i].untruncated_len,
+                truncated: embedded.encoded[i].truncated(),
+            })
+            .collect();
+        Ok(EmbedResponse {
+            model: self.manifest.model.source.clone(),
+            dim: embedded.dim,
+            max_tokens: self.model.max_tokens,
+            embeddings,
+        })
+    }
+
+    /// Add a movie (or replace the one with its id): embedded now, then [`Service::add`].
+    pub async fn add_movie(
+        self: &Arc<Self>,
+        id: &str,
+        rating: Option<f64>,
+        votes: Option<u64>,
+        movie: Value,
+    ) -> Result<AddMovieResponse, ServiceError> {
+        let id = id.trim().to_string();
+        if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+            return Err(ServiceError::invalid("id", "id must be 1 to 200 printable characters"));
+        }
+        if let Some(r) = rating {
+            if !(1.0..=10.0).contains(&r) {
+                return Err(ServiceError::invalid("rating", "rating must be between 1 and 10"));
+            }
+        }
+        let doc = MovieDoc::from_value(movie)?;
+        let embedded = self.embed_documents(std::slice::from_ref(&doc)).await?;
+        let vector = embedded.row(0).to_vec();
+        let document = doc.clone().into_value();
+        let row = MovieRow { id: id.clone(), rating, votes, movie: doc, source: "api".into() };
+        let (new_row, replaced) = self.add(&row, &vector).await?;
+        let service = self.clone();
+        let movie = blocking(move || {
+            let catalog = service.rows()?;
+            let predicted = service.predict_rows(catalog.vector(new_row))?[0];
+            Ok(view(&catalog, new_row, predicted, document))
+        })
+        .await?;
+        tracing::info!(id = %id, replaced = replaced.is_some(), "movie added");
+        Ok(AddMovieResponse {
+            created: replaced.is_none(),
+            movie,
+            tokens: embedded.encoded[0].untruncated_len,
+            truncated: embedded.encoded[0].truncated(),
+        })
+    }
+
+    /// The one way a movie enters the live rows at run time: the store first (movie and vector in one
+    /// transaction), then memory under the write lock, so a failed store write changes nothing in
+    /// memory. Writes run one at a time, so the store and memory agree on which of two writes of an
+    /// id came last. Returns the new row and the row it replaced.
+    pub async fn add(&self, row: &MovieRow, vector: &[f32]) -> Result<(usize, Option<usize>), ServiceError> {
+        let _one_at_a_time = self.writes.lock().await;
+        self.store
+            .put_movie_with_embedding(row, &self.manifest.model.weights_sha256, vector)
+            .await
+            .map_err(ServiceError::internal)?;
+        let mut catalog = self.live.write().map_err(ServiceError::internal)?;
+        let movie =
+            NewMovie { id: row.id.clone(), rating: row.rating, votes: row.votes, facts: Facts::of(&row.movie), source: &row.source };
+        Ok(catalog.push(movie, vector))
+    }
+}

@@ -1,0 +1,430 @@
+//! The HTTP layer without the model: `oneshot` requests to `router()` over a service built from parts
+//! (a 40-movie catalog, a small deterministic embedder, a quickly trained head, a SQLite store in a
+//! temporary folder). Routing, status codes, error bodies, validation and the route ↔ spec check run
+//! under a bare `cargo test`; tests/server.rs runs the same routes on the real model.
+
+mod head_support;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use cinevec::catalog::store::{MovieRow, Store};
+use cinevec::engine::worker::{EmbedQueue, QueueLimits};
+use cinevec::engine::{Architecture, Encoded, EngineInfo, Pooling, TextEmbedder};
+use cinevec::head::data::{one_split, Dataset};
+use cinevec::head::fit::fit_head;
+use cinevec::head::ridge::{fit_ridge, lambda_grid};
+use cinevec::head::EmbeddingLink;
+use cinevec::index::{IndexParams, VectorIndex};
+use cinevec::models::ModelOptions;
+use cinevec::movie::MovieDoc;
+use cinevec::server::state::AppState;
+use cinevec::server::{ApiKey, ServeConfig};
+use cinevec::service::live::{fold, Facts, LiveCatalog, NewMovie};
+use cinevec::service::{Parts, Service, ServiceConfig};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const DIM: usize = 8;
+const MOVIES: usize = 40;
+const KEY: &str = "router-test-key";
+
+/// Words hashed to token ids; a text's vector is the normalised sum of one fixed pseudo-random
+/// vector per token. Deterministic, instant, and texts that share words are near each other.
+struct HashEmbedder {
+    info: EngineInfo,
+}
+
+fn word_id(word: &str) -> u32 {
+    word.bytes().fold(2166136261u32, |h, b| (h ^ u32::from(b.to_ascii_lowercase())).wrapping_mul(16777619)) % 4096
+}
+
+fn token_vector(id: u32) -> [f32; DIM] {
+    let mut state = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    std::array::from_fn(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    })
+}
+
+impl TextEmbedder for HashEmbedder {
+    fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    fn encode(&self, texts: &[&str]) -> anyhow::Result<Vec<Encoded>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let all: Vec<u32> = t.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(word_id).collect();
+                let ids = all.iter().copied().take(self.info.max_tokens).collect();
+                Encoded { ids, untruncated_len: all.len() }
+            })
+            .collect())
+    }
+
+    fn embed_encoded(&self, batch: &[&Encoded]) -> anyhow::Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(batch.len() * DIM);
+        for e in batch {
+            let mut v = [1e-3f32; DIM];
+            for &id in &e.ids {
+                v.iter_mut().zip(token_vector(id)).for_each(|(a, b)| *a += b);
+            }
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            out.extend(v.iter().map(|x| x / norm));
+        }
+        Ok(out)
+    }
+}
+
+fn embedder() -> HashEmbedder {
+    HashEmbedder {
+        info: EngineInfo {
+            model_dir: "hash-embedder".into(),
+            architecture: Architecture::Bert,
+            dim: DIM,
+            pooling: Pooling::Mean,
+            max_tokens: 64,
+            weights_sha256: "00".repeat(32),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        },
+    }
+}
+
+const GENRES: [&str; 4] = ["Drama", "Comedy", "Horror", "Western"];
+const DIRECTORS: [&str; 5] = ["Ann Lee", "Bo Ek", "Cy Do", "Di Fo", "Ed Gu"];
+
+fn document(i: usize) -> MovieDoc {
+    MovieDoc::from_value(json!({
+        "title": format!("Film number {i} {}", if i % 3 == 0 { "Night" } else { "Day" }),
+        "genres": [GENRES[i % 4]],
+        "release_year": 1960 + i as i64,
+        "directors": [DIRECTORS[i % 5]],
+        "overview": format!("a {} story told by {}", GENRES[i % 4], DIRECTORS[i % 5]),
+    }))
+    .unwrap()
+}
+
+fn rating(i: usize) -> f64 {
+    4.0 + (i % 7) as f64 * 0.7
+}
+
+struct Fixture {
+    state: AppState,
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path) -> ServeConfig {
+    ServeConfig {
+        bind: "127.0.0.1:0".into(),
+        api_key: ApiKey::new(KEY.into()),
+        cors_origins: vec!["*".into()],
+        service: ServiceConfig {
+            artifacts: dir.to_path_buf(),
+            db: dir.join("catalog.db").to_string_lossy().into_owned(),
+            model: ModelOptions {
+                model: "hash-embedder".into(),
+                models_dir: dir.to_path_buf(),
+                pooling: None,
+                max_tokens: None,
+                cpu: true,
+                dtype: candle_core::DType::F32,
+            },
+            max_body_bytes: 64 * 1024,
+            max_documents: 4,
+            request_timeout: Duration::from_secs(30),
+            queue: QueueLimits::default(),
+            index: IndexParams::default(),
+        },
+    }
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let store = Store::open(&config.service.db).await.unwrap();
+    let docs: Vec<MovieDoc> = (0..MOVIES).map(document).collect();
+    let rows: Vec<MovieRow> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| MovieRow { id: format!("m{i}"), rating: Some(rating(i)), votes: Some(100 + i as u64), movie: d.clone(), source: "test".into() })
+        .collect();
+    store.upsert_movies(&rows).await.unwrap();
+
+    let model = embedder();
+    let texts: Vec<String> = docs.iter().map(MovieDoc::render).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let encoded = model.encode(&refs).unwrap();
+    let matrix = model.embed_encoded(&encoded.iter().collect::<Vec<_>>()).unwrap();
+    let matrix = Arc::new(matrix);
+
+    let mut live = LiveCatalog::new(matrix.clone(), DIM);
+    for (row, doc) in rows.iter().zip(&docs) {
+        let facts = Facts::of(doc);
+        let folded = fold(&facts.title);
+        let movie = NewMovie { id: row.id.clone(), rating: row.rating, votes: row.votes, facts, source: "test" };
+        let entry = live.entry_for(movie, folded);
+        live.push_matrix_row(entry);
+    }
+    let index = VectorIndex::build_shared(matrix.clone(), DIM, IndexParams::default());
+
+    let mut manifest = head_support::manifest(MOVIES, DIM);
+    manifest.model.weights_sha256 = model.info.weights_sha256.clone();
+    let data = Dataset { dim: DIM, ids: rows.iter().map(|r| r.id.clone()).collect(), x: matrix.to_vec(), y: (0..MOVIES).map(rating).collect() };
+    let split = |range: std::ops::Range<usize>| Dataset {
+        dim: DIM,
+        ids: data.ids[range.clone()].to_vec(),
+        x: data.x[range.start * DIM..range.end * DIM].to_vec(),
+        y: data.y[range].to_vec(),
+    };
+    let (train, val) = (split(0..30), split(30..MOVIES));
+    let ridge = fit_ridge(&train, &val, &lambda_grid()).unwrap();
+    let (all, folds) = one_split(&train, &val);
+    let head = fit_head(&all, &folds, &ridge, EmbeddingLink::of(&manifest), &head_support::small_training(2), &mut |_| {})
+        .unwrap()
+        .head;
+
+    let info = model.info.clone();
+    let queue = EmbedQueue::start(model, config.service.queue, None).unwrap();
+    let service = Service::from_parts(Parts {
+        live,
+        index,
+        queue,
+        head,
+        store: store.clone(),
+        manifest,
+        model: info,
+        matrix_rows: MOVIES,
+        load_seconds: 0.0,
+        snapshot_due: None,
+        config: config.service.clone(),
+        on_search: None,
+    });
+    Fixture { state: AppState::with_service(config, Arc::new(service)), store, _dir: dir }
+}
+
+/// One request through the whole service (router and layers); the status and the JSON body.
+async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let req = req.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
+    let response = cinevec::server::app(state.clone()).oneshot(req).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, Value) {
+    call(state, "GET", uri, None, None).await
+}
+
+async fn post(state: &AppState, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(state, "POST", uri, Some(body), None).await
+}
+
+/// The error body's code and field.
+fn error(body: &Value) -> (&str, Option<&str>) {
+    (body["error"]["code"].as_str().unwrap_or("(no code)"), body["error"]["field"].as_str())
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn every_documented_route_is_answered_by_the_router() {
+    let f = fixture().await;
+    let spec: Value = serde_norway::from_str(cinevec::server::OPENAPI_YAML).unwrap();
+    let mut documented = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let mut routed: Vec<(String, String)> =
+        cinevec::server::routes::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    documented.sort();
+    routed.sort();
+    assert_eq!(documented, routed);
+    for (method, path) in documented {
+        let uri = path.replace("{id}", "m1");
+        let body = (method == "POST").then(|| json!({}));
+        let (status, value) = call(&f.state, &method, &uri, body, None).await;
+        assert!(status != StatusCode::NOT_FOUND || path.contains("{id}"), "{method} {path}: {status} {value}");
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+    let (status, body) = get(&f.state, "/v2/nothing").await;
+    assert_eq!((status, error(&body).0), (StatusCode::NOT_FOUND, "not_found"));
+    let (status, body) = post(&f.state, "/v1/info", json!({})).await;
+    assert_eq!((status, error(&body).0), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+}
+
+#[tokio::test]
+async fn reads_answer_from_the_live_rows() {
+    let f = fixture().await;
+    let (status, health) = get(&f.state, "/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (_, ready) = get(&f.state, "/readyz").await;
+    assert_eq!(ready["movies"], MOVIES);
+    let (_, info) = get(&f.state, "/v1/info").await;
+    assert_eq!((info["model"]["dim"].as_u64(), info["counts"]["index_points"].as_u64()), (Some(DIM as u64), Some(MOVIES as u64)));
+    assert_eq!(info["limits"]["max_documents_per_request"], 4);
+    assert_eq!(info["writes_enabled"], true);
+
+    let (status, movie) = get(&f.state, "/v1/movies/m7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((movie["title"].as_str(), movie["document"]["directors"][0].as_str()), (Some("Film number 7 Day"), Some("Cy Do")));
+    let p = &movie["predicted"];
+    assert!(p["low"].as_f64() <= p["rating"].as_f64() && p["rating"].as_f64() <= p["high"].as_f64(), "{p}");
+
+    let (_, similar) = get(&f.state, "/v1/movies/m7/similar?k=5").await;
+    let found = ids(&similar);
+    assert_eq!(found.len(), 5);
+    assert!(!found.contains(&"m7".to_string()));
+    let scores: Vec<f64> = similar["results"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let (_, exact) = get(&f.state, "/v1/movies/m7/similar?k=5&exact=true").await;
+    assert_eq!(ids(&exact), found, "the graph finds the exact neighbours of a 40-movie catalog");
+    let (_, westerns) = get(&f.state, "/v1/movies/m7/similar?k=20&genres=western").await;
+    assert_eq!(ids(&westerns).len(), MOVIES / 4 - usize::from(7 % 4 == 3));
+    assert!(westerns["results"].as_array().unwrap().iter().all(|r| r["why"]["shared_genres"].is_array()));
+
+    let (_, search) = get(&f.state, "/v1/search?q=NIGHT&limit=50").await;
+    assert_eq!(ids(&search).len(), MOVIES.div_ceil(3));
+
+    let (_, rec) = post(&f.state, "/v1/recommend", json!({"positive": ["m1", "m2"], "negative": ["m3"], "k": 4, "strategy": "linear"})).await;
+    let rec_ids = ids(&rec);
+    assert_eq!(rec_ids.len(), 4);
+    assert!(rec_ids.iter().all(|id| !["m1", "m2", "m3"].contains(&id.as_str())));
+}
+
+#[tokio::test]
+async fn posted_documents_are_embedded_predicted_and_searched() {
+    let f = fixture().await;
+    let doc = json!({"title": "Film number 8 Day", "genres": ["Drama"], "release_year": 1968, "directors": ["Ed Gu"]});
+    let (status, embedded) = post(&f.state, "/v1/embed", json!({"movies": [doc, {"title": "Something else"}]})).await;
+    assert_eq!(status, StatusCode::OK);
+    let vectors: Vec<Vec<f64>> = embedded["embeddings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect();
+    assert_eq!((vectors.len(), vectors[0].len(), embedded["dim"].as_u64()), (2, DIM, Some(DIM as u64)));
+    assert!(vectors.iter().all(|v| (v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4), "unit length");
+    assert_ne!(vectors[0], vectors[1]);
+
+    let (status, predicted) = post(&f.state, "/v1/predict", json!({"movies": [doc]})).await;
+    assert_eq!(status, StatusCode::OK);
+    let p = &predicted["predictions"][0];
+    assert_eq!(p["title"], "Film number 8 Day");
+    assert!(p["low"].as_f64() <= p["rating"].as_f64() && p["rating"].as_f64() <= p["high"].as_f64(), "{p}");
+
+    let (status, similar) = post(&f.state, "/v1/similar", json!({"movie": doc, "k": 3})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&similar).len(), 3);
+    assert!(similar["tokens"].as_u64().unwrap() > 0 && similar.get("query").is_none());
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_one_error_shape() {
+    let f = fixture().await;
+    let s = &f.state;
+    let cases: Vec<((StatusCode, Value), StatusCode, &str, Option<&str>)> = vec![
+        (get(s, "/v1/movies/nope").await, StatusCode::NOT_FOUND, "not_found", None),
+        (get(s, "/v1/movies/nope/similar").await, StatusCode::NOT_FOUND, "not_found", None),
+        (get(s, "/v1/movies/m1/similar?k=0").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
+        (get(s, "/v1/movies/m1/similar?k=101").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
+        (get(s, "/v1/movies/m1/similar?min_year=2000&max_year=1990").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("min_year")),
+        (get(s, "/v1/movies/m1/similar?colour=red").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (get(s, "/v1/search?q=%20").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("q")),
+        (get(s, "/v1/search?q=a&limit=51").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("limit")),
+        (post(s, "/v1/predict", json!({"movies": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movies")),
+        (post(s, "/v1/predict", json!({"movies": [{}, {}, {}, {}, {}]})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movies")),
+        (post(s, "/v1/embed", json!({"movies": [{"title": "A"}, {"genres": ["Drama"]}]})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movies[1].title")),
+        (post(s, "/v1/similar", json!({"movie": {"title": ""}})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movie.title")),
+        (post(s, "/v1/similar", json!({"movie": {"title": "A"}, "k": 0})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
+        (post(s, "/v1/recommend", json!({"positive": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("positive")),
+        (post(s, "/v1/recommend", json!({"positive": ["m1"], "strategy": "linear"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("negative")),
+        (post(s, "/v1/recommend", json!({"positive": ["m1"], "negative": ["m1"]})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("negative")),
+        (post(s, "/v1/recommend", json!({"positive": ["nope"]})).await, StatusCode::NOT_FOUND, "not_found", None),
+        (post(s, "/v1/predict", json!({"films": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), None).await, StatusCode::UNAUTHORIZED, "unauthorized", None),
+        (call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), Some("wrong")).await, StatusCode::UNAUTHORIZED, "unauthorized", None),
+        (call(s, "POST", "/v1/movies", Some(json!({"id": "x", "rating": 11, "movie": {"title": "X"}})), Some(KEY)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("rating")),
+        (call(s, "POST", "/v1/movies", Some(json!({"id": " ", "movie": {"title": "X"}})), Some(KEY)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("id")),
+    ];
+    for (i, ((status, body), want_status, want_code, want_field)) in cases.iter().enumerate() {
+        assert_eq!((*status, error(body).0), (*want_status, *want_code), "case {i}: {body}");
+        if want_field.is_some() {
+            assert_eq!(error(body).1, *want_field, "case {i}: {body}");
+        }
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "case {i}: {body}");
+    }
+    // Not JSON at all, and too large a body.
+    let req = Request::post("/v1/predict").header("content-type", "application/json").body(Body::from("{not json")).unwrap();
+    let response = cinevec::server::app(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let big = json!({"movies": [{"title": "x".repeat(70 * 1024)}]});
+    let (status, body) = post(s, "/v1/predict", big).await;
+    assert_eq!((status, error(&body).0), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+}
+
+#[tokio::test]
+async fn an_added_movie_is_found_at_once_and_a_failed_store_write_changes_nothing() {
+    let f = fixture().await;
+    let s = &f.state;
+    let movie = json!({"id": "new-1", "rating": 8.5, "votes": 10, "movie": {"title": "Film number 7 Day again", "genres": ["Western"], "directors": ["Cy Do"]}});
+    let (status, added) = call(s, "POST", "/v1/movies", Some(movie.clone()), Some(KEY)).await;
+    assert_eq!((status, added["created"].as_bool()), (StatusCode::CREATED, Some(true)), "{added}");
+    assert_eq!(added["movie"]["source"], "api");
+    let (_, ready) = get(s, "/readyz").await;
+    assert_eq!(ready["movies"], MOVIES + 1);
+    let (_, found) = get(s, "/v1/search?q=again").await;
+    assert_eq!(ids(&found), ["new-1"]);
+    let (_, similar) = get(s, "/v1/movies/new-1/similar?k=3").await;
+    assert_eq!(ids(&similar).len(), 3);
+    let (_, by_doc) = post(s, "/v1/similar", json!({"movie": movie["movie"], "k": 1})).await;
+    assert_eq!(ids(&by_doc), ["new-1"], "a run-time row is searched beside the graph");
+    let (_, stored) = get(s, "/v1/movies/new-1").await;
+    assert_eq!(stored["document"]["directors"][0], "Cy Do");
+
+    // The same id again replaces it: 200, still one more movie than the matrix.
+    let (status, again) = call(s, "POST", "/v1/movies", Some(movie.clone()), Some(KEY)).await;
+    assert_eq!((status, again["created"].as_bool()), (StatusCode::OK, Some(false)));
+    let (_, info) = get(s, "/v1/info").await;
+    assert_eq!((info["counts"]["movies"].as_u64(), info["counts"]["added_at_run_time"].as_u64()), (Some(MOVIES as u64 + 1), Some(2)));
+
+    // The store refuses the next write: 500, and nothing changed in memory.
+    f.store.close().await;
+    let other = json!({"id": "new-2", "movie": {"title": "Never stored"}});
+    let (status, body) = call(s, "POST", "/v1/movies", Some(other), Some(KEY)).await;
+    assert_eq!((status, error(&body).0), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+    let (_, info_after) = get(s, "/v1/info").await;
+    assert_eq!(info_after["counts"], info["counts"]);
+    let (_, none) = get(s, "/v1/search?q=never").await;
+    assert!(ids(&none).is_empty());
+}
+
+#[tokio::test]
+async fn a_loading_service_answers_503_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState::new(config(dir.path()));
+    let (status, _) = get(&state, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    for uri in ["/readyz", "/v1/info", "/v1/movies/m1/similar", "/v1/search?q=a"] {
+        let (status, body) = get(&state, uri).await;
+        assert_eq!((status, error(&body).0), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{uri}");
+    }
+}
