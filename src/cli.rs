@@ -1,5 +1,6 @@
 //! The command line: one `clap` struct per command, each flag with an environment fallback.
 
+use crate::bench::service::{SearchStart, Traversal};
 use crate::catalog::store::{self, Store};
 use crate::engine::{Embedder, Pooling};
 use crate::models::{self, ModelOptions, ModelSource};
@@ -11,6 +12,7 @@ use crate::index::IndexParams;
 use crate::server::{ApiKey, ServeConfig};
 use crate::service::ServiceConfig;
 use std::time::Duration;
+use crate::pipeline::build::{BuildOptions, Split};
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
@@ -189,10 +191,37 @@ struct TrainingFromEnv {
 }
 
 impl BuildArgs {
-    pub fn training(&self) -> Result<(HeadTraining, SplitArgs)> {
+    pub fn training(&self) -> Result<(HeadTraining, Split)> {
         let parsed = TrainingFromEnv::try_parse_from(["cinevec build"])
             .map_err(|e| anyhow::anyhow!("bad rating-head setting in the environment: {}", e.to_string().trim()))?;
-        Ok((parsed.head.training(), parsed.split))
+        Ok((parsed.head.training(), parsed.split.split()))
+    }
+
+    /// The plain options `cinevec build` runs with.
+    pub fn options(&self) -> BuildOptions {
+        BuildOptions {
+            source: self.source.source(&self.cache_dir),
+            db: self.db.db.clone(),
+            artifacts: self.artifacts.clone(),
+            model: self.model.options(),
+            batch: self.batch.limits(),
+            index: self.index.params(IndexParams::default().ef_search),
+            strict: self.strict,
+            no_cache: self.no_cache,
+            force: self.force,
+            training: self.training().map_err(|e| format!("{e:#}")),
+        }
+    }
+}
+
+impl SplitArgs {
+    pub fn split(&self) -> Split {
+        Split {
+            test_fraction: self.test_fraction,
+            val_fraction: self.val_fraction,
+            split_seed: self.split_seed,
+            folds: self.folds,
+        }
     }
 }
 
@@ -234,7 +263,7 @@ pub struct GenServiceArgs {
     #[arg(long, default_value = ".bench/service")]
     pub out: PathBuf,
     /// Movies (the reference catalog has 242,552).
-    #[arg(long, default_value_t = crate::service_bench::REFERENCE_ROWS)]
+    #[arg(long, default_value_t = crate::bench::service::REFERENCE_ROWS)]
     pub rows: usize,
     /// Embedding dimensions to write; a set whose dimension the --model has gets that model's record
     /// (servable) and a rating head, the others a synthetic record (offline measurements only).
@@ -253,21 +282,6 @@ pub struct GenServiceArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub head: HeadArgs,
-}
-
-/// Where `cinevec bench-index`'s searches start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SearchStart {
-    Entry,
-    #[value(name = "self")]
-    SelfRow,
-}
-
-/// Which copy of the vectors `cinevec bench-index`'s searches walk the graph on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Traversal {
-    Int8,
-    F32,
 }
 
 #[derive(Debug, Args)]
@@ -469,7 +483,7 @@ pub struct TrainArgs {
 }
 
 /// How the rated movies are split.
-#[derive(Debug, Clone, Args, serde::Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct SplitArgs {
     /// Share of the rated movies held out for the final test.
     #[arg(long, env = "CINEVEC_TEST_FRACTION", default_value_t = 0.1)]
@@ -694,6 +708,61 @@ impl ServeArgs {
     }
 }
 
+impl BenchEmbedArgs {
+    pub fn options(&self) -> crate::bench::embed::EmbedBenchOptions {
+        crate::bench::embed::EmbedBenchOptions {
+            catalog: self.catalog.clone(),
+            docs: self.docs,
+            batch_sizes: self.batch_sizes.clone(),
+            model: self.model.options(),
+            json: self.json.clone(),
+        }
+    }
+}
+
+impl ParityArgs {
+    pub fn options(&self) -> crate::bench::parity::ParityOptions {
+        crate::bench::parity::ParityOptions {
+            reference: self.reference.clone(),
+            min_cosine: self.min_cosine,
+            model: self.model.options(),
+            json: self.json.clone(),
+        }
+    }
+}
+
+impl GenServiceArgs {
+    pub fn options(&self) -> crate::bench::service::GenServiceOptions {
+        crate::bench::service::GenServiceOptions {
+            out: self.out.clone(),
+            rows: self.rows,
+            dims: self.dims.clone(),
+            data_seed: self.data_seed,
+            noise: self.noise,
+            no_head: self.no_head,
+            model: self.model.options(),
+            head: self.head.training(),
+        }
+    }
+}
+
+impl BenchIndexArgs {
+    pub fn options(&self) -> crate::bench::service::BenchIndexOptions {
+        crate::bench::service::BenchIndexOptions {
+            artifacts: self.artifacts.clone(),
+            rebuild: self.rebuild,
+            queries: self.queries,
+            k: self.k,
+            ef: self.ef.clone(),
+            start: self.start,
+            traversal: self.traversal,
+            hnsw_m: self.hnsw_m,
+            hnsw_ef_construction: self.hnsw_ef_construction,
+            json: self.json.clone(),
+        }
+    }
+}
+
 pub fn init_logging(verbose: u8) {
     // hnsw_rs and sqlx narrate every dump, load and statement at info level: keep them to warnings
     // unless asked for more.
@@ -772,7 +841,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Build(args) => {
-            let report = crate::pipeline::build::run(&args)?;
+            let report = crate::pipeline::build::run(&args.options())?;
             let ran = report.ran();
             let model = if args.model.model == models::DEFAULT_MODEL {
                 String::new()
@@ -789,7 +858,7 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::BenchEmbed(args) => crate::bench::embed(&args),
+        Command::BenchEmbed(args) => crate::bench::embed::embed(&args.options()),
         Command::Serve(args) => crate::server::serve(args.config()),
         Command::Ingest(args) => {
             let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
@@ -817,9 +886,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::GenImdb(args) => {
             let opts =
-                crate::catalog::imdb_synth::SynthOptions { scale: args.scale, seed: args.seed, level: args.level };
+                crate::bench::imdb_synth::SynthOptions { scale: args.scale, seed: args.seed, level: args.level };
             let started = std::time::Instant::now();
-            let s = crate::catalog::imdb_synth::generate(&args.out, opts)?;
+            let s = crate::bench::imdb_synth::generate(&args.out, opts)?;
             println!(
                 "wrote {} titles, {} ratings, {} principals, {} names to {} in {:.0} s; a correct ingest keeps {} movies",
                 s.titles,
@@ -832,9 +901,9 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::GenService(args) => crate::service_bench::generate(&args),
-        Command::BenchIndex(args) => crate::service_bench::bench_index(&args),
-        Command::CheckParity(args) => crate::parity::run(&args),
+        Command::GenService(args) => crate::bench::service::generate(&args.options()),
+        Command::BenchIndex(args) => crate::bench::service::bench_index(&args.options()),
+        Command::CheckParity(args) => crate::bench::parity::run(&args.options()),
     }
 }
 

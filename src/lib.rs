@@ -1,9 +1,12 @@
 //! cinevec: movie similarity search and rating prediction over text embeddings.
 //!
-//! The crate is laid out by role: [`movie`] (the canonical document), [`catalog`] (input formats and the
-//! store), [`engine`] (tokenizer + transformer + pooling, run by candle), [`models`] (getting model
-//! folders), [`pipeline`] (the offline steps), [`head`] (the rating model), [`index`] (nearest
-//! neighbours), [`server`] (the HTTP service) and [`cli`] (the command line).
+//! The crate is laid out by role and in layers (ARCHITECTURE.md): [`cli`] (flags into each command's
+//! plain options); [`server`] (the HTTP transport), [`pipeline`] (the offline steps) and [`bench`]
+//! (benchmarks and data generators); [`service`] (the operations, independent of HTTP, over the live
+//! rows); [`engine`] (tokenizer + transformer + pooling, run by candle), [`index`] (nearest
+//! neighbours), [`head`] (the rating model), [`catalog`] (input formats and the store), [`models`]
+//! (getting model folders), [`artifacts`]; and the basics: [`movie`] (the canonical document),
+//! [`hash`], [`rng`], [`progress`]. Each module imports only from the layers below it.
 
 pub mod artifacts;
 pub mod bench;
@@ -15,13 +18,11 @@ pub mod head;
 pub mod index;
 pub mod models;
 pub mod movie;
-pub mod parity;
 pub mod pipeline;
 pub mod progress;
 pub mod rng;
 pub mod server;
 pub mod service;
-pub mod service_bench;
 
 /// What the process is about to do, for [`tune_allocator`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

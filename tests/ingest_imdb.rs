@@ -283,7 +283,7 @@ fn synthetic_dumps_ingest_to_what_the_generator_expects() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("gen");
     run_ok(cinevec().args(["gen-imdb", "--scale", "0.001", "--seed", "7", "--level", "1", "--out"]).arg(&dir));
-    let expected: cinevec::catalog::imdb_synth::SynthSummary =
+    let expected: cinevec::bench::imdb_synth::SynthSummary =
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     assert!(expected.kept_movies > 100 && expected.credits_missing_name > 0, "{expected:?}");
 

@@ -3,7 +3,6 @@
 
 pub mod demo;
 pub mod imdb;
-pub mod imdb_synth;
 pub mod jsonl;
 pub mod store;
 

@@ -9,10 +9,10 @@
 use crate::artifacts::{self, Manifest};
 use crate::catalog::demo;
 use crate::catalog::store::Store;
-use crate::cli::BuildArgs;
+use crate::head::fit::HeadTraining;
 use crate::head::{HeadSpec, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE};
 use crate::index::{IndexParams, VectorIndex};
-use crate::models;
+use crate::models::{self, ModelOptions};
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestSource};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
@@ -26,6 +26,37 @@ use std::time::{Instant, SystemTime};
 pub const CATALOG_FILE: &str = "catalog.jsonl";
 /// Step records and the lock, inside the artifacts folder.
 pub const STATE_DIR: &str = ".build";
+
+/// How the rated movies are split for training (what `--test-fraction`, `--val-fraction`,
+/// `--split-seed` and `--folds` say; recorded in the train step's key, so the field names stay).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Split {
+    pub test_fraction: f64,
+    pub val_fraction: f64,
+    pub split_seed: u64,
+    pub folds: usize,
+}
+
+/// `cinevec build`'s settings, built by `crate::cli` from its flags.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// What to ingest first; `None`: the store as it is.
+    pub source: Option<IngestSource>,
+    /// The catalog store.
+    pub db: String,
+    /// Folder for everything the build makes.
+    pub artifacts: PathBuf,
+    pub model: ModelOptions,
+    pub batch: BatchLimits,
+    /// The graph's construction parameters.
+    pub index: IndexParams,
+    pub strict: bool,
+    pub no_cache: bool,
+    pub force: bool,
+    /// The rating head's settings, or why they could not be read (reported when the train step
+    /// needs them).
+    pub training: std::result::Result<(HeadTraining, Split), String>,
+}
 
 /// What happened to one step.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +171,7 @@ fn lock(state: &Path) -> Result<std::fs::File> {
 }
 
 /// Run the pipeline.
-pub fn run(args: &BuildArgs) -> Result<BuildReport> {
+pub fn run(args: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let dir = &args.artifacts;
     let state = dir.join(STATE_DIR);
@@ -151,22 +182,22 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
 
     // 1. The model: found, or fetched.
     let source = args.model.source();
-    let model_dir = match models::locate(&source, &args.model.dirs.models_dir) {
+    let model_dir = match models::locate(&source, &args.model.models_dir) {
         Ok(found) => {
             report.push("model", Outcome::UpToDate(found.display().to_string()));
             found
         }
         Err(_) => {
             let t = Instant::now();
-            let fetched = models::fetch(&source, &args.model.dirs.models_dir)?;
+            let fetched = models::fetch(&source, &args.model.models_dir)?;
             report.push("model", Outcome::Ran(t.elapsed().as_secs_f64(), format!("fetched into {}", fetched.display())));
             fetched
         }
     };
 
     // 2. Ingest (only when a source is given; otherwise the store is used as it is).
-    let db = &args.db.db;
-    match args.source.source(&args.cache_dir) {
+    let db = &args.db;
+    match args.source.clone() {
         Some(source) => {
             let key = json!({ "source": source_key(&source)?, "db": db });
             let count = if Path::new(db).is_file() { Some(rt.block_on(store_count(db))?) } else { None };
@@ -232,7 +263,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     }
 
     // 4. Embed.
-    let embedder = args.model.options().load_from(&model_dir)?;
+    let embedder = args.model.load_from(&model_dir)?;
     let info = embedder.info().clone();
     let catalog_sha = crate::hash::sha256_file(&catalog)?;
     let embed_outputs = [artifacts::MATRIX_FILE, artifacts::IDS_FILE, artifacts::MANIFEST_FILE].map(|f| dir.join(f));
@@ -253,7 +284,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     } else {
         let t = Instant::now();
         let cache = (!args.no_cache).then(|| embed::cache_dir(dir));
-        let limits = BatchLimits { max_batch: args.batch.batch_size, max_tokens: args.batch.max_batch_tokens };
+        let limits = args.batch;
         let done = embed::embed_catalog(&embedder, &source.name(), &catalog, dir, limits, args.strict, cache.as_deref())?;
         report.push("embed", Outcome::Ran(t.elapsed().as_secs_f64(), embed::summary(&done, dir)));
         done.manifest
@@ -261,7 +292,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     drop(embedder);
 
     // 5. Train the rating head.
-    let training = args.training()?;
+    let training = args.training.clone().map_err(anyhow::Error::msg)?;
     let train_key = json!({ "embeddings_run_id": manifest.run_id, "head": training.0, "split": training.1 });
     let head_outputs = [HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE].map(|f| dir.join(f));
     let head_current = HeadSpec::read(dir).ok().is_some_and(|spec| {
@@ -298,7 +329,7 @@ pub fn run(args: &BuildArgs) -> Result<BuildReport> {
     }
 
     // 6. The HNSW graph.
-    let params: IndexParams = args.index.params(IndexParams::default().ef_search);
+    let params: IndexParams = args.index;
     let graph_saved = VectorIndex::is_saved_for(dir, &manifest.run_id, manifest.rows, manifest.dim, params) && !args.force;
     if graph_saved && crate::index::table_saved_for(dir, &manifest.run_id, manifest.rows) {
         report.push("index", Outcome::UpToDate(format!("graph over {} rows (M {})", manifest.rows, params.max_connections)));

@@ -1,4 +1,6 @@
-//! `cinevec serve`: the HTTP service (axum on tokio, tower-http layers).
+//! `cinevec serve`: the HTTP transport (axum on tokio, tower-http layers) over the service's
+//! operations ([`crate::service`]): the router and its handlers (parse, call one operation, map the
+//! answer), request bodies, the error body, auth, metrics, the web page.
 //!
 //! [`Application::build`] binds its listener first (so `/healthz` answers at once and tests can use
 //! port 0), then loads and cross-checks the artifacts in the background; until they are loaded, every

@@ -1,112 +1,16 @@
-//! The catalog store: every movie the service knows, with its canonical document, in SQLite (WAL mode)
-//! through `sqlx`. The schema lives in `migrations/` and is applied by [`Store::open`].
+//! The SQLite catalog store (WAL mode) through `sqlx`. Its schema lives in `migrations/sqlite/` and is
+//! applied by [`SqliteStore::open`].
 //!
 //! The SQL is kept portable (`$n` placeholders, `ON CONFLICT ... DO UPDATE`, `IS DISTINCT FROM`, types
-//! that both SQLite and PostgreSQL know) so that a PostgreSQL backend can follow without new queries.
-//! The API is async so that the HTTP server can share one [`Store`] (a cheap clone of a pool handle);
-//! the offline commands build a small runtime around it.
+//! that both SQLite and PostgreSQL know) so that a PostgreSQL backend can reuse the queries.
 
-use crate::catalog::jsonl::CatalogRecord;
+use super::{doc_sha256, MovieRow, RawMovie, StoreError, StoredMovie, UpsertCounts};
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
-
-/// Where `--db` points when not given.
-pub const DEFAULT_DB: &str = "artifacts/catalog.db";
-
-/// Why the store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0}: PostgreSQL is not supported yet; use a SQLite file path or a sqlite: URL")]
-    Unsupported(String),
-    #[error("cannot open the catalog store {location}: {source}")]
-    Open { location: String, source: sqlx::Error },
-    #[error("cannot apply the schema migrations to {location}: {source}")]
-    Migrate { location: String, source: sqlx::migrate::MigrateError },
-    #[error("catalog store: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("catalog store: movie {id} has an invalid stored document: {error}")]
-    BadDocument { id: String, error: String },
-}
-
-/// A movie to write: what every source (IMDb dumps, catalog files, the demo, later the API) produces.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MovieRow {
-    /// IMDb tconst, or the source's own stable id.
-    pub id: String,
-    /// Average IMDb user rating (1–10), when known.
-    pub rating: Option<f64>,
-    pub votes: Option<u64>,
-    pub movie: MovieDoc,
-    /// Where the movie came from, e.g. `imdb`, `catalog:movies.jsonl`.
-    pub source: String,
-}
-
-impl MovieRow {
-    /// A catalog JSONL record, labelled with its source.
-    pub fn from_record(record: CatalogRecord, source: &str) -> Self {
-        MovieRow {
-            id: record.id,
-            rating: record.rating,
-            votes: record.votes,
-            movie: record.movie,
-            source: source.to_string(),
-        }
-    }
-}
-
-/// A movie as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredMovie {
-    pub id: String,
-    pub rating: Option<f64>,
-    pub votes: Option<u64>,
-    pub movie: MovieDoc,
-    /// The rendering version the document was stored with ([`DOC_FORMAT_VERSION`] at the time).
-    pub doc_format: String,
-    /// SHA-256 (hex) of the rendered document: what an embedding of this movie must have been made from.
-    pub doc_sha256: String,
-    pub source: String,
-    /// RFC 3339 UTC: first written.
-    pub added_at: String,
-    /// RFC 3339 UTC: last changed (an identical rewrite does not change it).
-    pub updated_at: String,
-}
-
-impl StoredMovie {
-    /// The movie as a catalog JSONL record (the interchange format).
-    pub fn to_record(&self) -> CatalogRecord {
-        CatalogRecord { id: self.id.clone(), rating: self.rating, votes: self.votes, movie: self.movie.clone() }
-    }
-}
-
-/// A movie as stored, its document not parsed: for loading a whole catalog fast.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RawMovie {
-    pub id: String,
-    pub rating: Option<f64>,
-    pub votes: Option<u64>,
-    /// The canonical document's JSON, as written by [`MovieDoc::render`].
-    pub document: String,
-    pub source: String,
-}
-
-/// What one [`Store::upsert_movies`] call did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UpsertCounts {
-    /// Rows inserted or changed.
-    pub written: u64,
-    /// Rows already stored exactly like this (rating, votes, document, source): left alone.
-    pub unchanged: u64,
-}
-
-/// SHA-256 (hex) of a rendered document.
-pub fn doc_sha256(rendered: &str) -> String {
-    crate::hash::sha256_hex(rendered.as_bytes())
-}
 
 /// Movies per `INSERT` statement: one round trip to the database thread per 32 movies instead of per
 /// movie. Not more: SQLite looks numbered parameters up by a linear scan, so binding costs grow with
@@ -163,20 +67,17 @@ macro_rules! select_movies {
     };
 }
 
-/// Handle to the catalog store. Cloning is cheap (it is a connection pool handle).
+/// A SQLite catalog store. Cloning is cheap (it is a connection pool handle).
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-impl Store {
+impl SqliteStore {
     /// Open (creating it and its folder if missing) the store at `location`: a file path, or a `sqlite:`
     /// URL such as `sqlite::memory:`; then apply any pending migrations.
-    pub async fn open(location: &str) -> Result<Store, StoreError> {
+    pub async fn open(location: &str) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open { location: location.to_string(), source };
-        if location.starts_with("postgres:") || location.starts_with("postgresql:") {
-            return Err(StoreError::Unsupported(location.to_string()));
-        }
         let options = if location.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(location).map_err(open_err)?
         } else {
@@ -208,11 +109,11 @@ impl Store {
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await
         }
         .map_err(open_err)?;
-        sqlx::migrate!()
+        sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { location: location.to_string(), source })?;
-        Ok(Store { pool })
+        Ok(SqliteStore { pool })
     }
 
     /// Insert or update movies by id, all in one transaction. A movie stored exactly like this already
@@ -435,6 +336,7 @@ fn now_rfc3339_millis() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::store::Store;
     use serde_json::json;
 
     fn rt() -> tokio::runtime::Runtime {

@@ -17,7 +17,8 @@
 use crate::artifacts::{self, Manifest, ModelRecord};
 use crate::catalog::jsonl::CatalogRecord;
 use crate::catalog::store::{MovieRow, Store};
-use crate::cli::{GenServiceArgs, BenchIndexArgs};
+use crate::head::fit::HeadTraining;
+use crate::models::ModelOptions;
 use crate::engine::{Architecture, ModelSpec, Pooling};
 use crate::index::{search_exact, IndexParams, VectorIndex};
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
@@ -29,6 +30,50 @@ use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+
+/// `cinevec gen-service`'s settings (see `crate::cli::GenServiceArgs` for each one's meaning).
+#[derive(Debug, Clone)]
+pub struct GenServiceOptions {
+    pub out: PathBuf,
+    pub rows: usize,
+    pub dims: Vec<usize>,
+    pub data_seed: u64,
+    pub noise: f32,
+    pub no_head: bool,
+    pub model: ModelOptions,
+    pub head: HeadTraining,
+}
+
+/// Where `cinevec bench-index`'s searches start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchStart {
+    Entry,
+    #[value(name = "self")]
+    SelfRow,
+}
+
+/// Which copy of the vectors `cinevec bench-index`'s searches walk the graph on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Traversal {
+    Int8,
+    F32,
+}
+
+/// `cinevec bench-index`'s settings (see `crate::cli::BenchIndexArgs`).
+#[derive(Debug, Clone)]
+pub struct BenchIndexOptions {
+    pub artifacts: PathBuf,
+    pub rebuild: bool,
+    pub queries: usize,
+    pub k: usize,
+    pub ef: Vec<usize>,
+    pub start: SearchStart,
+    pub traversal: Traversal,
+    pub hnsw_m: usize,
+    pub hnsw_ef_construction: usize,
+    pub json: Option<PathBuf>,
+}
 
 /// Movies in the reference catalog (the IMDb movies with a rating and at least 30 votes).
 pub const REFERENCE_ROWS: usize = 242_552;
@@ -335,8 +380,8 @@ fn movie_id(i: usize) -> String {
 /// The model record for a set of dimension `dim`: the local model's when it has that dimension (the
 /// server then serves the set with it), else a clearly synthetic one (the set can be indexed and
 /// measured offline, not served).
-fn model_record(args: &GenServiceArgs, dim: usize) -> Result<ModelRecord> {
-    if let Ok(dir) = crate::models::locate(&args.model.source(), &args.model.dirs.models_dir) {
+fn model_record(args: &GenServiceOptions, dim: usize) -> Result<ModelRecord> {
+    if let Ok(dir) = crate::models::locate(&args.model.source(), &args.model.models_dir) {
         let spec = ModelSpec::read(&dir)?;
         if spec.hidden_size == dim {
             let max_tokens = args.model.max_tokens.map_or(spec.max_tokens, |m| m.min(spec.max_tokens)).max(2);
@@ -359,7 +404,7 @@ fn model_record(args: &GenServiceArgs, dim: usize) -> Result<ModelRecord> {
 }
 
 /// `cinevec gen-service`.
-pub fn generate(args: &GenServiceArgs) -> Result<()> {
+pub fn generate(args: &GenServiceOptions) -> Result<()> {
     let started = Instant::now();
     let (rows, seed) = (args.rows, args.data_seed);
     let pop = Population::for_rows(rows);
@@ -442,7 +487,7 @@ pub fn generate(args: &GenServiceArgs) -> Result<()> {
                 val_fraction: 0.1,
                 split_seed: seed,
                 folds: 0,
-                head: args.head.training(),
+                head: args.head.clone(),
             };
             let report = train::train(&opts).context("training the rating head")?;
             print!("{}", train::render_report(&report));
@@ -504,14 +549,14 @@ fn file_len(path: &Path) -> u64 {
 }
 
 /// `cinevec bench-index`.
-pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
+pub fn bench_index(args: &BenchIndexOptions) -> Result<()> {
     let params = IndexParams {
         max_connections: args.hnsw_m,
         ef_construction: args.hnsw_ef_construction,
         ef_search: args.ef.first().copied().unwrap_or(96),
         ..IndexParams::default()
     };
-    let from_self = args.start == crate::cli::SearchStart::SelfRow;
+    let from_self = args.start == SearchStart::SelfRow;
     if args.rebuild {
         crate::index::remove_saved(&args.artifacts)?;
     }
@@ -530,7 +575,7 @@ pub fn bench_index(args: &BenchIndexArgs) -> Result<()> {
         }
     };
     let index_s = t.elapsed().as_secs_f64();
-    let index = if args.traversal == crate::cli::Traversal::F32 { index.without_quantized() } else { index };
+    let index = if args.traversal == Traversal::F32 { index.without_quantized() } else { index };
     let (peak_after_load, _) = memory();
 
     let step = (rows / args.queries.max(1)).max(1);

@@ -9,9 +9,22 @@
 //! the reference, and the batch against the single embeddings (batch == single). Token counts must
 //! match exactly.
 
-use crate::cli::ParityArgs;
+use crate::models::ModelOptions;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// `cinevec check-parity`'s settings.
+#[derive(Debug, Clone)]
+pub struct ParityOptions {
+    /// Reference JSON (see the module's header).
+    pub reference: PathBuf,
+    /// Fail when any cosine similarity is below this.
+    pub min_cosine: f64,
+    pub model: ModelOptions,
+    /// Write the results as JSON here too.
+    pub json: Option<PathBuf>,
+}
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
@@ -36,7 +49,7 @@ impl Worst {
     }
 }
 
-pub fn run(args: &ParityArgs) -> Result<()> {
+pub fn run(args: &ParityOptions) -> Result<()> {
     let reference: Value = serde_json::from_slice(
         &std::fs::read(&args.reference).with_context(|| format!("cannot read {}", args.reference.display()))?,
     )

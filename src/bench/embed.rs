@@ -2,18 +2,32 @@
 //! same documents and prints the ratio). Measures what a user waits for: tokenisation included.
 
 use crate::catalog::jsonl::read_records;
-use crate::cli::BenchEmbedArgs;
+use crate::models::ModelOptions;
 use crate::pipeline::embed::{embed_sorted, BatchLimits};
 use anyhow::{Context, Result};
 use serde_json::json;
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// `cinevec bench-embed`'s settings.
+#[derive(Debug, Clone)]
+pub struct EmbedBenchOptions {
+    /// Catalog JSONL file to take documents from.
+    pub catalog: PathBuf,
+    /// How many documents (the first N valid ones).
+    pub docs: usize,
+    pub batch_sizes: Vec<usize>,
+    pub model: ModelOptions,
+    /// Write the results as JSON here too.
+    pub json: Option<PathBuf>,
+}
 
 fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     let idx = ((sorted_ms.len() as f64 - 1.0) * p).round() as usize;
     sorted_ms[idx.min(sorted_ms.len() - 1)]
 }
 
-pub fn embed(args: &BenchEmbedArgs) -> Result<()> {
+pub fn embed(args: &EmbedBenchOptions) -> Result<()> {
     let mut texts = Vec::with_capacity(args.docs);
     for item in read_records(&args.catalog).with_context(|| format!("cannot read {}", args.catalog.display()))? {
         if let Ok(record) = item? {
