@@ -1,4 +1,6 @@
-//! The offline steps: ingest (catalog), export, embed, train.
+//! The offline steps: ingest (one file per source under `ingest/`, each owning its reading and
+//! joining), export, embed (with its resumable cache), train, and `cinevec build`, which runs them all
+//! and skips what is current. Each takes a plain options struct (`crate::cli` builds them).
 
 pub mod build;
 pub mod embed;
