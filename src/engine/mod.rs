@@ -7,6 +7,7 @@ mod batch;
 pub mod bert;
 pub mod config;
 pub mod device;
+pub mod lowp;
 pub mod modernbert;
 pub mod ops;
 pub mod team;
