@@ -62,6 +62,19 @@ pub struct EngineOptions {
     /// Keep one copy of each dense weight on the CPU (the server's choice: less memory, large
     /// batches a few per cent slower); offline embedding keeps both layouts.
     pub one_weight_copy: bool,
+    /// On the CPU, run the dense products in this format ([`lowp`]; `dtype` is then f32 for the rest
+    /// of the model). `None` is f32. Refused when the processor lacks the instructions; int8 is
+    /// refused on a GPU, and the others are ignored there (`dtype` applies).
+    pub cpu_precision: Option<lowp::CpuPrecision>,
+}
+
+/// How a model's dense weights are kept on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightOptions {
+    /// See [`EngineOptions::one_weight_copy`].
+    pub one_copy: bool,
+    /// f32 keeps today's layouts; bf16 and int8 keep only the packed weight ([`lowp::PackedWeight`]).
+    pub precision: lowp::CpuPrecision,
 }
 
 /// What the engine is: stored in manifests and reported by the server.
@@ -128,7 +141,24 @@ impl Embedder {
     pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self> {
         let spec = ModelSpec::read(dir)?;
         let device = device::select(options.force_cpu)?;
-        let dtype = options.dtype.unwrap_or(DType::F32);
+        let mut precision = lowp::CpuPrecision::F32;
+        match options.cpu_precision {
+            Some(lowp::CpuPrecision::F32) | None => {}
+            Some(lowp::CpuPrecision::Int8) if !device.is_cpu() => {
+                anyhow::bail!("dtype int8 runs on the CPU only (use f32, f16 or bf16 on a GPU)")
+            }
+            Some(_) if !device.is_cpu() => {}
+            Some(p) if !p.available() => anyhow::bail!(
+                "dtype {} needs {} on the CPU, which this processor lacks: use auto or f32",
+                p.name(),
+                p.instructions()
+            ),
+            Some(_) if spec.architecture == Architecture::ModernBert => {
+                tracing::warn!("ModernBERT has no reduced-precision CPU path: it runs in f32");
+            }
+            Some(p) => precision = p,
+        }
+        let dtype = if precision == lowp::CpuPrecision::F32 { options.dtype.unwrap_or(DType::F32) } else { DType::F32 };
         if !options.allow_cpu_half {
             device::check_dtype(&device, dtype)?;
         }
@@ -147,7 +177,8 @@ impl Embedder {
         let encoder = match spec.architecture {
             Architecture::Bert => {
                 let cfg: bert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
-                Encoder::Bert(bert::Bert::load(vb, &cfg, options.one_weight_copy).context("loading BERT weights")?)
+                let weights = WeightOptions { one_copy: options.one_weight_copy, precision };
+                Encoder::Bert(bert::Bert::load(vb, &cfg, weights).context("loading BERT weights")?)
             }
             Architecture::ModernBert => {
                 let cfg: modernbert::Config =
@@ -169,7 +200,7 @@ impl Embedder {
             max_tokens,
             weights_sha256,
             device: device::describe(&device),
-            dtype: device::dtype_name(dtype),
+            dtype: if precision == lowp::CpuPrecision::F32 { device::dtype_name(dtype) } else { precision.name().into() },
         };
         Ok(Embedder { encoder, tokenizer, counter, device, info })
     }

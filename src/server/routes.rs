@@ -126,6 +126,7 @@ async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiErr
             "max_tokens": loaded.model.max_tokens,
             "weights_sha256": loaded.model.weights_sha256,
             "device": loaded.model.device,
+            "dtype": loaded.model.dtype,
         },
         "counts": {
             "movies": catalog.live_count(),

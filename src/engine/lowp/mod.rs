@@ -59,6 +59,15 @@ impl CpuPrecision {
         }
     }
 
+    /// The instruction sets the kernels need, for messages.
+    pub fn instructions(self) -> &'static str {
+        match self {
+            CpuPrecision::F32 => "nothing",
+            CpuPrecision::Bf16 => "AVX512F and AVX512-BF16",
+            CpuPrecision::Int8 => "AVX512F, AVX512BW and AVX512-VNNI",
+        }
+    }
+
     /// Whether this processor has the instructions the kernels need.
     pub fn available(self) -> bool {
         match self {
