@@ -356,4 +356,73 @@ mod tests {
             println!("{line}");
         }
     }
+
+    /// The processor's peak for each kernel's inner instruction: 24 independent accumulator chains
+    /// of `vfmadd231ps` / `vdpbf16ps` / `vpdpbusd` on 512-bit registers, on one thread and on two at
+    /// once (`cargo test --release --lib lowp::tests::peak -- --ignored --nocapture`). This is the
+    /// denominator of BENCHMARKS.md's "fraction of peak".
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[ignore = "a benchmark"]
+    fn peak() {
+        use std::arch::x86_64::*;
+        const CHAINS: usize = 24;
+        #[target_feature(enable = "avx512f")]
+        unsafe fn f32_fma(iters: u64) -> f32 {
+            let mut acc = [_mm512_setzero_ps(); CHAINS];
+            let (a, b) = (_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
+            for _ in 0..iters {
+                for r in acc.iter_mut() {
+                    *r = _mm512_fmadd_ps(a, b, *r);
+                }
+            }
+            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+        }
+        #[target_feature(enable = "avx512f,avx512bf16")]
+        unsafe fn bf16_dot(iters: u64) -> f32 {
+            let mut acc = [_mm512_setzero_ps(); CHAINS];
+            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3a833a83));
+            for _ in 0..iters {
+                for r in acc.iter_mut() {
+                    *r = _mm512_dpbf16_ps(*r, a, a);
+                }
+            }
+            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+        }
+        #[target_feature(enable = "avx512f,avx512vnni")]
+        unsafe fn int8_dot(iters: u64) -> f32 {
+            let mut acc = [_mm512_setzero_si512(); CHAINS];
+            let a = _mm512_set1_epi8(1);
+            for _ in 0..iters {
+                for r in acc.iter_mut() {
+                    *r = _mm512_dpbusd_epi32(*r, a, a);
+                }
+            }
+            acc.iter().map(|&v| _mm512_reduce_add_epi32(v) as f32).sum()
+        }
+        // (name, operations per instruction: 16 lanes × 2 (FMA), × 2 pairs, × 4 quads; kernel).
+        let kinds: [(&str, f64, CpuPrecision, unsafe fn(u64) -> f32); 3] = [
+            ("f32 vfmadd231ps", 32.0, CpuPrecision::F32, f32_fma),
+            ("bf16 vdpbf16ps", 64.0, CpuPrecision::Bf16, bf16_dot),
+            ("int8 vpdpbusd", 128.0, CpuPrecision::Int8, int8_dot),
+        ];
+        let iters = 5_000_000u64;
+        for (name, ops, precision, f) in kinds {
+            if !precision.available() || !std::is_x86_feature_detected!("avx512f") {
+                continue;
+            }
+            let run = |threads: usize| {
+                let t = std::time::Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        // SAFETY: the instructions are available (checked above).
+                        s.spawn(|| std::hint::black_box(unsafe { f(iters) }));
+                    }
+                });
+                (threads as u64 * iters * CHAINS as u64) as f64 * ops / t.elapsed().as_secs_f64() / 1e9
+            };
+            let best = |threads| (0..5).map(|_| run(threads)).fold(0f64, f64::max);
+            println!("{name}: {:.0} G op/s on one thread, {:.0} on two (best of 5)", best(1), best(2));
+        }
+    }
 }
