@@ -26,7 +26,7 @@ def load(folder):
     assert t["dtype"] == "F32", t["dtype"]
     start, end = t["data_offsets"]
     matrix = np.frombuffer(body[start:end], dtype="<f4").reshape(t["shape"])
-    ids = json.load(open(f"{folder}/embeddings.ids.json"))
+    ids = json.load(open(f"{folder}/embeddings.ids.json"))["ids"]
     return ids, matrix
 
 

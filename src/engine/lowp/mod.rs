@@ -25,7 +25,9 @@
 //! On processors without these instructions [`CpuPrecision::available`] is false and the model keeps
 //! its f32 weights: the f32 path is then exactly today's.
 
+#[cfg(target_arch = "x86_64")]
 mod bf16;
+#[cfg(target_arch = "x86_64")]
 mod int8;
 
 use super::ops::SharedOut;
@@ -98,7 +100,9 @@ impl CpuPrecision {
 }
 
 enum Packed {
+    #[cfg(target_arch = "x86_64")]
     Bf16(bf16::Weights),
+    #[cfg(target_arch = "x86_64")]
     Int8(int8::Weights),
 }
 
@@ -121,9 +125,11 @@ impl PackedWeight {
         let (n, k) = weight.dims2()?;
         let w = weight.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let packed = match precision {
+            #[cfg(target_arch = "x86_64")]
             CpuPrecision::Bf16 => Packed::Bf16(bf16::Weights::pack(&w, n, k)),
+            #[cfg(target_arch = "x86_64")]
             CpuPrecision::Int8 => Packed::Int8(int8::Weights::pack(&w, n, k)),
-            CpuPrecision::F32 => unreachable!(),
+            _ => unreachable!("not available here"),
         };
         Ok(Some(PackedWeight { packed, n, k }))
     }
@@ -131,7 +137,9 @@ impl PackedWeight {
     /// Bytes held by the packed weight.
     pub fn bytes(&self) -> usize {
         match &self.packed {
+            #[cfg(target_arch = "x86_64")]
             Packed::Bf16(w) => w.bytes(),
+            #[cfg(target_arch = "x86_64")]
             Packed::Int8(w) => w.bytes(),
         }
     }
@@ -153,10 +161,12 @@ impl PackedWeight {
         match &self.packed {
             // SAFETY (both arms): `dst` has room for `m * n` floats, and each item writes only its
             // own rows × panel columns, which no other item touches.
+            #[cfg(target_arch = "x86_64")]
             Packed::Bf16(w) => {
                 let a = bf16::Activations::convert(x, m, k);
                 on_items(m, w.panels(), &|rows, panel| unsafe { w.tile(&a, rows, panel, dst.get(), n) });
             }
+            #[cfg(target_arch = "x86_64")]
             Packed::Int8(w) => {
                 let a = int8::Activations::quantize(x, m, k);
                 on_items(m, w.panels(), &|rows, panel| unsafe { w.tile(&a, rows, panel, dst.get(), n) });
