@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Rating head quality and speed (issue 4): mean baseline, ridge and the head on imdb5000.
 #
-#   scripts/bench-head.sh [extra `cinevec train` flags...]
+#   [CINEVEC_DTYPE=auto|f32|bf16|int8] scripts/bench-head.sh [extra `cinevec train` flags...]
 #
-# Builds cinevec (release), fetches the default model, embeds ../shared/data/imdb5000/catalog.jsonl into
-# .bench/imdb5000 (only when no set made from this very catalog is there: a few minutes on 2 cores), then
-# runs `cinevec train` with the shipped defaults into .bench/head-imdb5000 and prints its table (train /
+# Builds cinevec (release), fetches the default model, embeds ../shared/data/imdb5000/catalog.jsonl in
+# CINEVEC_DTYPE (auto) into .bench/imdb5000-DTYPE (only when no set made from this very catalog is
+# there: a few minutes on 2 cores), then runs `cinevec train` with the shipped defaults into
+# .bench/head-imdb5000-DTYPE and prints its table (train /
 # validation / test MSE and MAE, ratios, interval coverage, samples/s) and the wall time of the training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 catalog=${CINEVEC_BENCH_CATALOG:-../shared/data/imdb5000/catalog.jsonl}
-set_dir=.bench/imdb5000
-out=.bench/head-imdb5000
+dtype=${CINEVEC_DTYPE:-auto}
+set_dir=.bench/imdb5000-$dtype
+out=.bench/head-imdb5000-$dtype
 
 cargo build --release --locked -q
 ./target/release/cinevec model fetch >/dev/null
@@ -19,7 +21,7 @@ want=$(sha256sum "$catalog" | cut -d' ' -f1)
 have=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["input_sha256"])' \
   "$set_dir/embeddings.manifest.json" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
-  ./target/release/cinevec embed --catalog "$catalog" --out "$set_dir"
+  ./target/release/cinevec embed --catalog "$catalog" --out "$set_dir" --dtype "$dtype"
 fi
 
 echo "cinevec train on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"

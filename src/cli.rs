@@ -2,6 +2,7 @@
 
 use crate::bench::service::{SearchStart, Traversal};
 use crate::catalog::store::{self, Store};
+use crate::engine::lowp::CpuPrecision;
 use crate::engine::{Embedder, Pooling};
 use crate::models::{self, ModelOptions, ModelSource};
 use crate::head::fit::{Blend, HeadTraining};
@@ -358,26 +359,33 @@ pub struct ModelArgs {
     /// Run on the CPU even when a GPU is available.
     #[arg(long, env = "CINEVEC_CPU", value_parser = clap::builder::BoolishValueParser::new())]
     pub cpu: bool,
-    /// Number format of the model's weights and activations: f16 and bf16 need a CUDA GPU (pooling
-    /// and normalisation stay in f32 either way).
-    #[arg(long, env = "CINEVEC_DTYPE", value_enum, default_value_t = Precision::F32)]
+    /// Number format of the model: `auto` is bf16 on a CPU with AVX512-BF16 and f32 elsewhere (GPUs
+    /// included); on the CPU, bf16 and int8 (AVX512-VNNI) run the dense products in that format with
+    /// f32 accumulation and keep the rest in f32; f16 and bf16 run the whole model on a CUDA GPU.
+    #[arg(long, env = "CINEVEC_DTYPE", value_enum, default_value_t = Precision::Auto)]
     pub dtype: Precision,
 }
 
 /// `--dtype` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Precision {
+    Auto,
     F32,
     F16,
     Bf16,
+    Int8,
 }
 
 impl Precision {
-    pub fn dtype(self) -> candle_core::DType {
+    /// The model's dtype (on a GPU) and the CPU's format of dense products.
+    pub fn resolve(self) -> (candle_core::DType, Option<CpuPrecision>) {
+        use candle_core::DType;
         match self {
-            Precision::F32 => candle_core::DType::F32,
-            Precision::F16 => candle_core::DType::F16,
-            Precision::Bf16 => candle_core::DType::BF16,
+            Precision::Auto => (DType::F32, Some(CpuPrecision::auto())),
+            Precision::F32 => (DType::F32, None),
+            Precision::F16 => (DType::F16, None),
+            Precision::Bf16 => (DType::BF16, Some(CpuPrecision::Bf16)),
+            Precision::Int8 => (DType::F32, Some(CpuPrecision::Int8)),
         }
     }
 }
@@ -389,13 +397,15 @@ impl ModelArgs {
 
     /// The plain options the commands take.
     pub fn options(&self) -> ModelOptions {
+        let (dtype, cpu_precision) = self.dtype.resolve();
         ModelOptions {
             model: self.model.clone(),
             models_dir: self.dirs.models_dir.clone(),
             pooling: self.pooling,
             max_tokens: self.max_tokens,
             cpu: self.cpu,
-            dtype: self.dtype.dtype(),
+            dtype,
+            cpu_precision,
         }
     }
 

@@ -55,7 +55,10 @@ pub struct ModelOptions {
     pub pooling: Option<Pooling>,
     pub max_tokens: Option<usize>,
     pub cpu: bool,
+    /// The model's dtype (on a GPU).
     pub dtype: DType,
+    /// On the CPU, the format of the dense products (`None`: f32; see [`crate::engine::lowp`]).
+    pub cpu_precision: Option<crate::engine::lowp::CpuPrecision>,
 }
 
 impl ModelOptions {
@@ -88,6 +91,7 @@ impl ModelOptions {
             dtype: Some(self.dtype),
             allow_cpu_half: false,
             one_weight_copy,
+            cpu_precision: self.cpu_precision,
         };
         let embedder = Embedder::load(dir, &options)?;
         let info = embedder.info();

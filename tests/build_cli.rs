@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 fn cinevec(artifacts: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cinevec"));
+    // f32, so that the vectors equal the library's default engine's (`auto` may pick bf16 here).
     cmd.env("CINEVEC_MODELS_DIR", common::minilm_dir().parent().unwrap())
+        .env("CINEVEC_DTYPE", "f32")
         // A small, quick head: the build's logic is under test here, not the head's quality.
         .env("CINEVEC_HEAD_MEMBERS", "1")
         .env("CINEVEC_HEAD_EPOCHS", "5")

@@ -9,7 +9,8 @@ use std::process::Command;
 
 fn cinevec() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cinevec"));
-    cmd.env("CINEVEC_MODELS_DIR", common::minilm_dir().parent().unwrap());
+    // f32, so that the vectors equal the library's default engine's (`auto` may pick bf16 here).
+    cmd.env("CINEVEC_MODELS_DIR", common::minilm_dir().parent().unwrap()).env("CINEVEC_DTYPE", "f32");
     cmd
 }
 

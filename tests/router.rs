@@ -134,6 +134,7 @@ fn config(dir: &std::path::Path) -> ServeConfig {
                 max_tokens: None,
                 cpu: true,
                 dtype: candle_core::DType::F32,
+                cpu_precision: None,
             },
             max_body_bytes: 64 * 1024,
             max_documents: 4,

@@ -102,6 +102,7 @@ async fn read_endpoints_answer_with_documented_shapes() {
     assert_eq!(ready["movies"], SLICE);
     let (_, info) = checked("GET", "/v1/info", s.get("/v1/info").await).await;
     assert_eq!(info["model"]["dim"], 384);
+    assert_eq!(info["model"]["dtype"], "f32");
     assert_eq!(info["counts"]["movies"], SLICE);
     assert_eq!(info["model"]["weights_sha256"], cinevec::models::DEFAULT_MODEL_SHA256);
 
@@ -351,6 +352,37 @@ async fn overload_is_429_and_a_missed_deadline_is_503() {
     let (st, b) = checked("POST", "/v1/embed", s.post("/v1/embed", &many).await).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(b["error"]["code"], "timeout");
+    s.stop().await.unwrap();
+}
+
+/// `--dtype bf16` on a CPU with AVX512-BF16: `/v1/info` says so and request-time embedding runs the
+/// bf16 kernels (the engine's bf16 vector exactly, and within bf16's distance of the f32 one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+async fn request_time_embedding_uses_the_chosen_dtype() {
+    use cinevec::engine::{lowp::CpuPrecision, Embedder, EngineOptions};
+    if !CpuPrecision::Bf16.available() {
+        eprintln!("skipped: this CPU has no AVX512-BF16");
+        return;
+    }
+    let mut cfg = config(fixture());
+    let (dtype, cpu_precision) = cinevec::cli::Precision::Bf16.resolve();
+    (cfg.service.model.dtype, cfg.service.model.cpu_precision) = (dtype, cpu_precision);
+    let s = Server::start(cfg).await;
+    let (_, info) = checked("GET", "/v1/info", s.get("/v1/info").await).await;
+    assert_eq!(info["model"]["dtype"], "bf16");
+    let docs = json!({"movies": [{"title": "The Quiet Orchard", "genres": ["Drama"], "release_year": 1987}]});
+    let (_, emb) = checked("POST", "/v1/embed", s.post("/v1/embed", &docs).await).await;
+    let v: Vec<f32> = emb["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let text = cinevec::movie::MovieDoc::parse(&docs["movies"][0]).unwrap().render();
+    let load = |p| {
+        let options = EngineOptions { cpu_precision: Some(p), ..Default::default() };
+        Embedder::load(&common::minilm_dir(), &options).unwrap().embed(&[&text]).unwrap()
+    };
+    let (bf16, f32) = (load(CpuPrecision::Bf16), load(CpuPrecision::F32));
+    assert!(common::cosine(&v, bf16.row(0)) > 0.999999, "not the bf16 engine's vector");
+    let cos = common::cosine(&v, f32.row(0));
+    assert!((0.999..0.999999).contains(&cos), "cosine {cos} with f32: expected close, but not f32 itself");
     s.stop().await.unwrap();
 }
 

@@ -9,7 +9,9 @@
 
 use super::attention;
 use super::batch::PackedBatch;
+use super::lowp::{CpuPrecision, PackedWeight};
 use super::ops::{self, ResidualNorm};
+use super::WeightOptions;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -48,26 +50,35 @@ struct Linear {
     weight: Option<Tensor>,
     /// `[in, out]` contiguous copy, kept on the CPU only (see [`super::SMALL_BATCH_ROWS`]).
     weight_t: Option<Tensor>,
+    /// The weight in bf16 or int8 for [`super::lowp`]'s kernels (CPU only); then the only copy.
+    packed: Option<PackedWeight>,
     bias: Tensor,
 }
 
 impl Linear {
     /// With `one_copy`, a CPU layer keeps only the transposed weight (half the memory of its weights;
     /// products of many rows then read it too, a few per cent slower than the stored layout).
-    fn new(weight: Tensor, bias: Tensor, one_copy: bool) -> Result<Self> {
-        if weight.device().is_cpu() {
-            let weight_t = Some(weight.t()?.contiguous()?);
-            Ok(Linear { weight: (!one_copy).then_some(weight), weight_t, bias })
-        } else {
-            Ok(Linear { weight: Some(weight), weight_t: None, bias })
+    fn new(weight: Tensor, bias: Tensor, opts: WeightOptions) -> Result<Self> {
+        if !weight.device().is_cpu() {
+            return Ok(Linear { weight: Some(weight), weight_t: None, packed: None, bias });
         }
+        if opts.precision != CpuPrecision::F32 {
+            if let Some(packed) = PackedWeight::pack(&weight, opts.precision)? {
+                return Ok(Linear { weight: None, weight_t: None, packed: Some(packed), bias });
+            }
+        }
+        let weight_t = Some(weight.t()?.contiguous()?);
+        Ok(Linear { weight: (!opts.one_copy).then_some(weight), weight_t, packed: None, bias })
     }
 
-    fn load(vb: &VarBuilder, inp: usize, out: usize, one_copy: bool) -> Result<Self> {
-        Linear::new(vb.get((out, inp), "weight")?, vb.get(out, "bias")?, one_copy)
+    fn load(vb: &VarBuilder, inp: usize, out: usize, opts: WeightOptions) -> Result<Self> {
+        Linear::new(vb.get((out, inp), "weight")?, vb.get(out, "bias")?, opts)
     }
 
     fn product(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(packed) = &self.packed {
+            return packed.product(x);
+        }
         match (&self.weight, &self.weight_t) {
             (_, Some(wt)) if x.dim(0)? < super::SMALL_BATCH_ROWS => ops::team_product(x, wt),
             (Some(w), _) => x.matmul(&w.t()?),
@@ -129,8 +140,8 @@ pub struct Bert {
 }
 
 impl Bert {
-    /// `one_copy`: keep one copy of each dense weight on the CPU (see [`Linear::new`]).
-    pub fn load(vb: VarBuilder, config: &Config, one_copy: bool) -> Result<Self> {
+    /// `weights`: how the dense weights are kept on the CPU (see [`Linear::new`]).
+    pub fn load(vb: VarBuilder, config: &Config, weights: WeightOptions) -> Result<Self> {
         if let Some(kind) = &config.position_embedding_type {
             if kind != "absolute" {
                 candle_core::bail!("position_embedding_type `{kind}` is not supported (only `absolute`)");
@@ -164,15 +175,15 @@ impl Bert {
                 ws.push((p.get((h, h), "weight")? * factor)?);
                 bs.push((p.get(h, "bias")? * factor)?);
             }
-            let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?, one_copy)?;
-            let attn_out = Linear::load(&att.pp("output").pp("dense"), h, h, one_copy)?;
-            let output = Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h, one_copy)?;
+            let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?, weights)?;
+            let attn_out = Linear::load(&att.pp("output").pp("dense"), h, h, weights)?;
+            let output = Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h, weights)?;
             layers.push(Layer {
                 qkv,
                 attn_norm: LayerNorm::load(&att.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?
                     .with_bias(&attn_out.bias)?,
                 attn_out,
-                intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size, one_copy)?,
+                intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size, weights)?,
                 output_norm: LayerNorm::load(&l.pp("output").pp("LayerNorm"), h, config.layer_norm_eps)?
                     .with_bias(&output.bias)?,
                 output,

@@ -5,7 +5,7 @@
 
 use super::batch::PackedBatch;
 use super::config::{Architecture, ModelSpec};
-use super::{bert, modernbert, EngineOptions};
+use super::{bert, modernbert, WeightOptions};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -19,13 +19,13 @@ pub enum Encoder {
 
 impl Encoder {
     /// Load the weights of `spec`'s family from `weights` (memory-mapped safetensors).
-    pub fn load(spec: &ModelSpec, weights: &Path, dtype: DType, device: &Device, options: &EngineOptions) -> Result<Self> {
+    pub fn load(spec: &ModelSpec, weights: &Path, dtype: DType, device: &Device, options: WeightOptions) -> Result<Self> {
         // SAFETY: the file is memory-mapped read-only; cinevec never writes model files while serving.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device)? };
         Ok(match spec.architecture {
             Architecture::Bert => {
                 let cfg: bert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
-                Encoder::Bert(bert::Bert::load(vb, &cfg, options.one_weight_copy).context("loading BERT weights")?)
+                Encoder::Bert(bert::Bert::load(vb, &cfg, options).context("loading BERT weights")?)
             }
             Architecture::ModernBert => {
                 let cfg: modernbert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;

@@ -13,6 +13,7 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod encoder;
+pub mod lowp;
 pub mod modernbert;
 pub mod ops;
 pub mod plan;
@@ -69,6 +70,19 @@ pub struct EngineOptions {
     /// Keep one copy of each dense weight on the CPU (the server's choice: less memory, large
     /// batches a few per cent slower); offline embedding keeps both layouts.
     pub one_weight_copy: bool,
+    /// On the CPU, run the dense products in this format ([`lowp`]; `dtype` is then f32 for the rest
+    /// of the model). `None` is f32. Refused when the processor lacks the instructions; int8 is
+    /// refused on a GPU, and the others are ignored there (`dtype` applies).
+    pub cpu_precision: Option<lowp::CpuPrecision>,
+}
+
+/// How a model's dense weights are kept on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightOptions {
+    /// See [`EngineOptions::one_weight_copy`].
+    pub one_copy: bool,
+    /// f32 keeps today's layouts; bf16 and int8 keep only the packed weight ([`lowp::PackedWeight`]).
+    pub precision: lowp::CpuPrecision,
 }
 
 /// What the engine is: stored in manifests and reported by the server.
@@ -121,7 +135,24 @@ impl Embedder {
     pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self> {
         let spec = ModelSpec::read(dir)?;
         let device = device::select(options.force_cpu)?;
-        let dtype = options.dtype.unwrap_or(DType::F32);
+        let mut precision = lowp::CpuPrecision::F32;
+        match options.cpu_precision {
+            Some(lowp::CpuPrecision::F32) | None => {}
+            Some(lowp::CpuPrecision::Int8) if !device.is_cpu() => {
+                anyhow::bail!("dtype int8 runs on the CPU only (use f32, f16 or bf16 on a GPU)")
+            }
+            Some(_) if !device.is_cpu() => {}
+            Some(p) if !p.available() => anyhow::bail!(
+                "dtype {} needs {} on the CPU, which this processor lacks: use auto or f32",
+                p.name(),
+                p.instructions()
+            ),
+            Some(_) if spec.architecture == Architecture::ModernBert => {
+                tracing::warn!("ModernBERT has no reduced-precision CPU path: it runs in f32");
+            }
+            Some(p) => precision = p,
+        }
+        let dtype = if precision == lowp::CpuPrecision::F32 { options.dtype.unwrap_or(DType::F32) } else { DType::F32 };
         if !options.allow_cpu_half {
             device::check_dtype(&device, dtype)?;
         }
@@ -135,7 +166,8 @@ impl Embedder {
             anyhow::bail!("{} has no model.safetensors", dir.display());
         }
         let weights_sha256 = crate::hash::model_weights_sha256(dir)?;
-        let encoder = Encoder::load(&spec, &weights, dtype, &device, options)?;
+        let weight_options = WeightOptions { one_copy: options.one_weight_copy, precision };
+        let encoder = Encoder::load(&spec, &weights, dtype, &device, weight_options)?;
         // On a GPU the weights were copied (and the fused QKV matrices built) on this thread's CUDA
         // stream; candle gives every thread its own stream, unordered with the others, and the model
         // is often used from another thread (the worker): finish here, so that it is complete then.
@@ -150,7 +182,7 @@ impl Embedder {
             max_tokens,
             weights_sha256,
             device: device::describe(&device),
-            dtype: device::dtype_name(dtype),
+            dtype: if precision == lowp::CpuPrecision::F32 { device::dtype_name(dtype) } else { precision.name().into() },
         };
         Ok(Embedder { encoder, tokenizer, counter, device, info })
     }

@@ -229,6 +229,7 @@ impl Service {
                 max_tokens: self.model.max_tokens,
                 weights_sha256: self.model.weights_sha256.clone(),
                 device: self.model.device.clone(),
+                dtype: self.model.dtype.clone(),
             },
             counts: Counts {
                 movies: catalog.live_count(),

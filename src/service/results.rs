@@ -135,6 +135,8 @@ pub struct ModelInfo {
     pub max_tokens: usize,
     pub weights_sha256: String,
     pub device: String,
+    /// The number format the model runs in (`f32`, `bf16`, `int8` on the CPU; `f16`/`bf16` on a GPU).
+    pub dtype: String,
 }
 
 #[derive(Debug, Serialize)]
