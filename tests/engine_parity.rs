@@ -206,3 +206,41 @@ fn one_weight_copy_embeds_the_same_vectors() {
         assert!(cosine(single.row(0), a.row(i)) >= 0.99999, "case {i}: alone");
     }
 }
+
+/// tests/fixtures/mpnet-reference.json (scripts/make_mpnet_fixture.py).
+fn mpnet_reference() -> Value {
+    let path = common::repo_root().join("tests/fixtures/mpnet-reference.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "needs all-mpnet-base-v2 (cinevec model fetch mpnet): run scripts/test.sh"]
+fn mpnet_matches_sentence_transformers_alone_and_in_a_padded_batch() {
+    let reference = mpnet_reference();
+    let embedder = Embedder::load(&common::mpnet_dir(), &EngineOptions::default()).unwrap();
+    assert_eq!(embedder.info().architecture, cinevec::engine::Architecture::Mpnet);
+    assert_eq!(embedder.info().pooling, Pooling::Mean);
+    assert_eq!(embedder.dim(), 768);
+    let max = reference["max_seq_length"].as_u64().unwrap() as usize;
+    assert_eq!((embedder.info().max_tokens, max), (384, 384));
+    let cases = reference["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let batch = embedder.embed(&texts).unwrap();
+    let lengths: Vec<usize> = batch.encoded.iter().map(|e| e.ids.len()).collect();
+    assert!(lengths.contains(&max) && lengths.iter().any(|&l| l < 8), "the batch is padded: {lengths:?}");
+    for (i, (case, text)) in cases.iter().zip(&texts).enumerate() {
+        let short = &text[..text.char_indices().nth(50).map_or(text.len(), |(at, _)| at)];
+        let single = embedder.embed(&[text]).unwrap();
+        let tokens = case["tokens_untruncated"].as_u64().unwrap() as usize;
+        assert_eq!(single.encoded[0].untruncated_len, tokens, "token count for {short:?}");
+        assert_eq!(single.encoded[0].ids.len(), tokens.min(max), "tokens kept for {short:?}");
+        let cos = cosine(single.row(0), &floats(&case["embedding"]));
+        assert!(cos >= 0.9999, "case {i} alone: cosine {cos:.6} with PyTorch for {short:?}");
+        let cos = cosine(batch.row(i), &floats(&case["embedding_in_batch"]));
+        assert!(cos >= 0.9999, "case {i} in the batch: cosine {cos:.6} with PyTorch for {short:?}");
+        let cos = cosine(batch.row(i), single.row(0));
+        assert!(cos >= 0.9999, "case {i}: batch vs single cosine {cos:.6}");
+    }
+    assert!(cases.iter().any(|c| c["tokens_untruncated"].as_u64().unwrap() as usize > max), "a case is truncated");
+    assert!(texts.iter().any(|t| !t.is_ascii()), "a case is not ASCII");
+}

@@ -43,18 +43,18 @@ fn default_eps() -> f64 {
 }
 
 
-struct Linear {
+pub(super) struct Linear {
     /// `[out, in]`, as stored; `None` when only the transposed copy is kept ([`Linear::new`]).
     weight: Option<Tensor>,
     /// `[in, out]` contiguous copy, kept on the CPU only (see [`super::SMALL_BATCH_ROWS`]).
     weight_t: Option<Tensor>,
-    bias: Tensor,
+    pub(super) bias: Tensor,
 }
 
 impl Linear {
     /// With `one_copy`, a CPU layer keeps only the transposed weight (half the memory of its weights;
     /// products of many rows then read it too, a few per cent slower than the stored layout).
-    fn new(weight: Tensor, bias: Tensor, one_copy: bool) -> Result<Self> {
+    pub(super) fn new(weight: Tensor, bias: Tensor, one_copy: bool) -> Result<Self> {
         if weight.device().is_cpu() {
             let weight_t = Some(weight.t()?.contiguous()?);
             Ok(Linear { weight: (!one_copy).then_some(weight), weight_t, bias })
@@ -63,11 +63,11 @@ impl Linear {
         }
     }
 
-    fn load(vb: &VarBuilder, inp: usize, out: usize, one_copy: bool) -> Result<Self> {
+    pub(super) fn load(vb: &VarBuilder, inp: usize, out: usize, one_copy: bool) -> Result<Self> {
         Linear::new(vb.get((out, inp), "weight")?, vb.get(out, "bias")?, one_copy)
     }
 
-    fn product(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn product(&self, x: &Tensor) -> Result<Tensor> {
         match (&self.weight, &self.weight_t) {
             (_, Some(wt)) if x.dim(0)? < super::SMALL_BATCH_ROWS => ops::team_product(x, wt),
             (Some(w), _) => x.matmul(&w.t()?),
@@ -76,31 +76,31 @@ impl Linear {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.product(x)?.broadcast_add(&self.bias)
     }
 
     /// `gelu(x W^T + b)`, bias and activation fused on the CPU.
-    fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         ops::bias_gelu(&self.product(x)?, &self.bias)
     }
 }
 
-struct LayerNorm {
+pub(super) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
 }
 
 impl LayerNorm {
-    fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+    pub(super) fn load(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
         // Old TF-converted checkpoints call them gamma/beta.
         let (w, b) = if vb.contains_tensor("weight") { ("weight", "bias") } else { ("gamma", "beta") };
         Ok(LayerNorm { weight: vb.get(size, w)?, bias: vb.get(size, b)?, eps: eps as f32 })
     }
 
     /// `layer_norm(x + bias + residual)`, fused.
-    fn with_bias(&self, bias: &Tensor) -> Result<ResidualNorm> {
+    pub(super) fn with_bias(&self, bias: &Tensor) -> Result<ResidualNorm> {
         ResidualNorm::new(bias, &self.weight, &self.bias, self.eps)
     }
 }

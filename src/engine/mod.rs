@@ -8,6 +8,7 @@ pub mod bert;
 pub mod config;
 pub mod device;
 pub mod modernbert;
+pub mod mpnet;
 pub mod ops;
 pub mod team;
 pub mod worker;
@@ -79,6 +80,7 @@ pub struct EngineInfo {
 enum Encoder {
     Bert(bert::Bert),
     ModernBert(modernbert::ModernBert),
+    Mpnet(mpnet::Mpnet),
 }
 
 /// A loaded embedding model.
@@ -153,6 +155,10 @@ impl Embedder {
                     serde_json::from_value(spec.config.clone()).context("config.json")?;
                 Encoder::ModernBert(modernbert::ModernBert::load(vb, &cfg).context("loading ModernBERT weights")?)
             }
+            Architecture::Mpnet => {
+                let cfg: mpnet::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
+                Encoder::Mpnet(mpnet::Mpnet::load(vb, &cfg, options.one_weight_copy).context("loading MPNet weights")?)
+            }
         };
         // On a GPU the weights were copied (and the fused QKV matrices built) on this thread's CUDA
         // stream; candle gives every thread its own stream, unordered with the others, and the model
@@ -218,6 +224,7 @@ impl Embedder {
         let hidden = match &self.encoder {
             Encoder::Bert(m) => m.forward(&packed)?,
             Encoder::ModernBert(m) => m.forward(&packed)?,
+            Encoder::Mpnet(m) => m.forward(&packed)?,
         };
         // Pooling and normalisation in f32 whatever the model's dtype (a no-op for f32 models).
         let hidden = hidden.to_dtype(DType::F32)?;
