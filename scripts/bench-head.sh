@@ -1,28 +1,38 @@
 #!/usr/bin/env bash
 # Rating head quality and speed (issue 4): mean baseline, ridge and the head on imdb5000.
 #
-#   scripts/bench-head.sh [extra `cinevec train` flags...]
+#   scripts/bench-head.sh [MODEL] [extra `cinevec train` flags...]
 #
-# Builds cinevec (release), fetches the default model, embeds ../shared/data/imdb5000/catalog.jsonl into
-# .bench/imdb5000 (only when no set made from this very catalog is there: a few minutes on 2 cores), then
-# runs `cinevec train` with the shipped defaults into .bench/head-imdb5000 and prints its table (train /
-# validation / test MSE and MAE, ratios, interval coverage, samples/s) and the wall time of the training.
+# MODEL: `minilm` (default) or `mpnet` (all-mpnet-base-v2, 768-d). Builds cinevec (release), fetches the
+# model, embeds ../shared/data/imdb5000/catalog.jsonl into .bench/imdb5000 (MiniLM) or
+# .bench/imdb5000-mpnet (only when no set made from this very catalog with this model is there: a few
+# minutes on 2 cores with MiniLM, about 8 times as long with MPNet; an interrupted run resumes from the
+# embedding cache), then runs `cinevec train` with the shipped defaults (same seeded split for every
+# model) into .bench/head-imdb5000[-mpnet] and prints its table (train / validation / test MSE and MAE,
+# ratios, interval coverage, samples/s) and the wall time of the training.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+model=minilm
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then model=$1; shift; fi
+case "$model" in
+  minilm) suffix= ;;
+  mpnet) suffix=-mpnet ;;
+  *) echo "unknown model '$model': minilm or mpnet" >&2; exit 2 ;;
+esac
 catalog=${CINEVEC_BENCH_CATALOG:-../shared/data/imdb5000/catalog.jsonl}
-set_dir=.bench/imdb5000
-out=.bench/head-imdb5000
+set_dir=.bench/imdb5000$suffix
+out=.bench/head-imdb5000$suffix
 
 cargo build --release --locked -q
-./target/release/cinevec model fetch >/dev/null
+./target/release/cinevec model fetch "$model" >/dev/null
 want=$(sha256sum "$catalog" | cut -d' ' -f1)
 have=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["input_sha256"])' \
   "$set_dir/embeddings.manifest.json" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
-  ./target/release/cinevec embed --catalog "$catalog" --out "$set_dir"
+  ./target/release/cinevec embed --model "$model" --catalog "$catalog" --out "$set_dir"
 fi
 
-echo "cinevec train on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "model $model; cinevec train on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 start=$(date +%s.%N)
 ./target/release/cinevec train --embeddings "$set_dir" --artifacts "$out" --catalog "$catalog" "$@"
 end=$(date +%s.%N)

@@ -500,6 +500,8 @@ mod tests {
     #[test]
     fn parses_sources() {
         assert_eq!(ModelSource::parse("minilm"), ModelSource::Default);
+        assert_eq!(ModelSource::parse("mpnet"), ModelSource::Mpnet);
+        assert_eq!(ModelSource::parse("./mpnet"), ModelSource::Folder("./mpnet".into()));
         assert_eq!(
             ModelSource::parse("Alibaba-NLP/gte-modernbert-base"),
             ModelSource::Hub("Alibaba-NLP/gte-modernbert-base".into())
