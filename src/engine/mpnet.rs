@@ -17,7 +17,7 @@
 
 use super::attention::{self, PositionBias};
 use super::batch::PackedBatch;
-use super::bert::{LayerNorm, Linear};
+use super::bert::{self, Layer, LayerNames, LayerNorm, LayerShape};
 use super::ops::ResidualNorm;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -77,16 +77,12 @@ pub fn relative_position_bucket(relative: i64, num_buckets: usize) -> usize {
     (base + large.min(half - 1)) as usize
 }
 
-struct Layer {
-    qkv: Linear,
-    /// Its bias is applied by `attn_norm`.
-    attn_out: Linear,
-    attn_norm: ResidualNorm,
-    intermediate: Linear,
-    /// Its bias is applied by `output_norm`.
-    output: Linear,
-    output_norm: ResidualNorm,
-}
+const MPNET_LAYER: LayerNames = LayerNames {
+    attention: "attention.attn",
+    qkv: ["q", "k", "v"],
+    attn_out: "attention.attn.o",
+    attn_norm: "attention.LayerNorm",
+};
 
 pub struct Mpnet {
     word_embeddings: candle_nn::Embedding,
@@ -98,7 +94,6 @@ pub struct Mpnet {
     /// has, computed once at load and shared by all layers and batches.
     position_bias: Arc<PositionBias>,
     heads: usize,
-    head_dim: usize,
     pad_token_id: u32,
     dtype: DType,
 }
@@ -121,30 +116,10 @@ impl Mpnet {
         let embedding_norm = LayerNorm::load(&emb.pp("LayerNorm"), h, eps)?.with_bias(&zero)?;
 
         let encoder = vb.pp("encoder");
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let l = encoder.pp(format!("layer.{i}"));
-            let att = l.pp("attention");
-            // As in BERT: one QKV product, 1/sqrt(head_dim) folded into the query part.
-            let scale = ((h / nh) as f64).powf(-0.5);
-            let (mut ws, mut bs) = (Vec::with_capacity(3), Vec::with_capacity(3));
-            for (name, factor) in [("q", scale), ("k", 1.0), ("v", 1.0)] {
-                let p = att.pp("attn").pp(name);
-                ws.push((p.get((h, h), "weight")? * factor)?);
-                bs.push((p.get(h, "bias")? * factor)?);
-            }
-            let qkv = Linear::new(Tensor::cat(&ws, 0)?, Tensor::cat(&bs, 0)?, one_copy)?;
-            let attn_out = Linear::load(&att.pp("attn").pp("o"), h, h, one_copy)?;
-            let output = Linear::load(&l.pp("output").pp("dense"), config.intermediate_size, h, one_copy)?;
-            layers.push(Layer {
-                qkv,
-                attn_norm: LayerNorm::load(&att.pp("LayerNorm"), h, eps)?.with_bias(&attn_out.bias)?,
-                attn_out,
-                intermediate: Linear::load(&l.pp("intermediate").pp("dense"), h, config.intermediate_size, one_copy)?,
-                output_norm: LayerNorm::load(&l.pp("output").pp("LayerNorm"), h, eps)?.with_bias(&output.bias)?,
-                output,
-            });
-        }
+        let shape = LayerShape { hidden: h, heads: nh, intermediate: config.intermediate_size, eps };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(&encoder.pp(format!("layer.{i}")), &MPNET_LAYER, &shape, one_copy))
+            .collect::<Result<Vec<_>>>()?;
 
         let buckets = config.relative_attention_num_buckets;
         let table = encoder
@@ -163,7 +138,6 @@ impl Mpnet {
             layers,
             position_bias,
             heads: nh,
-            head_dim: h / nh,
             pad_token_id: config.pad_token_id,
             dtype,
         })
@@ -212,19 +186,16 @@ impl Mpnet {
     }
 
     fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, padded_bias: Option<&Tensor>) -> Result<Tensor> {
-        let ctx = match padded_bias {
+        layer.forward(x, true, |qkv, x| match padded_bias {
             None => attention::packed_attention_with_position_bias(
-                &layer.qkv.product(x)?,
-                &layer.qkv.bias,
+                &qkv.product(x)?,
+                &qkv.bias,
                 &batch.lengths,
                 self.heads,
                 &self.position_bias,
-            )?,
-            Some(bias) => self.padded_attention(&layer.qkv.forward(x)?, batch, bias)?,
-        };
-        let x = layer.attn_norm.forward(&layer.attn_out.product(&ctx)?, x)?;
-        let hidden = layer.intermediate.forward_gelu(&x)?;
-        layer.output_norm.forward(&layer.output.product(&hidden)?, &x)
+            ),
+            Some(bias) => bert::padded_attention(&qkv.forward(x)?, batch, bias, self.heads),
+        })
     }
 
     /// The padding mask plus the position bias, `[B, nh, L, L]` in the model's dtype.
@@ -238,20 +209,6 @@ impl Mpnet {
         }
         let position = Tensor::from_vec(values, (1, self.heads, l, l), batch.ids.device())?;
         position.broadcast_add(&batch.key_mask)?.to_dtype(self.dtype)
-    }
-
-    /// Attention with candle's ops on the padded layout: packed `[T, 3H]` (biased) → packed `[T, H]`.
-    fn padded_attention(&self, qkv: &Tensor, batch: &PackedBatch, bias: &Tensor) -> Result<Tensor> {
-        let (b, l) = (batch.batch_size(), batch.longest);
-        let (nh, hd) = (self.heads, self.head_dim);
-        let qkv = batch.pad(qkv)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, nh, L, hd]
-        let q = qkv.get(0)?.contiguous()?; // already scaled by 1/sqrt(hd)
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, nh * hd))?; // [B, L, H]
-        batch.unpad(&ctx)
     }
 }
 
