@@ -2,8 +2,9 @@
 # Embedding speed, cinevec vs PyTorch sentence-transformers (f32), on the same documents and the same
 # cores, in alternating rounds.
 #
-#   scripts/bench-embed.sh [DOCS] [THREADS] [DTYPE] [ROUNDS]
+#   scripts/bench-embed.sh [MODEL] [DOCS] [THREADS] [DTYPE] [ROUNDS]
 #
+# MODEL: `minilm` (default) or `mpnet` (all-mpnet-base-v2);
 # DOCS (300): the first DOCS movies of ../shared/data/imdb5000/catalog.jsonl, rendered canonically;
 # THREADS (nproc); DTYPE (auto): cinevec's --dtype (PyTorch stays f32, the reference); ROUNDS (5).
 #
@@ -13,11 +14,19 @@
 # ratio is taken within the round, and the script prints the median ratio over the rounds with its
 # spread (min-max), besides the totals (all documents over all seconds, per side).
 #
-# Builds cinevec (release), fetches the default model, and sets up a Python venv with
+# Builds cinevec (release), fetches the model, and sets up a Python venv with
 # sentence-transformers in .bench/venv on the first run (several GB: PyPI's torch wheel brings CUDA
 # libraries). Results: .bench/rounds/{cinevec,pytorch}-N.json and .bench/embed-summary.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+model=minilm
+case "${1:-}" in
+  minilm|mpnet) model=$1; shift ;;
+  ''|[0-9]*) ;;
+  *) echo "unknown model '$1': minilm or mpnet" >&2; exit 2 ;;
+esac
+model_dir=models/all-MiniLM-L6-v2
+[ "$model" = mpnet ] && model_dir=models/all-mpnet-base-v2
 docs=${1:-300}
 threads=${2:-$(nproc)}
 dtype=${3:-auto}
@@ -28,7 +37,7 @@ mkdir -p "$out"
 rm -rf "$out/rounds" && mkdir -p "$out/rounds"
 
 cargo build --release --locked -q
-./target/release/cinevec model fetch >/dev/null
+./target/release/cinevec model fetch "$model" >/dev/null
 if [ ! -x "$out/venv/bin/python" ] || ! "$out/venv/bin/python" -c 'import sentence_transformers' 2>/dev/null; then
   echo "setting up $out/venv with sentence-transformers (first run only)..."
   python3 -m venv "$out/venv"
@@ -36,13 +45,14 @@ if [ ! -x "$out/venv/bin/python" ] || ! "$out/venv/bin/python" -c 'import senten
 fi
 
 export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+echo "model $model ($model_dir), $docs documents, $threads threads, cinevec --dtype $dtype"
 run_cinevec() {
-  ./target/release/cinevec bench-embed --catalog "$catalog" --docs "$docs" --batch-sizes 32,1 --dtype "$dtype" \
+  ./target/release/cinevec bench-embed --model "$model" --catalog "$catalog" --docs "$docs" --batch-sizes 32,1 --dtype "$dtype" \
     --json "$out/rounds/cinevec-$1.json"
 }
 run_pytorch() {
   # The documents and batch sizes cinevec measured (round 1 runs cinevec first).
-  "$out/venv/bin/python" scripts/bench_embed_torch.py models/all-MiniLM-L6-v2 "$out/rounds/cinevec-1.json" "$threads" \
+  "$out/venv/bin/python" scripts/bench_embed_torch.py "$model_dir" "$out/rounds/cinevec-1.json" "$threads" \
     "$out/rounds/pytorch-$1.json"
 }
 for r in $(seq 1 "$rounds"); do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): build, fetch the default model if it is missing, then run every
-# test, including those that need the model and ../shared (marked #[ignore] so that a bare `cargo test`
-# needs neither).
+# The test command (README, .ci/run): build, fetch the default model and all-mpnet-base-v2 if they are
+# missing, then run every test, including those that need the models and ../shared (marked #[ignore] so
+# that a bare `cargo test` needs neither).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The browser test (tests/browser.rs) needs Chromium, Node.js 20+ and its Node packages: say so before
@@ -12,4 +12,5 @@ command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer 
 [ -f tests/browser/node_modules/playwright-core/package.json ] || npm ci --prefix tests/browser --no-audit --no-fund
 cargo build --release --locked
 ./target/release/cinevec model fetch
+./target/release/cinevec model fetch mpnet
 cargo test --release --locked -- --include-ignored

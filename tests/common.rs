@@ -16,12 +16,21 @@ pub fn shared() -> PathBuf {
 
 /// The default model folder, fetched by `cinevec model fetch` (scripts/test.sh does it first).
 pub fn minilm_dir() -> PathBuf {
+    fetched_model("all-MiniLM-L6-v2", "cinevec model fetch")
+}
+
+/// all-mpnet-base-v2's folder, fetched by `cinevec model fetch mpnet` (scripts/test.sh does it first).
+pub fn mpnet_dir() -> PathBuf {
+    fetched_model("all-mpnet-base-v2", "cinevec model fetch mpnet")
+}
+
+fn fetched_model(folder: &str, fetch: &str) -> PathBuf {
     let models =
         std::env::var_os("CINEVEC_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"));
-    let dir = models.join("all-MiniLM-L6-v2");
+    let dir = models.join(folder);
     assert!(
         dir.join("model.safetensors").is_file(),
-        "{} has no model: run `cinevec model fetch` (scripts/test.sh does) before these tests",
+        "{} has no model: run `{fetch}` (scripts/test.sh does) before these tests",
         dir.display()
     );
     dir

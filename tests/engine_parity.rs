@@ -241,3 +241,65 @@ fn one_weight_copy_embeds_the_same_vectors() {
         assert!(cosine(single.row(0), a.row(i)) >= 0.99999, "case {i}: alone");
     }
 }
+
+/// tests/fixtures/mpnet-reference.json (scripts/make_mpnet_fixture.py).
+fn mpnet_reference() -> Value {
+    let path = common::repo_root().join("tests/fixtures/mpnet-reference.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "needs all-mpnet-base-v2 (cinevec model fetch mpnet): run scripts/test.sh"]
+fn mpnet_matches_sentence_transformers_alone_and_in_a_padded_batch() {
+    let reference = mpnet_reference();
+    let embedder = Embedder::load(&common::mpnet_dir(), &EngineOptions::default()).unwrap();
+    assert_eq!(embedder.info().architecture, cinevec::engine::Architecture::Mpnet);
+    assert_eq!(embedder.info().pooling, Pooling::Mean);
+    assert_eq!(embedder.dim(), 768);
+    let max = reference["max_seq_length"].as_u64().unwrap() as usize;
+    assert_eq!((embedder.info().max_tokens, max), (384, 384));
+    let cases = reference["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let batch = embedder.embed(&texts).unwrap();
+    let lengths: Vec<usize> = batch.encoded.iter().map(|e| e.ids.len()).collect();
+    assert!(lengths.contains(&max) && lengths.iter().any(|&l| l < 8), "the batch is padded: {lengths:?}");
+    let mut worst = 1f64;
+    for (i, (case, text)) in cases.iter().zip(&texts).enumerate() {
+        let short = &text[..text.char_indices().nth(50).map_or(text.len(), |(at, _)| at)];
+        let single = embedder.embed(&[text]).unwrap();
+        let tokens = case["tokens_untruncated"].as_u64().unwrap() as usize;
+        assert_eq!(single.encoded[0].untruncated_len, tokens, "token count for {short:?}");
+        assert_eq!(single.encoded[0].ids.len(), tokens.min(max), "tokens kept for {short:?}");
+        let cos = cosine(single.row(0), &floats(&case["embedding"]));
+        assert!(cos >= 0.9999, "case {i} alone: cosine {cos:.6} with PyTorch for {short:?}");
+        let cos = cosine(batch.row(i), &floats(&case["embedding_in_batch"]));
+        assert!(cos >= 0.9999, "case {i} in the batch: cosine {cos:.6} with PyTorch for {short:?}");
+        let cos = cosine(batch.row(i), single.row(0));
+        assert!(cos >= 0.9999, "case {i}: batch vs single cosine {cos:.6}");
+        worst = worst.min(cosine(single.row(0), &floats(&case["embedding"])));
+    }
+    eprintln!("MPNet vs sentence-transformers: min cosine {worst:.7} over {} cases", cases.len());
+    assert!(cases.iter().any(|c| c["tokens_untruncated"].as_u64().unwrap() as usize > max), "a case is truncated");
+    assert!(texts.iter().any(|t| !t.is_ascii()), "a case is not ASCII");
+}
+
+/// MPNet's padded attention path (GPUs, f16/bf16: mask and position bias as one tensor) on the CPU in
+/// f16, with the short cases as one padded batch: close to PyTorch's f32 vectors.
+#[test]
+#[ignore = "needs all-mpnet-base-v2 (cinevec model fetch mpnet): run scripts/test.sh"]
+fn mpnet_padded_half_precision_path_stays_close_to_the_reference() {
+    let reference = mpnet_reference();
+    let cases: Vec<&Value> =
+        reference["cases"].as_array().unwrap().iter().filter(|c| c["tokens_untruncated"].as_u64().unwrap() < 200).collect();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let options = EngineOptions { dtype: Some(candle_core::DType::F16), allow_cpu_half: true, ..Default::default() };
+    let embedder = Embedder::load(&common::mpnet_dir(), &options).unwrap();
+    let batch = embedder.embed(&texts).unwrap();
+    let mut worst = 1f64;
+    for (i, case) in cases.iter().enumerate() {
+        let cos = cosine(batch.row(i), &floats(&case["embedding"]));
+        assert!(cos >= 0.99, "f16 case {i}: cosine {cos:.6} with the f32 reference");
+        worst = worst.min(cos);
+    }
+    eprintln!("MPNet f16 on the CPU, padded batch of {}: min cosine {worst:.6} with the f32 reference", texts.len());
+}

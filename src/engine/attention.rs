@@ -10,6 +10,9 @@
 //! probabilities with the branch-free exp of [`super::ops::exp_neg`], and multiplied with the values
 //! read in place. The value bias is added at the end (`softmax` rows sum to one). Other CPUs (or head
 //! sizes that are not a multiple of 8) use a plain portable version of the same steps.
+//!
+//! Models with a relative-position attention bias (MPNet) pass a [`PositionBias`]: per head, one value
+//! per key-minus-query distance, added to the scores before the softmax.
 
 use super::ops::exp_neg;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
@@ -22,7 +25,53 @@ pub fn supported(qkv: &Tensor) -> bool {
 
 /// Attention context `[tokens, H]` of the packed, unbiased QKV product `qkv: [tokens, 3H]`.
 pub fn packed_attention(qkv: &Tensor, bias: &Tensor, lengths: &[usize], heads: usize) -> Result<Tensor> {
-    qkv.apply_op2_no_bwd(bias, &PackedAttention { lengths: lengths.to_vec(), heads, portable: false })
+    qkv.apply_op2_no_bwd(bias, &PackedAttention { lengths: lengths.to_vec(), heads, portable: false, position: None })
+}
+
+/// [`packed_attention`] with a relative-position bias added to every score.
+pub fn packed_attention_with_position_bias(
+    qkv: &Tensor,
+    bias: &Tensor,
+    lengths: &[usize],
+    heads: usize,
+    position: &std::sync::Arc<PositionBias>,
+) -> Result<Tensor> {
+    let op = PackedAttention { lengths: lengths.to_vec(), heads, portable: false, position: Some(position.clone()) };
+    qkv.apply_op2_no_bwd(bias, &op)
+}
+
+/// An additive attention bias that depends only on the head and on the distance `key - query`:
+/// `values[head, (key - query) + span - 1]` for distances in `-(span - 1) ..= span - 1`.
+#[derive(Debug, Clone)]
+pub struct PositionBias {
+    values: Vec<f32>,
+    heads: usize,
+    /// Longest sequence covered.
+    span: usize,
+}
+
+impl PositionBias {
+    /// `value(head, distance)` for every head and every distance two tokens of a sequence of at most
+    /// `span` tokens can have.
+    pub fn new(heads: usize, span: usize, value: impl Fn(usize, i64) -> f32) -> Self {
+        let width = 2 * span - 1;
+        let mut values = Vec::with_capacity(heads * width);
+        for head in 0..heads {
+            values.extend((0..width).map(|k| value(head, k as i64 - (span as i64 - 1))));
+        }
+        PositionBias { values, heads, span }
+    }
+
+    pub fn span(&self) -> usize {
+        self.span
+    }
+
+    /// The biases of query `query` over the keys `0..len` of one head.
+    #[inline(always)]
+    pub fn row(&self, head: usize, query: usize, len: usize) -> &[f32] {
+        let at = head * (2 * self.span - 1) + (self.span - 1 - query);
+        &self.values[at..at + len]
+    }
 }
 
 struct PackedAttention {
@@ -30,6 +79,7 @@ struct PackedAttention {
     heads: usize,
     /// Skip the AVX2 kernel (tests of the portable path).
     portable: bool,
+    position: Option<std::sync::Arc<PositionBias>>,
 }
 
 /// One (sequence, head) pair.
@@ -44,9 +94,20 @@ struct Task<'a> {
     /// First packed row of the sequence, and its length.
     start: usize,
     len: usize,
+    position: Option<&'a PositionBias>,
 }
 
 impl Task<'_> {
+    /// Add the relative-position bias (if any) of query `i` to its scores over the keys.
+    #[inline(always)]
+    fn add_position_bias(&self, i: usize, scores: &mut [f32]) {
+        if let Some(position) = self.position {
+            for (s, b) in scores.iter_mut().zip(position.row(self.head, i, self.len)) {
+                *s += b;
+            }
+        }
+    }
+
     /// Row `i` of the sequence, part `part` (0 query, 1 key, 2 value) of this head, without bias.
     #[inline(always)]
     fn row(&self, i: usize, part: usize) -> &[f32] {
@@ -113,13 +174,25 @@ impl CustomOp2 for PackedAttention {
         if self.lengths.iter().sum::<usize>() != tokens {
             candle_core::bail!("packed-attention: lengths sum to {}, not {tokens}", self.lengths.iter().sum::<usize>());
         }
+        if let Some(p) = &self.position {
+            let longest = self.lengths.iter().copied().max().unwrap_or(0);
+            if p.heads != self.heads || longest > p.span {
+                candle_core::bail!(
+                    "packed-attention: position bias for {} heads up to {} tokens, got {} heads and a sequence of {longest}",
+                    p.heads,
+                    p.span,
+                    self.heads
+                );
+            }
+        }
         let head_dim = hidden / self.heads;
+        let position = self.position.as_deref();
         let mut tasks = Vec::with_capacity(self.lengths.len() * self.heads);
         let mut start = 0;
         for &len in &self.lengths {
             for head in 0..self.heads {
                 if len > 0 {
-                    tasks.push(Task { qkv, bias, stride, hidden, head_dim, head, start, len });
+                    tasks.push(Task { qkv, bias, stride, hidden, head_dim, head, start, len, position });
                 }
             }
             start += len;
@@ -183,6 +256,7 @@ unsafe fn attend_portable(task: &Task, scratch: &mut Scratch, out: *mut f32) {
         for (s, key) in scratch.scores.iter_mut().zip(keys.chunks_exact(hd)) {
             *s = scratch.queries.iter().zip(key).map(|(q, k)| q * k).sum();
         }
+        task.add_position_bias(i, &mut scratch.scores);
         let inv_sum = softmax_in_place(&mut scratch.scores);
         context.fill(0.0);
         for (j, &p) in scratch.scores.iter().enumerate() {
@@ -265,6 +339,7 @@ mod avx2 {
             scores(&scratch.queries, keys_t, hd, lp, &mut scratch.scores);
             let mut inv_sum = [0f32; QUERIES];
             for (r, inv) in inv_sum.iter_mut().enumerate() {
+                task.add_position_bias(i0 + r.min(rows - 1), &mut scratch.scores[r * lp..r * lp + len]);
                 *inv = softmax_in_place(&mut scratch.scores[r * lp..r * lp + len]);
             }
             let probs = scratch.scores.as_ptr();
@@ -381,7 +456,13 @@ mod tests {
     use candle_core::{Device, IndexOp};
 
     /// Attention computed with candle's own ops, one sequence at a time.
-    fn reference(qkv: &Tensor, bias: &Tensor, lengths: &[usize], heads: usize) -> Result<Tensor> {
+    fn reference(
+        qkv: &Tensor,
+        bias: &Tensor,
+        lengths: &[usize],
+        heads: usize,
+        position: Option<&PositionBias>,
+    ) -> Result<Tensor> {
         let qkv = qkv.broadcast_add(bias)?;
         let hidden = qkv.dim(1)? / 3;
         let hd = hidden / heads;
@@ -390,7 +471,19 @@ mod tests {
         for &len in lengths {
             let x = qkv.i(start..start + len)?.reshape((len, 3, heads, hd))?.permute((1, 2, 0, 3))?; // [3, nh, L, hd]
             let (q, k, v) = (x.get(0)?.contiguous()?, x.get(1)?.contiguous()?, x.get(2)?.contiguous()?);
-            let probs = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+            let mut scores = q.matmul(&k.t()?)?;
+            if position.is_some() {
+                // [nh, L, L] built element by element from the definition: bias(head, key - query).
+                let dev = scores.device().clone();
+                let mut b = Vec::with_capacity(heads * len * len);
+                for h in 0..heads {
+                    for i in 0..len {
+                        b.extend((0..len).map(|j| test_bias(h, j as i64 - i as i64)));
+                    }
+                }
+                scores = (scores + Tensor::from_vec(b, (heads, len, len), &dev)?)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             parts.push(probs.matmul(&v)?.transpose(0, 1)?.reshape((len, hidden))?);
             start += len;
         }
@@ -398,15 +491,26 @@ mod tests {
     }
 
     fn check(lengths: &[usize], heads: usize, head_dim: usize, portable: bool) -> Result<()> {
+        check_with(lengths, heads, head_dim, portable, None)
+    }
+
+    fn check_with(
+        lengths: &[usize],
+        heads: usize,
+        head_dim: usize,
+        portable: bool,
+        position: Option<PositionBias>,
+    ) -> Result<()> {
         let dev = Device::Cpu;
         let hidden = heads * head_dim;
         let tokens: usize = lengths.iter().sum();
         let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * hidden), &dev)?;
         let bias = Tensor::randn(0f32, 0.5, 3 * hidden, &dev)?;
-        let op = PackedAttention { lengths: lengths.to_vec(), heads, portable };
+        let position = position.map(std::sync::Arc::new);
+        let op = PackedAttention { lengths: lengths.to_vec(), heads, portable, position: position.clone() };
         let fused = qkv.apply_op2_no_bwd(&bias, &op)?;
         assert_eq!(fused.dims(), &[tokens, hidden]);
-        let want = reference(&qkv, &bias, lengths, heads)?;
+        let want = reference(&qkv, &bias, lengths, heads, position.as_deref())?;
         let diff = (fused - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff < 2e-5, "lengths {lengths:?}, {heads}x{head_dim}, portable {portable}: max difference {diff}");
         Ok(())
@@ -431,6 +535,38 @@ mod tests {
         check(&LENGTHS, 4, 32, true)?;
         // Not a multiple of 8: the portable path is taken whatever the CPU.
         check(&[7, 20], 3, 12, false)
+    }
+
+    /// A bias that differs by head and by distance, in both directions, and is large enough to change
+    /// the softmax.
+    fn test_bias(head: usize, distance: i64) -> f32 {
+        ((head as f32 + 1.0) * 0.37 * distance as f32).sin() * 2.0 - 0.01 * distance as f32
+    }
+
+    fn some_position_bias(heads: usize, span: usize) -> PositionBias {
+        PositionBias::new(heads, span, test_bias)
+    }
+
+    #[test]
+    fn position_bias_matches_candle_on_both_paths() -> Result<()> {
+        check_with(&LENGTHS, 12, 64, false, Some(some_position_bias(12, 130)))?;
+        check_with(&LENGTHS, 4, 32, true, Some(some_position_bias(4, 200)))?;
+        check_with(&[7, 20], 3, 12, false, Some(some_position_bias(3, 20)))
+    }
+
+    #[test]
+    fn position_bias_changes_the_result_and_must_cover_the_batch() -> Result<()> {
+        let dev = Device::Cpu;
+        let qkv = Tensor::randn(0f32, 1.0, (12, 3 * 64), &dev)?;
+        let bias = Tensor::zeros(3 * 64, DType::F32, &dev)?;
+        let plain = packed_attention(&qkv, &bias, &[12], 2)?;
+        let position = std::sync::Arc::new(some_position_bias(2, 12));
+        let biased = packed_attention_with_position_bias(&qkv, &bias, &[12], 2, &position)?;
+        assert!((plain - biased)?.abs()?.max_all()?.to_scalar::<f32>()? > 1e-2);
+        let short = std::sync::Arc::new(some_position_bias(2, 8));
+        let err = packed_attention_with_position_bias(&qkv, &bias, &[12], 2, &short).unwrap_err();
+        assert!(err.to_string().contains("up to 8 tokens"), "{err}");
+        Ok(())
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum Architecture {
     Bert,
     /// `ModernBertModel` (gte-modernbert-base, ModernBERT-base, ...).
     ModernBert,
+    /// `MPNetModel` / `MPNetForMaskedLM` (all-mpnet-base-v2, ...).
+    Mpnet,
 }
 
 /// How token states become one vector.
@@ -64,10 +66,12 @@ fn architecture_of(config: &Value) -> Result<Architecture> {
         Ok(Architecture::ModernBert)
     } else if model_type == "bert" || is("Bert") {
         Ok(Architecture::Bert)
+    } else if model_type == "mpnet" || is("MPNet") {
+        Ok(Architecture::Mpnet)
     } else {
         let named = if archs.is_empty() { model_type.to_string() } else { archs.join(", ") };
         bail!(
-            "unsupported model architecture `{}`: cinevec runs the BertModel family and ModernBertModel",
+            "unsupported model architecture `{}`: cinevec runs the BertModel family, MPNet and ModernBertModel",
             if named.is_empty() { "unknown (config.json names none)" } else { &named }
         )
     }
@@ -90,7 +94,7 @@ fn pooling_of(dir: &Path, architecture: Architecture) -> Result<Pooling> {
         // sentence-transformers' own default for a bare BERT is mean pooling; ModernBERT embedders
         // (gte-modernbert) are trained for the CLS token.
         return Ok(match architecture {
-            Architecture::Bert => Pooling::Mean,
+            Architecture::Bert | Architecture::Mpnet => Pooling::Mean,
             Architecture::ModernBert => Pooling::Cls,
         });
     }
@@ -124,7 +128,12 @@ impl ModelSpec {
         let config = read_json(&dir.join("config.json"))?;
         let architecture = architecture_of(&config)?;
         let hidden_size = usize_field(&config, "hidden_size")?;
-        let position_limit = usize_field(&config, "max_position_embeddings")?;
+        let mut position_limit = usize_field(&config, "max_position_embeddings")?;
+        if architecture == Architecture::Mpnet {
+            // Positions start after the padding id (RoBERTa-style), so the first pad_id + 1 are unused.
+            let pad = config.get("pad_token_id").and_then(Value::as_u64).unwrap_or(1) as usize;
+            position_limit = position_limit.saturating_sub(pad + 1);
+        }
         let st_max = read_json(&dir.join("sentence_bert_config.json"))
             .ok()
             .and_then(|c| c.get("max_seq_length").and_then(Value::as_u64))

@@ -1,11 +1,11 @@
 //! The model families the engine runs, behind one enum: each family's transformer is its own file
-//! (`bert.rs`, `modernbert.rs`); adding one is a new file, a variant here, and its arm in
+//! (`bert.rs`, `modernbert.rs`, `mpnet.rs`); adding one is a new file, a variant here, and its arm in
 //! [`Encoder::load`] and [`Encoder::forward`] (`config.json` names the family, see
 //! [`super::config::Architecture`]).
 
 use super::batch::PackedBatch;
 use super::config::{Architecture, ModelSpec};
-use super::{bert, modernbert, WeightOptions};
+use super::{bert, modernbert, mpnet, WeightOptions};
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -15,6 +15,7 @@ use std::path::Path;
 pub enum Encoder {
     Bert(bert::Bert),
     ModernBert(modernbert::ModernBert),
+    Mpnet(mpnet::Mpnet),
 }
 
 impl Encoder {
@@ -31,6 +32,10 @@ impl Encoder {
                 let cfg: modernbert::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
                 Encoder::ModernBert(modernbert::ModernBert::load(vb, &cfg).context("loading ModernBERT weights")?)
             }
+            Architecture::Mpnet => {
+                let cfg: mpnet::Config = serde_json::from_value(spec.config.clone()).context("config.json")?;
+                Encoder::Mpnet(mpnet::Mpnet::load(vb, &cfg, options).context("loading MPNet weights")?)
+            }
         })
     }
 
@@ -39,6 +44,7 @@ impl Encoder {
         Ok(match self {
             Encoder::Bert(m) => m.forward(packed)?,
             Encoder::ModernBert(m) => m.forward(packed)?,
+            Encoder::Mpnet(m) => m.forward(packed)?,
         })
     }
 }

@@ -15,6 +15,7 @@ pub mod device;
 pub mod encoder;
 pub mod lowp;
 pub mod modernbert;
+pub mod mpnet;
 pub mod ops;
 pub mod plan;
 pub mod pooling;
