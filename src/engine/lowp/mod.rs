@@ -401,7 +401,7 @@ mod tests {
             "avx512f,avx512bf16",
             _mm512_setzero_ps(),
             |r| {
-                let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(BF16_PAIR));
+                let a = super::bf16::as_bf16(_mm512_set1_epi32(BF16_PAIR));
                 _mm512_dpbf16_ps(*r, a, a)
             },
             |v| _mm512_reduce_add_ps(v)
@@ -414,7 +414,8 @@ mod tests {
             |v| _mm512_reduce_add_epi32(v) as f32
         );
         // (name, operations per instruction: 16 lanes × 2 (FMA), × 2 pairs, × 4 quads; kernel).
-        let kinds: [(&str, f64, CpuPrecision, unsafe fn(u64) -> f32); 3] = [
+        type Kind = (&'static str, f64, CpuPrecision, unsafe fn(u64) -> f32);
+        let kinds: [Kind; 3] = [
             ("f32 vfmadd231ps", 32.0, CpuPrecision::F32, f32_fma),
             ("bf16 vdpbf16ps", 64.0, CpuPrecision::Bf16, bf16_dot),
             ("int8 vpdpbusd", 128.0, CpuPrecision::Int8, int8_dot),
