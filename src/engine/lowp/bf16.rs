@@ -106,7 +106,7 @@ unsafe fn convert_row(x: &[f32], out: &mut [u32]) {
     for c in &mut chunks {
         let lo = _mm512_loadu_ps(c.as_ptr());
         let hi = _mm512_loadu_ps(c.as_ptr().add(16));
-        let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        let packed = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
         _mm512_storeu_si512(out.as_mut_ptr().add(q) as *mut __m512i, packed);
         q += 16;
     }
@@ -114,6 +114,13 @@ unsafe fn convert_row(x: &[f32], out: &mut [u32]) {
     for (i, pair) in rest.chunks(2).enumerate() {
         out[q + i] = to_bf16(pair[0]) | pair.get(1).map_or(0, |&v| to_bf16(v) << 16);
     }
+}
+
+/// The same 512 bits as 32 bf16 values.
+#[inline(always)]
+pub(super) fn as_bf16(v: __m512i) -> __m512bh {
+    // SAFETY: both are 512-bit vector types with no invalid bit patterns.
+    unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
 }
 
 /// An `R × 64` tile: `c[r][j] = Σ_q a[r][q] · b[q][j]` over bf16 pairs, written to `cols` columns.
@@ -132,13 +139,13 @@ unsafe fn kernel<const R: usize>(
     let mut bp = b;
     for q in 0..kp {
         let bv: [__m512bh; 4] = [
-            std::mem::transmute(_mm512_loadu_si512(bp as *const __m512i)),
-            std::mem::transmute(_mm512_loadu_si512(bp.add(16) as *const __m512i)),
-            std::mem::transmute(_mm512_loadu_si512(bp.add(32) as *const __m512i)),
-            std::mem::transmute(_mm512_loadu_si512(bp.add(48) as *const __m512i)),
+            as_bf16(_mm512_loadu_si512(bp as *const __m512i)),
+            as_bf16(_mm512_loadu_si512(bp.add(16) as *const __m512i)),
+            as_bf16(_mm512_loadu_si512(bp.add(32) as *const __m512i)),
+            as_bf16(_mm512_loadu_si512(bp.add(48) as *const __m512i)),
         ];
         for (r, acc) in acc.iter_mut().enumerate() {
-            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(r * lda + q) as i32));
+            let av = as_bf16(_mm512_set1_epi32(*a.add(r * lda + q) as i32));
             for (acc, bv) in acc.iter_mut().zip(bv) {
                 *acc = _mm512_dpbf16_ps(*acc, av, bv);
             }

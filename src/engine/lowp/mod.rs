@@ -377,47 +377,45 @@ mod tests {
     fn peak() {
         use std::arch::x86_64::*;
         const CHAINS: usize = 16;
-        #[target_feature(enable = "avx512f")]
-        unsafe fn f32_fma(iters: u64) -> f32 {
-            let mut acc = [_mm512_setzero_ps(); CHAINS];
-            let (a, b) = (_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3));
-            for _ in 0..iters {
-                for r in acc.iter_mut() {
-                    *r = _mm512_fmadd_ps(a, b, *r);
+        /// `$name(iters)`: `CHAINS` accumulators from `$zero`, each updated `iters` times by `$step`.
+        macro_rules! chains {
+            ($name:ident, $features:literal, $zero:expr, |$r:ident| $step:expr, |$v:ident| $sum:expr) => {
+                #[target_feature(enable = $features)]
+                unsafe fn $name(iters: u64) -> f32 {
+                    let mut acc = [$zero; CHAINS];
+                    for _ in 0..iters {
+                        for $r in acc.iter_mut() {
+                            *$r = $step;
+                        }
+                        // Keeps the loop as written (no reordering across iterations).
+                        std::arch::asm!("", options(nomem, nostack));
+                    }
+                    acc.iter().map(|&$v| $sum).sum()
                 }
-                // Keeps the loop as written (no reordering across iterations).
-                std::arch::asm!("", options(nomem, nostack));
-            }
-            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+            };
         }
-        #[target_feature(enable = "avx512f,avx512bf16")]
-        unsafe fn bf16_dot(iters: u64) -> f32 {
-            let mut acc = [_mm512_setzero_ps(); CHAINS];
-            let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3a833a83));
-            for _ in 0..iters {
-                for r in acc.iter_mut() {
-                    *r = _mm512_dpbf16_ps(*r, a, a);
-                }
-                // Keeps the loop as written (no reordering across iterations).
-                std::arch::asm!("", options(nomem, nostack));
-            }
-            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
-        }
-        #[target_feature(enable = "avx512f,avx512vnni")]
-        unsafe fn int8_dot(iters: u64) -> f32 {
-            let mut acc = [_mm512_setzero_si512(); CHAINS];
-            let a = _mm512_set1_epi8(1);
-            for _ in 0..iters {
-                for r in acc.iter_mut() {
-                    *r = _mm512_dpbusd_epi32(*r, a, a);
-                }
-                // Keeps the loop as written (no reordering across iterations).
-                std::arch::asm!("", options(nomem, nostack));
-            }
-            acc.iter().map(|&v| _mm512_reduce_add_epi32(v) as f32).sum()
-        }
+        const BF16_PAIR: i32 = 0x3a833a83;
+        chains!(f32_fma, "avx512f", _mm512_setzero_ps(), |r| _mm512_fmadd_ps(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3), *r), |v| _mm512_reduce_add_ps(v));
+        chains!(
+            bf16_dot,
+            "avx512f,avx512bf16",
+            _mm512_setzero_ps(),
+            |r| {
+                let a = super::bf16::as_bf16(_mm512_set1_epi32(BF16_PAIR));
+                _mm512_dpbf16_ps(*r, a, a)
+            },
+            |v| _mm512_reduce_add_ps(v)
+        );
+        chains!(
+            int8_dot,
+            "avx512f,avx512vnni",
+            _mm512_setzero_si512(),
+            |r| _mm512_dpbusd_epi32(*r, _mm512_set1_epi8(1), _mm512_set1_epi8(1)),
+            |v| _mm512_reduce_add_epi32(v) as f32
+        );
         // (name, operations per instruction: 16 lanes × 2 (FMA), × 2 pairs, × 4 quads; kernel).
-        let kinds: [(&str, f64, CpuPrecision, unsafe fn(u64) -> f32); 3] = [
+        type Kind = (&'static str, f64, CpuPrecision, unsafe fn(u64) -> f32);
+        let kinds: [Kind; 3] = [
             ("f32 vfmadd231ps", 32.0, CpuPrecision::F32, f32_fma),
             ("bf16 vdpbf16ps", 64.0, CpuPrecision::Bf16, bf16_dot),
             ("int8 vpdpbusd", 128.0, CpuPrecision::Int8, int8_dot),
