@@ -63,8 +63,8 @@ Choosing the model (--model; measured on imdb5000 on 2 CPU cores, BENCHMARKS.md 
   minilm  all-MiniLM-L6-v2, 384-d (default): rating head test MSE 0.736 × the mean baseline's;
           embeds about 55 documents/s, one-movie predict about 15-20 ms.
   mpnet   all-mpnet-base-v2, 768-d: rating head 0.642 × mean, better more-like-this within series;
-          about 8 times slower to embed (about 7 documents/s: 242k movies take hours on a CPU, use a
-          GPU) and to predict (about 130 ms), 420 MiB more weights and twice the matrix.
+          3-8 times slower to embed (3-7 documents/s: 242k movies take hours on a CPU, use a GPU)
+          and about 6 times slower to predict, 330 MiB more weights and twice the matrix.
 Fetch mpnet first with `cinevec model fetch mpnet`.")]
     Build(BuildArgs),
     /// Serve more-like-this, recommendations, rating predictions and embeddings over HTTP.
@@ -355,7 +355,7 @@ pub struct ModelDirArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Embedding model: `minilm` (default: all-MiniLM-L6-v2, 384-d, fast), `mpnet` (all-mpnet-base-v2,
-    /// 768-d: better rating predictions, about 8 × slower on a CPU), a model folder, or a Hugging Face
+    /// 768-d: better rating predictions, several times slower on a CPU), a model folder, or a Hugging Face
     /// hub id already fetched.
     #[arg(long, env = "CINEVEC_MODEL", default_value = models::DEFAULT_MODEL)]
     pub model: String,
