@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -19,7 +20,7 @@ use crate::cli::ModelArgs;
 use crate::engine::worker::QueueLimits;
 use crate::index::IndexParams;
 use anyhow::{Context, Result};
-use auth::ApiKey;
+use auth::ApiKeys;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -52,9 +53,15 @@ pub struct ServeArgs {
     pub db: String,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// API key required by writes (`POST /v1/movies`); without one, writes are refused.
+    /// API key required by writes (`POST /v1/movies`); without one (here or in `--api-key-file`),
+    /// writes are refused. Prefer `--api-key-file`: a flag's value shows in `ps`.
     #[arg(long, env = "CINEVEC_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// File of API keys, one a line (blank lines and `#` comments ignored); any of them is accepted.
+    /// Read again when it changes, so a key is rotated by adding the new one, moving clients over and
+    /// removing the old one, with no restart.
+    #[arg(long, env = "CINEVEC_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, env = "CINEVEC_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -64,9 +71,18 @@ pub struct ServeArgs {
     /// Deadline of one request, in milliseconds; a request over it gets 503.
     #[arg(long, env = "CINEVEC_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Embedding jobs that may wait for the model; more get 429.
+    /// Documents that may wait for the model (summed over the waiting requests); a request that would
+    /// go over it, or whose estimated wait is longer than the request deadline, gets 429 at once.
     #[arg(long, env = "CINEVEC_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// A connection that sends no complete request head within this many milliseconds (a new one, or
+    /// a kept-alive one between requests) is closed.
+    #[arg(long, env = "CINEVEC_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Most client connections open at once (clamped below the descriptor limit); more wait in the
+    /// listen backlog until one closes.
+    #[arg(long, env = "CINEVEC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     /// Most documents the model embeds in one forward pass.
     #[arg(long, env = "CINEVEC_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
@@ -101,38 +117,47 @@ pub struct ServeConfig {
     pub artifacts: PathBuf,
     pub db: String,
     pub model: ModelArgs,
-    pub api_key: Option<ApiKey>,
+    pub api_keys: ApiKeys,
     pub max_body_bytes: usize,
     pub max_documents: usize,
     pub request_timeout: Duration,
     pub queue: QueueLimits,
+    pub connections: listen::ConnLimits,
     pub index: IndexParams,
     pub cors_origins: Vec<String>,
 }
 
 impl ServeArgs {
-    pub fn config(self) -> ServeConfig {
-        ServeConfig {
+    /// The effective configuration; fails only on an unreadable `--api-key-file`.
+    pub fn config(self) -> Result<ServeConfig> {
+        let request_timeout = Duration::from_millis(self.request_timeout_ms.max(1));
+        Ok(ServeConfig {
             bind: self.bind,
             artifacts: self.artifacts,
             db: self.db,
             model: self.model,
-            api_key: self.api_key.and_then(ApiKey::new),
+            api_keys: ApiKeys::new(self.api_key, self.api_key_file)?,
             max_body_bytes: self.max_body_bytes,
             max_documents: self.max_documents.max(1),
-            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            request_timeout,
             queue: QueueLimits {
                 capacity: self.queue_capacity.max(1),
                 max_batch: self.max_batch.max(1),
                 max_batch_tokens: self.max_batch_tokens.max(1),
+                max_wait: request_timeout,
             },
+            connections: listen::ConnLimits {
+                header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+                max_connections: self.max_connections.max(1),
+            }
+            .effective(),
             index: IndexParams {
                 ef_search_by_row: self.hnsw_ef_search_by_id.max(1),
                 int8_walk: self.int8_walk,
                 ..self.graph.params(self.hnsw_ef_search)
             },
             cors_origins: self.cors_origins,
-        }
+        })
     }
 }
 
@@ -173,6 +198,7 @@ pub fn app(state: AppState) -> axum::Router {
     routes::router(state.clone())
         .layer(axum::middleware::from_fn_with_state(state, deadline))
         .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -204,16 +230,17 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         tracing::info!(
-            "config: bind {}, artifacts {}, db {}, model {}, api key {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, index {:?}, CORS {:?}",
+            "config: bind {}, artifacts {}, db {}, model {}, api keys {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, connections {:?}, index {:?}, CORS {:?}",
             config.bind,
             config.artifacts.display(),
             config.db,
             config.model.model,
-            if config.api_key.is_some() { "set (redacted)" } else { "not set: writes disabled" },
+            config.api_keys.describe(),
             config.max_body_bytes,
             config.max_documents,
             config.request_timeout,
             config.queue,
+            config.connections,
             config.index,
             config.cors_origins
         );
@@ -242,12 +269,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
         let Application { listener, state, mut loading } = self;
         let stopping = state.stopping.clone();
-        let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        let limits = state.config.connections;
+        let server = listen::serve(listener, app(state), limits, Default::default(), async move {
             shutdown.await;
             stopping.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("shutting down: draining in-flight requests");
         });
-        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        let mut server = std::pin::pin!(server);
         let mut loaded = false;
         loop {
             tokio::select! {
@@ -308,7 +336,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     tune_allocator();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let app = Application::build(args.config()).await?;
+        let app = Application::build(args.config()?).await?;
         tracing::info!("listening on http://{}", app.local_addr());
         app.run_until_stopped(shutdown_signal()).await
     })
