@@ -20,7 +20,7 @@ fn texts(n: usize) -> Vec<String> {
 async fn concurrent_requests_are_batched_and_equal_their_one_by_one_results() {
     let dir = common::minilm_dir();
     let reference = Embedder::load(&dir, &EngineOptions::default()).unwrap();
-    let limits = QueueLimits { capacity: 64, max_batch: 8, max_batch_tokens: 8 * 512 };
+    let limits = QueueLimits { capacity: 64, max_batch: 8, max_batch_tokens: 8 * 512, ..Default::default() };
     let queue = EmbedQueue::start(Embedder::load(&dir, &EngineOptions::default()).unwrap(), limits, None).unwrap();
     let docs = texts(24);
     // Some requests carry two documents: a job's rows must come back to it, in order.
@@ -53,7 +53,7 @@ async fn concurrent_requests_are_batched_and_equal_their_one_by_one_results() {
 #[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
 async fn a_full_queue_refuses_at_once_instead_of_waiting() {
     let dir = common::minilm_dir();
-    let limits = QueueLimits { capacity: 1, max_batch: 1, max_batch_tokens: 512 };
+    let limits = QueueLimits { capacity: 1, max_batch: 1, max_batch_tokens: 512, ..Default::default() };
     let queue = EmbedQueue::start(Embedder::load(&dir, &EngineOptions::default()).unwrap(), limits, None).unwrap();
     let docs = texts(40);
     let answers = futures_join(docs.iter().cloned().map(|d| {
@@ -61,7 +61,7 @@ async fn a_full_queue_refuses_at_once_instead_of_waiting() {
         async move { q.embed(vec![d]).await }
     }))
     .await;
-    let full = answers.iter().filter(|a| matches!(a, Err(QueueError::Full))).count();
+    let full = answers.iter().filter(|a| matches!(a, Err(QueueError::Full { .. }))).count();
     let ok = answers.iter().filter(|a| a.is_ok()).count();
     assert!(full > 0, "40 simultaneous jobs into a queue of 1 must see refusals");
     assert!(ok >= 1);
