@@ -150,7 +150,7 @@ async fn info(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiErr
             "batches": loaded.queue.stats().batches.load(Ordering::Relaxed),
             "documents": loaded.queue.stats().documents.load(Ordering::Relaxed),
         },
-        "writes_enabled": cfg.api_key.is_some(),
+        "writes_enabled": cfg.api_keys.enabled(),
         "load_seconds": loaded.load_seconds,
     })))
 }
@@ -513,10 +513,7 @@ async fn add_movie(
     super::auth::check(&state.config, &headers)?;
     let Json(req) = body?;
     let loaded = state.ready()?;
-    let id = req.id.trim().to_string();
-    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
-        return Err(ApiError::invalid("id", "id must be 1 to 200 printable characters"));
-    }
+    let id = parse_movie_id(&req.id)?;
     if let Some(r) = req.rating {
         if !(1.0..=10.0).contains(&r) {
             return Err(ApiError::invalid("rating", "rating must be between 1 and 10"));
