@@ -7,10 +7,13 @@
 //!   headers, and a kept-alive one that goes quiet are all closed after it.
 //! - **Connection bound** (`--max-connections`, clamped below the descriptor limit): at the bound the
 //!   loop stops accepting, so further connections wait in the kernel's backlog (queued, never an
-//!   `accept` failure for lack of descriptors) and are taken in order as slots free up. Under pressure
-//!   (three quarters of the slots taken) a new connection gets a short header timeout
-//!   ([`PRESSURE_HEADER_TIMEOUT`]): a real client sends its head in milliseconds, so only the slow
-//!   ones are cut, slots turn over quickly, and `/healthz` waits at most about that long.
+//!   `accept` failure for lack of descriptors) and are taken in order as slots free up. With every
+//!   slot taken, the connections open longer than [`SHED_AGE`] are asked to close (hyper's graceful
+//!   close: one waiting for a head — idle, slow, half-sent — closes at once, one with a request in
+//!   flight answers it first), so slots turn over and a `/healthz` probe queued behind a storm is
+//!   answered within about a second per slot-full of slow connections ahead of it. Under pressure
+//!   (three quarters of the slots taken) a new connection also gets a short header timeout
+//!   ([`PRESSURE_HEADER_TIMEOUT`]): a real client sends its head in milliseconds.
 //! - **Memory after a storm**: when the connections of a storm have all closed, the freed buffers are
 //!   handed back to the system (`malloc_trim`), so RSS returns to its level before the storm.
 //! - **Hyper's own answers in the one error shape**: a request hyper cannot parse (a garbage request
@@ -18,22 +21,24 @@
 //!   runs, with an empty body. [`JsonErrors`] wraps the socket and gives such an answer — the only
 //!   4xx head written without a `content-type` — the JSON error body.
 //! - **Graceful shutdown**: once `shutdown` resolves the loop stops accepting, idle connections are
-//!   closed and in-flight requests finish.
+//!   closed and in-flight requests finish; `serve` returns when every connection has closed.
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
+
+/// With every slot taken, connections open at least this long are asked to close (see the module notes).
+pub const SHED_AGE: Duration = Duration::from_millis(250);
 
 /// Header-read timeout of a connection accepted while three quarters of the slots are taken.
 pub const PRESSURE_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -81,8 +86,33 @@ fn descriptor_limit() -> Option<usize> {
 #[derive(Debug, Default)]
 pub struct ConnStats {
     pub open: AtomicUsize,
+    /// Requests to close sent to old connections while every slot was taken (one connection may get
+    /// several before it closes).
+    pub shed: std::sync::atomic::AtomicU64,
     /// Most connections open at once since the last trim.
     peak: AtomicUsize,
+}
+
+/// Open connections, by arrival, each with the signal that asks it to close.
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: std::collections::BTreeMap<u64, (Instant, Arc<Notify>)>,
+}
+
+/// Ask the connections older than [`SHED_AGE`] to close: those waiting for a head close at once, those
+/// with a request in flight after answering it.
+fn shed_old(registry: &Mutex<Registry>) -> usize {
+    let registry = registry.lock().expect("never poisoned: no panics under the lock");
+    let mut asked = 0;
+    for (since, close) in registry.open.values() {
+        if since.elapsed() < SHED_AGE {
+            break; // by arrival: the rest are younger
+        }
+        close.notify_one();
+        asked += 1;
+    }
+    asked
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves, then drain.
@@ -95,12 +125,25 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let limits = limits.effective();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // Every slot taken: the oldest connections are asked to close (again every tick, as more
+            // of them age), and the loop waits for a slot; new connections wait in the backlog.
+            Err(_) => loop {
+                let asked = shed_old(&registry);
+                if asked > 0 {
+                    stats.shed.fetch_add(asked as u64, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => break permit.expect("the semaphore is never closed"),
+                    _ = tokio::time::sleep(SHED_AGE / 2) => continue,
+                    _ = &mut shutdown => return drain(stop, slots, limits.max_connections).await,
+                }
+            },
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -123,23 +166,86 @@ pub async fn serve(
         let pressed = open * 4 > limits.max_connections * 3;
         let header_timeout =
             if pressed { limits.header_timeout.min(PRESSURE_HEADER_TIMEOUT) } else { limits.header_timeout };
+        // Requests in flight on this connection (a shed connection with none is cut at once).
+        let busy = Arc::new(AtomicUsize::new(0));
+        let service = {
+            let (app, busy) = (app.clone(), busy.clone());
+            tower::service_fn(move |req: axum::extract::Request<hyper::body::Incoming>| {
+                let guard = InFlight::new(busy.clone());
+                let call = tower::ServiceExt::oneshot(app.clone(), req);
+                async move {
+                    let response = call.await;
+                    drop(guard);
+                    response
+                }
+            })
+        };
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(JsonErrors::new(stream)), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
-        let stats = stats.clone();
+            .serve_connection(TokioIo::new(JsonErrors::new(stream)), TowerToHyperService::new(service));
+        let close = Arc::new(Notify::new());
+        let id = {
+            let mut r = registry.lock().expect("never poisoned");
+            r.next += 1;
+            let id = r.next;
+            r.open.insert(id, (Instant::now(), close.clone()));
+            id
+        };
+        let (stats, registry, mut stopping) = (stats.clone(), registry.clone(), stopping.clone());
         tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = close.notified() => {
+                    // Graceful first; a connection still open after SHED_AGE with no request in flight
+                    // is stuck on a slow head (hyper waits for it): it is dropped, which closes it.
+                    connection.as_mut().graceful_shutdown();
+                    loop {
+                        match tokio::time::timeout(SHED_AGE, connection.as_mut()).await {
+                            Ok(result) => break result,
+                            Err(_) if busy.load(Ordering::Relaxed) == 0 => break Ok(()),
+                            Err(_) => continue,
+                        }
+                    }
+                }
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
             // Timeouts, resets and malformed requests end here; hyper has already answered what it can.
-            if let Err(e) = connection.await {
+            if let Err(e) = result {
                 tracing::debug!("connection closed: {e}");
             }
+            registry.lock().expect("never poisoned").open.remove(&id);
             drop(permit);
             connection_closed(&stats);
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
+    drain(stop, slots, limits.max_connections).await
+}
+
+/// Counts a request in flight until dropped (also when the request is cancelled).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Stop accepting, ask every connection to close after its request in flight, and wait for them all.
+async fn drain(stop: tokio::sync::watch::Sender<bool>, slots: Arc<Semaphore>, max: usize) -> std::io::Result<()> {
+    let _ = stop.send(true);
+    let _ = slots.acquire_many(max as u32).await;
     Ok(())
 }
 
