@@ -25,11 +25,10 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        // Floats with at most ~13 significant digits: serde_json without its `float_roundtrip` feature
-        // does not parse every longer one back to the same f64 (found by this test: -3935560340.1139836
-        // comes back as -3935560340.113984), so a rendered document with such a number is not a fixed
-        // point. That is serde_json's documented trade-off, noted in BENCHMARKS.md.
-        (-1e9..1e9f64).prop_map(|f| Value::from((f * 1000.0).round() / 1000.0)),
+        // Any finite float: before serde_json's `float_roundtrip` feature was turned on, this found
+        // -3935560340.1139836 parsed back as -3935560340.113984 (a canonical document not a fixed point).
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        (-1e9..1e9f64).prop_map(|f| Value::from(f.round())),
         (-5i64..200).prop_map(Value::from),
         prop_oneof![".*", "[ \t\n]*", "tt[0-9]{1,9}", "\\PC{0,12}", Just("linear".to_string())].prop_map(Value::String),
     ]

@@ -86,11 +86,8 @@ pub struct FilterBody {
 
 impl FilterBody {
     pub fn parse(self) -> Result<Filter, ApiError> {
-        if let (Some(lo), Some(hi)) = (self.min_year, self.max_year) {
-            if lo > hi {
-                return Err(ApiError::invalid("min_year", format!("min_year {lo} is after max_year {hi}")));
-            }
-        }
+        // `min_year` after `max_year` is an empty range (no results), not an error: the spec cannot
+        // state a bound between two fields, and the server enforces nothing the spec does not state.
         if let Some(r) = self.min_rating {
             if !(0.0..=10.0).contains(&r) {
                 return Err(ApiError::invalid("min_rating", "min_rating must be between 0 and 10"));
