@@ -63,15 +63,17 @@ struct KeyFile {
 #[derive(Debug)]
 struct FileState {
     keys: Vec<ApiKey>,
-    /// Modification time and length of the version read.
-    version: Option<(SystemTime, u64)>,
+    version: Option<Version>,
     checked: Instant,
 }
+
+/// Modification time and length of a version of the key file.
+type Version = (SystemTime, u64);
 
 /// How often the key file's metadata is looked at.
 const RECHECK: Duration = Duration::from_secs(1);
 
-fn read_keys(path: &std::path::Path) -> std::io::Result<(Vec<ApiKey>, Option<(SystemTime, u64)>)> {
+fn read_keys(path: &std::path::Path) -> std::io::Result<(Vec<ApiKey>, Option<Version>)> {
     let meta = std::fs::metadata(path)?;
     let text = std::fs::read_to_string(path)?;
     let keys = parse_keys(&text);
