@@ -10,7 +10,8 @@ use crate::head::train::MlpTraining;
 use crate::head::TargetKind;
 use crate::engine::worker::QueueLimits;
 use crate::index::IndexParams;
-use crate::server::{ApiKey, ServeConfig};
+use crate::server::listen::ConnLimits;
+use crate::server::{ApiKeys, ServeConfig};
 use crate::service::ServiceConfig;
 use std::time::Duration;
 use crate::pipeline::build::{BuildOptions, Split};
@@ -659,9 +660,15 @@ pub struct ServeArgs {
     pub db: String,
     #[command(flatten)]
     pub model: ModelArgs,
-    /// API key required by writes (`POST /v1/movies`); without one, writes are refused.
+    /// API key required by writes (`POST /v1/movies`); without one (here or in `--api-key-file`),
+    /// writes are refused. Prefer `--api-key-file`: a flag's value shows in `ps`.
     #[arg(long, env = "CINEVEC_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// File of API keys, one a line (blank lines and `#` comments ignored); any of them is accepted.
+    /// Read again when it changes, so a key is rotated by adding the new one, moving clients over and
+    /// removing the old one, with no restart.
+    #[arg(long, env = "CINEVEC_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, env = "CINEVEC_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -671,9 +678,18 @@ pub struct ServeArgs {
     /// Deadline of one request, in milliseconds; a request over it gets 503.
     #[arg(long, env = "CINEVEC_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Embedding jobs that may wait for the model; more get 429.
+    /// Documents that may wait for the model (summed over the waiting requests); a request that would
+    /// go over it, or whose estimated wait is longer than the request deadline, gets 429 at once.
     #[arg(long, env = "CINEVEC_QUEUE_CAPACITY", default_value_t = 256)]
     pub queue_capacity: usize,
+    /// A connection that sends no complete request head within this many milliseconds (a new one, or
+    /// a kept-alive one between requests) is closed.
+    #[arg(long, env = "CINEVEC_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Most client connections open at once (clamped below the descriptor limit); more wait in the
+    /// listen backlog until one closes.
+    #[arg(long, env = "CINEVEC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     /// Most documents the model embeds in one forward pass.
     #[arg(long, env = "CINEVEC_MAX_BATCH", default_value_t = 32)]
     pub max_batch: usize,
@@ -702,10 +718,17 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn config(self) -> ServeConfig {
-        ServeConfig {
+    /// The effective configuration; fails only on an unreadable `--api-key-file`.
+    pub fn config(self) -> anyhow::Result<ServeConfig> {
+        let request_timeout = Duration::from_millis(self.request_timeout_ms.max(1));
+        Ok(ServeConfig {
             bind: self.bind,
-            api_key: self.api_key.and_then(ApiKey::new),
+            api_keys: ApiKeys::new(self.api_key, self.api_key_file)?,
+            connections: ConnLimits {
+                header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+                max_connections: self.max_connections.max(1),
+            }
+            .effective(),
             cors_origins: self.cors_origins,
             service: ServiceConfig {
                 artifacts: self.artifacts,
@@ -713,11 +736,12 @@ impl ServeArgs {
                 model: self.model.options(),
                 max_body_bytes: self.max_body_bytes,
                 max_documents: self.max_documents.max(1),
-                request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+                request_timeout,
                 queue: QueueLimits {
                     capacity: self.queue_capacity.max(1),
                     max_batch: self.max_batch.max(1),
                     max_batch_tokens: self.max_batch_tokens.max(1),
+                    max_wait: request_timeout,
                 },
                 index: IndexParams {
                     ef_search_by_row: self.hnsw_ef_search_by_id.max(1),
@@ -725,7 +749,7 @@ impl ServeArgs {
                     ..self.graph.params(self.hnsw_ef_search)
                 },
             },
-        }
+        })
     }
 }
 
@@ -880,7 +904,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BenchEmbed(args) => crate::bench::embed::embed(&args.options()),
-        Command::Serve(args) => crate::server::serve(args.config()),
+        Command::Serve(args) => crate::server::serve(args.config()?),
         Command::Ingest(args) => {
             let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
             let report = ingest::ingest(&args.source()?, &args.db.db, &options)?;

@@ -90,6 +90,12 @@ fn is_principal(v: &Value) -> bool {
     matches!(v, Value::Object(m) if m.len() == 1 && m.values().all(Value::is_string))
 }
 
+/// A float with no fraction, within `i64` (JSON Schema counts `1999.0` as an integer).
+fn integral_float(v: &Value) -> Option<i64> {
+    let f = v.as_f64().filter(|_| !v.is_i64() && !v.is_u64())?;
+    (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
+}
+
 fn check_field(field: &str, v: &Value) -> Result<(), DocError> {
     let ok = match field {
         "title" => match v {
@@ -99,7 +105,7 @@ fn check_field(field: &str, v: &Value) -> Result<(), DocError> {
         },
         "genres" => v.is_null() || is_string_list(v),
         "is_adult" => v.is_boolean(),
-        "release_year" | "runtime_minutes" => v.is_null() || v.is_i64() || v.is_u64(),
+        "release_year" | "runtime_minutes" => v.is_null() || v.is_i64() || v.is_u64() || integral_float(v).is_some(),
         "directors" | "writers" | "producers" | "actors" => is_string_list(v),
         "principals" => matches!(v, Value::Array(items) if items.iter().all(is_principal)),
         _ => true,
@@ -154,6 +160,8 @@ impl MovieDoc {
         for name in REFERENCE_FIELDS {
             if let Some(v) = obj.shift_remove(name) {
                 check_field(name, &v)?;
+                // `1999.0` is kept as `1999`: one spelling per value in the canonical document.
+                let v = integral_float(&v).map(Value::from).unwrap_or(v);
                 fields.insert(name.to_string(), v);
             }
         }
@@ -251,6 +259,15 @@ mod tests {
         .unwrap();
         let keys: Vec<_> = doc.fields().keys().cloned().collect();
         assert_eq!(keys, ["title", "genres", "actors", "zeta", "alpha"]);
+    }
+
+    #[test]
+    fn integral_floats_are_integers_in_canonical_form() {
+        let doc = MovieDoc::parse(&json!({"title": "x", "release_year": 1999.0, "runtime_minutes": -3.0})).unwrap();
+        assert_eq!(doc.release_year(), Some(1999));
+        assert!(doc.render().contains("\"release_year\": 1999,"), "{}", doc.render());
+        assert!(MovieDoc::parse(&json!({"title": "x", "release_year": 1999.5})).is_err());
+        assert!(MovieDoc::parse(&json!({"title": "x", "release_year": 1e300})).is_err());
     }
 
     #[test]

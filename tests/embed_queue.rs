@@ -20,7 +20,7 @@ fn texts(n: usize) -> Vec<String> {
 async fn concurrent_requests_are_batched_and_equal_their_one_by_one_results() {
     let dir = common::minilm_dir();
     let reference = Embedder::load(&dir, &EngineOptions::default()).unwrap();
-    let limits = QueueLimits { capacity: 64, max_batch: 8, max_batch_tokens: 8 * 512 };
+    let limits = QueueLimits { capacity: 64, max_batch: 8, max_batch_tokens: 8 * 512, ..Default::default() };
     let queue = EmbedQueue::start(Embedder::load(&dir, &EngineOptions::default()).unwrap(), limits, None).unwrap();
     let docs = texts(24);
     // Some requests carry two documents: a job's rows must come back to it, in order.
@@ -53,7 +53,7 @@ async fn concurrent_requests_are_batched_and_equal_their_one_by_one_results() {
 #[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
 async fn a_full_queue_refuses_at_once_instead_of_waiting() {
     let dir = common::minilm_dir();
-    let limits = QueueLimits { capacity: 1, max_batch: 1, max_batch_tokens: 512 };
+    let limits = QueueLimits { capacity: 1, max_batch: 1, max_batch_tokens: 512, ..Default::default() };
     let queue = EmbedQueue::start(Embedder::load(&dir, &EngineOptions::default()).unwrap(), limits, None).unwrap();
     let docs = texts(40);
     let answers = futures_join(docs.iter().cloned().map(|d| {
@@ -61,11 +61,103 @@ async fn a_full_queue_refuses_at_once_instead_of_waiting() {
         async move { q.embed(vec![d]).await }
     }))
     .await;
-    let full = answers.iter().filter(|a| matches!(a, Err(QueueError::Full))).count();
+    let full = answers.iter().filter(|a| matches!(a, Err(QueueError::Full { .. }))).count();
     let ok = answers.iter().filter(|a| a.is_ok()).count();
     assert!(full > 0, "40 simultaneous jobs into a queue of 1 must see refusals");
     assert!(ok >= 1);
     assert_eq!(full + ok, 40, "only Full refusals are expected");
+}
+
+/// Twice the model's capacity, in requests of 8 documents, against a queue with a 3 s deadline: every
+/// answer is 200 or refused at once (never late), no document is embedded for a request that did not
+/// get its answer, the accepted ones finish within the deadline, and most of the model's capacity
+/// goes to useful work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+async fn at_twice_capacity_requests_are_answered_in_time_or_refused_at_once() {
+    let dir = common::minilm_dir();
+    let deadline = std::time::Duration::from_secs(3);
+    let limits = QueueLimits { capacity: 256, max_batch: 32, max_batch_tokens: 16_384, max_wait: deadline };
+    let queue = EmbedQueue::start(Embedder::load(&dir, &EngineOptions::default()).unwrap(), limits, None).unwrap();
+    let docs = texts(64);
+    let job = |i: usize| -> Vec<String> { (0..8).map(|j| docs[(i * 8 + j) % docs.len()].clone()).collect() };
+    // Capacity: documents a second in full batches (4 jobs, 32 documents a pass), measured here (the
+    // host is shared). The first pass also gives the queue its first cost measurement, as the server's
+    // warm-up does: before any, admission cannot estimate a wait.
+    let mut embedded = 0;
+    let mut started = std::time::Instant::now();
+    for round in 0..4 {
+        if round == 1 {
+            started = std::time::Instant::now();
+            embedded = 0;
+        }
+        let answers = futures_join((0..4).map(|i| {
+            let q = queue.clone();
+            let j = job(round * 4 + i);
+            async move { q.embed(j).await }
+        }))
+        .await;
+        assert!(answers.iter().all(Result::is_ok), "calibration: {:?}", answers.iter().filter_map(|a| a.as_ref().err()).next());
+        embedded += 32;
+    }
+    let capacity = embedded as f64 / started.elapsed().as_secs_f64();
+    let before = queue.stats().documents.load(Ordering::Relaxed);
+    // Offer twice that for 8 s, in requests of 8 documents, evenly spaced.
+    let run = std::time::Duration::from_secs(8);
+    let interval = std::time::Duration::from_secs_f64(8.0 / (2.0 * capacity));
+    let requests = (run.as_secs_f64() / interval.as_secs_f64()) as usize;
+    let t0 = std::time::Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..requests {
+        tokio::time::sleep_until((t0 + interval * i as u32).into()).await;
+        let q = queue.clone();
+        let j = job(i);
+        handles.push(tokio::spawn(async move {
+            let sent = std::time::Instant::now();
+            let answer = q.embed(j).await;
+            (answer, sent.elapsed())
+        }));
+    }
+    let (mut ok, mut refused, mut other, mut worst) = (0usize, 0usize, 0usize, std::time::Duration::ZERO);
+    let mut refusal_wait = std::time::Duration::ZERO;
+    let mut latencies = Vec::new();
+    for h in handles {
+        let (answer, took) = h.await.unwrap();
+        match answer {
+            Ok(e) => {
+                assert_eq!(e.len(), 8);
+                ok += 1;
+                latencies.push(took);
+                worst = worst.max(took);
+            }
+            Err(QueueError::Full { retry_after }) => {
+                assert!(retry_after.as_secs() >= 1);
+                refused += 1;
+                refusal_wait = refusal_wait.max(took);
+            }
+            Err(e) => {
+                eprintln!("unexpected: {e}");
+                other += 1;
+            }
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let embedded = queue.stats().documents.load(Ordering::Relaxed) - before;
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let useful = (ok * 8) as f64 / elapsed / capacity;
+    eprintln!(
+        "capacity {capacity:.0} docs/s; offered {requests} × 8 docs over {elapsed:.1} s: {ok} ok, {refused} refused,          {other} other; accepted p99 {p99:?}, worst {worst:?}; slowest refusal {refusal_wait:?}; useful throughput {:.0} % of capacity",
+        useful * 100.0
+    );
+    assert_eq!(other, 0, "only answers and refusals");
+    assert!(refused > 0, "twice the capacity must see refusals");
+    assert_eq!(embedded, (ok * 8) as u64, "documents embedded for requests that got no answer");
+    assert_eq!(queue.stats().expired.load(Ordering::Relaxed), 0, "a job expired in the queue after being admitted");
+    assert!(p99 <= deadline, "accepted p99 {p99:?} over the deadline {deadline:?}");
+    assert!(refusal_wait < std::time::Duration::from_millis(100), "a refusal took {refusal_wait:?}: not up front");
+    // The host is shared with builds: the bound here is looser than the 90 % target (BENCHMARKS.md).
+    assert!(useful >= 0.7, "useful throughput {:.0} % of capacity", useful * 100.0);
 }
 
 /// Run futures concurrently on the current task and collect their outputs in order.

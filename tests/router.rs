@@ -18,7 +18,8 @@ use cinevec::index::{IndexParams, VectorIndex};
 use cinevec::models::ModelOptions;
 use cinevec::movie::MovieDoc;
 use cinevec::server::state::AppState;
-use cinevec::server::{ApiKey, ServeConfig};
+use cinevec::server::listen::ConnLimits;
+use cinevec::server::{ApiKeys, ServeConfig};
 use cinevec::service::live::{fold, Facts, LiveCatalog, NewMovie};
 use cinevec::service::{Parts, Service, ServiceConfig};
 use serde_json::{json, Value};
@@ -122,7 +123,8 @@ struct Fixture {
 fn config(dir: &std::path::Path) -> ServeConfig {
     ServeConfig {
         bind: "127.0.0.1:0".into(),
-        api_key: ApiKey::new(KEY.into()),
+        api_keys: ApiKeys::new(Some(KEY.into()), None).unwrap(),
+        connections: ConnLimits { header_timeout: std::time::Duration::from_secs(10), max_connections: 1024 },
         cors_origins: vec!["*".into()],
         service: ServiceConfig {
             artifacts: dir.to_path_buf(),
@@ -346,7 +348,8 @@ async fn bad_requests_get_the_one_error_shape() {
         (get(s, "/v1/movies/nope/similar").await, StatusCode::NOT_FOUND, "not_found", None),
         (get(s, "/v1/movies/m1/similar?k=0").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
         (get(s, "/v1/movies/m1/similar?k=101").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
-        (get(s, "/v1/movies/m1/similar?min_year=2000&max_year=1990").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("min_year")),
+        (post(s, "/v1/similar", json!({"movie": {"title": "A"}, "k": null})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (post(s, "/v1/similar", json!({"movie": {"title": "A"}, "min_votes": 1.5})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         (get(s, "/v1/movies/m1/similar?colour=red").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         (get(s, "/v1/search?q=%20").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("q")),
         (get(s, "/v1/search?q=a&limit=51").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("limit")),

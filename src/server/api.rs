@@ -4,8 +4,42 @@
 
 use crate::service::query::{FilterBody, TopK};
 use crate::service::{Filter, ServiceError, Strategy};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+/// Body fields the spec types as a plain (not nullable) value: absent is `None`, `null` is refused
+/// (`#[serde(default, deserialize_with = "present")]`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A JSON integer as JSON Schema defines one: `5` and `5.0` alike (a number with no fraction), within
+/// the target type's range; fractions and anything beyond 64 bits are refused.
+fn to_integer<T: TryFrom<i128>>(n: &serde_json::Number) -> Result<T, String> {
+    let wide: Option<i128> = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+        (Some(i), _, _) => Some(i.into()),
+        (_, Some(u), _) => Some(u.into()),
+        // Integral floats within ±2^63 (beyond that a float is not an exact integer anyway).
+        (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(f as i128),
+        _ => None,
+    };
+    let wide = wide.ok_or_else(|| format!("invalid value: {n}, expected an integer"))?;
+    T::try_from(wide).map_err(|_| format!("invalid value: {n}, out of range"))
+}
+
+/// [`to_integer`] for a plain integer field: absent is `None`; `null`, strings and fractions are refused.
+fn integer<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    to_integer(&n).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// [`to_integer`] for a `[integer, "null"]` field.
+fn nullable_integer<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<serde_json::Number>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) => to_integer(&n).map(Some).map_err(serde::de::Error::custom),
+    }
+}
 
 /// Query string of `GET /v1/movies/{id}/similar`: lists are comma-separated.
 #[derive(Debug, Default, Deserialize)]
@@ -49,13 +83,17 @@ macro_rules! with_filter_fields {
         $(#[$meta])*
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
+            #[serde(default, deserialize_with = "integer")]
             pub min_year: Option<i64>,
+            #[serde(default, deserialize_with = "integer")]
             pub max_year: Option<i64>,
             #[serde(default)]
             pub genres: Vec<String>,
             #[serde(default)]
             pub exclude_genres: Vec<String>,
+            #[serde(default, deserialize_with = "integer")]
             pub min_votes: Option<u64>,
+            #[serde(default, deserialize_with = "present")]
             pub min_rating: Option<f64>,
         }
 
@@ -82,6 +120,7 @@ with_filter_fields! {
     pub struct SimilarRequest {
         /// A movie document (new or partial); only `title` is required.
         pub movie: Value,
+        #[serde(default, deserialize_with = "integer")]
         pub k: Option<i64>,
         #[serde(default)]
         pub exact: bool,
@@ -97,6 +136,7 @@ with_filter_fields! {
         pub positive: Vec<String>,
         #[serde(default)]
         pub negative: Vec<String>,
+        #[serde(default, deserialize_with = "integer")]
         pub k: Option<i64>,
         #[serde(default)]
         pub strategy: Strategy,
@@ -118,6 +158,7 @@ pub struct MoviesRequest {
 pub struct AddMovieRequest {
     pub id: String,
     pub rating: Option<f64>,
+    #[serde(default, deserialize_with = "nullable_integer")]
     pub votes: Option<u64>,
     pub movie: Value,
 }
@@ -129,3 +170,41 @@ pub struct SearchQuery {
     pub limit: Option<i64>,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn similar(body: Value) -> Result<SimilarRequest, String> {
+        serde_json::from_value(body).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn plain_fields_refuse_null_and_integers_follow_json_schema() {
+        assert!(similar(json!({"movie": {"title": "x"}})).unwrap().k.is_none());
+        for field in ["k", "min_year", "max_year", "min_votes", "min_rating"] {
+            let err = similar(json!({"movie": {"title": "x"}, field: null})).unwrap_err();
+            assert!(err.contains("null") || err.contains("invalid"), "{field}: {err}");
+        }
+        // 5.0 is an integer in JSON Schema; 5.5, "5", 2^64 and -1 votes are not accepted.
+        let r = similar(json!({"movie": {"title": "x"}, "k": 5.0, "min_votes": 3.0})).unwrap();
+        assert_eq!((r.k, r.min_votes), (Some(5), Some(3)));
+        assert!(similar(json!({"movie": {"title": "x"}, "k": 5.5})).is_err());
+        assert!(similar(json!({"movie": {"title": "x"}, "k": "5"})).is_err());
+        assert!(similar(json!({"movie": {"title": "x"}, "min_votes": -1})).is_err());
+        let huge: Value = serde_json::from_str(r#"{"movie": {"title": "x"}, "min_year": 18446744073709551616}"#).unwrap();
+        assert!(similar(huge).is_err());
+        let big_u64: Value = serde_json::from_str(r#"{"movie": {"title": "x"}, "min_year": 18446744073709551615}"#).unwrap();
+        assert!(similar(big_u64).unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn votes_may_be_null_or_integral() {
+        let add: AddMovieRequest =
+            serde_json::from_value(json!({"id": "a", "votes": null, "movie": {"title": "x"}})).unwrap();
+        assert_eq!(add.votes, None);
+        let add: AddMovieRequest =
+            serde_json::from_value(json!({"id": "a", "votes": 7.0, "movie": {"title": "x"}})).unwrap();
+        assert_eq!(add.votes, Some(7));
+    }
+}

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -18,7 +19,7 @@ pub mod web;
 
 use crate::service::ServiceConfig;
 use anyhow::{Context, Result};
-pub use auth::ApiKey;
+pub use auth::ApiKeys;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
@@ -39,7 +40,8 @@ pub const DOCS_HTML: &str = include_str!("docs.html");
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub bind: String,
-    pub api_key: Option<ApiKey>,
+    pub api_keys: ApiKeys,
+    pub connections: listen::ConnLimits,
     pub cors_origins: Vec<String>,
     pub service: ServiceConfig,
 }
@@ -81,6 +83,7 @@ pub fn app(state: AppState) -> axum::Router {
     routes::router(state.clone())
         .layer(axum::middleware::from_fn_with_state(state, deadline))
         .layer(axum::extract::DefaultBodyLimit::max(config.service.max_body_bytes))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -112,16 +115,17 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         tracing::info!(
-            "config: bind {}, artifacts {}, db {}, model {}, api key {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, index {:?}, CORS {:?}",
+            "config: bind {}, artifacts {}, db {}, model {}, api keys {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, connections {:?}, index {:?}, CORS {:?}",
             config.bind,
             config.service.artifacts.display(),
             config.service.db,
             config.service.model.model,
-            if config.api_key.is_some() { "set (redacted)" } else { "not set: writes disabled" },
+            config.api_keys.describe(),
             config.service.max_body_bytes,
             config.service.max_documents,
             config.service.request_timeout,
             config.service.queue,
+            config.connections,
             config.service.index,
             config.cors_origins
         );
@@ -152,12 +156,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
         let Application { listener, state, mut loading } = self;
         let stopping = state.stopping.clone();
-        let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        let limits = state.config.connections;
+        let server = listen::serve(listener, app(state), limits, Default::default(), async move {
             shutdown.await;
             stopping.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!("shutting down: draining in-flight requests");
         });
-        let mut server = std::pin::pin!(std::future::IntoFuture::into_future(server));
+        let mut server = std::pin::pin!(server);
         let mut loaded = false;
         loop {
             tokio::select! {

@@ -102,7 +102,7 @@ async fn docs() -> Html<&'static str> {
 }
 
 async fn info(State(state): State<AppState>) -> Answer<Info> {
-    Ok(axum::Json(state.ready()?.info(state.config.api_key.is_some())?))
+    Ok(axum::Json(state.ready()?.info(state.config.api_keys.enabled())?))
 }
 
 // ---- movies ----

@@ -10,9 +10,10 @@ pub enum ServiceError {
     /// A movie id (or another named thing) that does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The embedding queue is full: the caller should retry shortly.
-    #[error("the embedding queue is full, retry shortly")]
-    QueueFull,
+    /// Refused up front: the model cannot take the work before its deadline. `retry_after` (whole
+    /// seconds, at least 1) is the estimated time for the work queued now to drain.
+    #[error("the model is at capacity: this request would not be answered within its deadline; retry after {retry_after} s")]
+    QueueFull { retry_after: u64 },
     /// The service cannot answer now (loading, shutting down).
     #[error("{0}")]
     Unavailable(String),
@@ -38,10 +39,11 @@ impl ServiceError {
 impl From<crate::engine::worker::QueueError> for ServiceError {
     fn from(e: crate::engine::worker::QueueError) -> Self {
         use crate::engine::worker::QueueError;
-        match e {
-            QueueError::Full => ServiceError::QueueFull,
+        match &e {
+            QueueError::Full { retry_after } => ServiceError::QueueFull { retry_after: retry_after.as_secs().max(1) },
+            QueueError::Expired => ServiceError::Unavailable(e.to_string()),
             QueueError::Closed => ServiceError::Unavailable("the embedding worker is shutting down".into()),
-            QueueError::Model(m) => ServiceError::Internal(m),
+            QueueError::Model(m) => ServiceError::Internal(m.clone()),
         }
     }
 }

@@ -433,10 +433,7 @@ impl Service {
         votes: Option<u64>,
         movie: Value,
     ) -> Result<AddMovieResponse, ServiceError> {
-        let id = id.trim().to_string();
-        if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
-            return Err(ServiceError::invalid("id", "id must be 1 to 200 printable characters"));
-        }
+        let id = query::parse_movie_id(id)?;
         if let Some(r) = rating {
             if !(1.0..=10.0).contains(&r) {
                 return Err(ServiceError::invalid("rating", "rating must be between 1 and 10"));

@@ -89,10 +89,13 @@ pub fn config(dir: &Path) -> ServeConfig {
             dtype: cinevec::cli::Precision::F32,
         },
         api_key: Some(KEY.into()),
+        api_key_file: None,
         max_body_bytes: 2 * 1024 * 1024,
         max_documents: 64,
         request_timeout_ms: 30_000,
         queue_capacity: 256,
+        header_timeout_ms: 10_000,
+        max_connections: 4096,
         max_batch: 32,
         max_batch_tokens: 16_384,
         cors_origins: vec!["*".into()],
@@ -102,6 +105,7 @@ pub fn config(dir: &Path) -> ServeConfig {
         int8_walk: false,
     }
     .config()
+    .unwrap()
 }
 
 pub struct Server {
