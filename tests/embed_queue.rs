@@ -83,14 +83,11 @@ async fn at_twice_capacity_requests_are_answered_in_time_or_refused_at_once() {
     let job = |i: usize| -> Vec<String> { (0..8).map(|j| docs[(i * 8 + j) % docs.len()].clone()).collect() };
     // Capacity: documents a second in full batches (4 jobs, 32 documents a pass), measured here (the
     // host is shared). The first pass also gives the queue its first cost measurement, as the server's
-    // warm-up does: before any, admission cannot estimate a wait.
-    let mut embedded = 0;
-    let mut started = std::time::Instant::now();
-    for round in 0..4 {
-        if round == 1 {
-            started = std::time::Instant::now();
-            embedded = 0;
-        }
+    // warm-up does: before any, admission cannot estimate a wait. Other processes only ever slow a
+    // round down, so the fastest of five rounds is the estimate.
+    let mut best = std::time::Duration::MAX;
+    for round in 0..6 {
+        let started = std::time::Instant::now();
         let answers = futures_join((0..4).map(|i| {
             let q = queue.clone();
             let j = job(round * 4 + i);
@@ -98,56 +95,71 @@ async fn at_twice_capacity_requests_are_answered_in_time_or_refused_at_once() {
         }))
         .await;
         assert!(answers.iter().all(Result::is_ok), "calibration: {:?}", answers.iter().filter_map(|a| a.as_ref().err()).next());
-        embedded += 32;
-    }
-    let capacity = embedded as f64 / started.elapsed().as_secs_f64();
-    let before = queue.stats().documents.load(Ordering::Relaxed);
-    // Offer twice that for 8 s, in requests of 8 documents, evenly spaced.
-    let run = std::time::Duration::from_secs(8);
-    let interval = std::time::Duration::from_secs_f64(8.0 / (2.0 * capacity));
-    let requests = (run.as_secs_f64() / interval.as_secs_f64()) as usize;
-    let t0 = std::time::Instant::now();
-    let mut handles = Vec::new();
-    for i in 0..requests {
-        tokio::time::sleep_until((t0 + interval * i as u32).into()).await;
-        let q = queue.clone();
-        let j = job(i);
-        handles.push(tokio::spawn(async move {
-            let sent = std::time::Instant::now();
-            let answer = q.embed(j).await;
-            (answer, sent.elapsed())
-        }));
-    }
-    let (mut ok, mut refused, mut other, mut worst) = (0usize, 0usize, 0usize, std::time::Duration::ZERO);
-    let mut refusal_wait = std::time::Duration::ZERO;
-    let mut latencies = Vec::new();
-    for h in handles {
-        let (answer, took) = h.await.unwrap();
-        match answer {
-            Ok(e) => {
-                assert_eq!(e.len(), 8);
-                ok += 1;
-                latencies.push(took);
-                worst = worst.max(took);
-            }
-            Err(QueueError::Full { retry_after }) => {
-                assert!(retry_after.as_secs() >= 1);
-                refused += 1;
-                refusal_wait = refusal_wait.max(took);
-            }
-            Err(e) => {
-                eprintln!("unexpected: {e}");
-                other += 1;
-            }
+        if round > 0 {
+            best = best.min(started.elapsed());
         }
     }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let embedded = queue.stats().documents.load(Ordering::Relaxed) - before;
+    let mut capacity = 32.0 / best.as_secs_f64();
+    // Offer twice that for 8 s, in requests of 8 documents, evenly spaced. If nothing was refused, the
+    // host was busier during the calibration than now (the offer was no overload): measure again at
+    // twice the rate the model just sustained, at most three times.
+    let (mut ok, mut refused, mut other, mut worst, mut refusal_wait, mut latencies, mut elapsed, mut embedded, mut requests);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = queue.stats().documents.load(Ordering::Relaxed);
+        let run = std::time::Duration::from_secs(8);
+        let interval = std::time::Duration::from_secs_f64(8.0 / (2.0 * capacity));
+        requests = (run.as_secs_f64() / interval.as_secs_f64()) as usize;
+        let t0 = std::time::Instant::now();
+        let mut handles = Vec::new();
+        for i in 0..requests {
+            tokio::time::sleep_until((t0 + interval * i as u32).into()).await;
+            let q = queue.clone();
+            let j = job(i);
+            handles.push(tokio::spawn(async move {
+                let sent = std::time::Instant::now();
+                let answer = q.embed(j).await;
+                (answer, sent.elapsed())
+            }));
+        }
+        (ok, refused, other, worst) = (0usize, 0usize, 0usize, std::time::Duration::ZERO);
+        refusal_wait = std::time::Duration::ZERO;
+        latencies = Vec::new();
+        for h in handles {
+            let (answer, took) = h.await.unwrap();
+            match answer {
+                Ok(e) => {
+                    assert_eq!(e.len(), 8);
+                    ok += 1;
+                    latencies.push(took);
+                    worst = worst.max(took);
+                }
+                Err(QueueError::Full { retry_after }) => {
+                    assert!(retry_after.as_secs() >= 1);
+                    refused += 1;
+                    refusal_wait = refusal_wait.max(took);
+                }
+                Err(e) => {
+                    eprintln!("unexpected: {e}");
+                    other += 1;
+                }
+            }
+        }
+        elapsed = t0.elapsed().as_secs_f64();
+        embedded = queue.stats().documents.load(Ordering::Relaxed) - before;
+        if refused > 0 || attempt == 3 {
+            break;
+        }
+        let sustained = (ok * 8) as f64 / elapsed;
+        eprintln!("attempt {attempt}: {ok} × 8 docs at {sustained:.0} docs/s, none refused: no overload; offering more");
+        capacity = capacity.max(sustained) * 1.5;
+    }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
     let useful = (ok * 8) as f64 / elapsed / capacity;
     eprintln!(
-        "capacity {capacity:.0} docs/s; offered {requests} × 8 docs over {elapsed:.1} s: {ok} ok, {refused} refused,          {other} other; accepted p99 {p99:?}, worst {worst:?}; slowest refusal {refusal_wait:?}; useful throughput {:.0} % of capacity",
+        "capacity {capacity:.0} docs/s; offered {requests} × 8 docs over {elapsed:.1} s: {ok} ok, {refused} refused, {other} other; accepted p99 {p99:?}, worst {worst:?}; slowest refusal {refusal_wait:?}; useful throughput {:.0} % of capacity",
         useful * 100.0
     );
     assert_eq!(other, 0, "only answers and refusals");
