@@ -105,7 +105,7 @@ impl IntoResponse for ApiError {
         let body = Body { error: Detail { code: self.code(), message, field } };
         let mut response = (status, axum::Json(body)).into_response();
         match self {
-            ApiError::QueueFull => {
+            ApiError::QueueFull | ApiError::Unavailable(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized(_) => {

@@ -115,7 +115,7 @@ impl Application {
             "config: bind {}, artifacts {}, db {}, model {}, api key {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, index {:?}, CORS {:?}",
             config.bind,
             config.service.artifacts.display(),
-            config.service.db,
+            crate::catalog::store::redacted(&config.service.db),
             config.service.model.model,
             if config.api_key.is_some() { "set (redacted)" } else { "not set: writes disabled" },
             config.service.max_body_bytes,
@@ -132,6 +132,7 @@ impl Application {
             let loaded =
                 std::sync::Arc::new(crate::service::load(&loader.config.service, Some(metrics::batch_observer()), Some(on_search)).await?);
             let _ = loader.loaded.set(loaded.clone());
+            loaded.follow_store();
             if loaded.snapshot_due() {
                 tokio::task::spawn_blocking(move || loaded.save_snapshot_if_due());
             }
