@@ -23,8 +23,8 @@ pub const DEFAULT_DB: &str = "artifacts/catalog.db";
 pub enum StoreError {
     #[error("cannot open the catalog store {location}: {source}")]
     Open { location: String, source: sqlx::Error },
-    #[error("cannot reach PostgreSQL at {host}:{port}: {source}")]
-    Unreachable { host: String, port: u16, source: sqlx::Error },
+    #[error("cannot reach PostgreSQL at {host}:{port}: {reason}")]
+    Unreachable { host: String, port: u16, reason: String },
     #[error("cannot apply the schema migrations to {location}: {source}")]
     Migrate { location: String, source: sqlx::migrate::MigrateError },
     #[error(

@@ -8,8 +8,8 @@
 
 use super::{doc_sha256, Change, MovieRow, RawMovie, StoreError, StoredMovie, UpsertCounts};
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -74,16 +74,20 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|source| StoreError::Open { location: "the PostgreSQL URL".into(), source })?;
         let name = describe(&options);
+        let unreachable = |e: sqlx::Error| StoreError::Unreachable {
+            host: options.get_host().to_string(),
+            port: options.get_port(),
+            reason: e.to_string(),
+        };
+        // One direct connection first: its error says why (refused, unknown host, bad password),
+        // where the pool's would only say that it timed out.
+        PgConnection::connect_with(&options).await.map_err(unreachable)?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
-            .map_err(|source| StoreError::Unreachable {
-                host: options.get_host().to_string(),
-                port: options.get_port(),
-                source,
-            })?;
+            .map_err(unreachable)?;
         super::migrate(sqlx::migrate!("./migrations/postgres"), &pool, &name).await?;
         Ok(PostgresStore { pool, name })
     }
