@@ -6,7 +6,6 @@ mod pg_cluster;
 use cinevec::catalog::store::{doc_sha256, MovieRow, Store, StoreError, UpsertCounts};
 use cinevec::movie::MovieDoc;
 use serde_json::json;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -20,8 +19,7 @@ fn row(id: &str, title: &str, rating: Option<f64>) -> MovieRow {
 
 /// One cluster for the whole test binary (each test gets its own database in it).
 fn cluster() -> Option<&'static pg_cluster::Cluster> {
-    static CLUSTER: OnceLock<Option<pg_cluster::Cluster>> = OnceLock::new();
-    CLUSTER.get_or_init(|| pg_cluster::Cluster::start().expect("PostgreSQL is installed but did not start")).as_ref()
+    pg_cluster::shared()
 }
 
 /// A fresh store of each backend: `(name, location)`.

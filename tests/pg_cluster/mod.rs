@@ -132,10 +132,38 @@ impl Cluster {
     }
 }
 
+/// One cluster for a whole test binary (its tests each create their own database in it), stopped and
+/// removed when the binary exits (a static is never dropped: an exit handler does it).
+pub fn shared() -> Option<&'static Cluster> {
+    static SHARED: std::sync::OnceLock<Option<Cluster>> = std::sync::OnceLock::new();
+    extern "C" fn stop_shared() {
+        if let Some(Some(cluster)) = SHARED.get() {
+            cluster.stop_now();
+            let _ = std::fs::remove_dir_all(cluster.folder());
+        }
+    }
+    SHARED
+        .get_or_init(|| {
+            let cluster = Cluster::start().expect("PostgreSQL is installed but did not start");
+            if cluster.is_some() {
+                // SAFETY: registers a plain function to run at exit; it only runs pg_ctl and removes files.
+                unsafe { libc::atexit(stop_shared) };
+            }
+            cluster
+        })
+        .as_ref()
+}
+
+impl Cluster {
+    /// Stop at once (nothing in a throwaway cluster needs a clean shutdown).
+    fn stop_now(&self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Immediate: nothing in a throwaway cluster needs a clean shutdown.
-        let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        self.stop_now();
     }
 }
 
