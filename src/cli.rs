@@ -85,7 +85,8 @@ Fetch mpnet first with `cinevec model fetch mpnet`.")]
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    /// Catalog store: a SQLite file (created, with its folder, if missing) or a `sqlite:` URL.
+    /// Catalog store: a SQLite file (created, with its folder, if missing), a `sqlite:` URL, or a
+    /// PostgreSQL database (`postgres://user:password@host:port/db`, shared by several replicas).
     #[arg(long, env = "CINEVEC_DB", default_value = store::DEFAULT_DB)]
     pub db: String,
 }
@@ -93,8 +94,7 @@ pub struct DbArgs {
 impl DbArgs {
     /// The store must exist already (commands that only read it).
     fn require_existing(&self) -> Result<()> {
-        let is_url = self.db.contains(':') && !std::path::Path::new(&self.db).exists();
-        if !is_url && !std::path::Path::new(&self.db).is_file() {
+        if !store::may_exist(&self.db) {
             anyhow::bail!("no catalog store at {}: run `cinevec ingest` first (or pass --db)", self.db);
         }
         Ok(())
@@ -655,7 +655,8 @@ pub struct ServeArgs {
     /// Folder with the embedding set, the rating head and the saved HNSW graph.
     #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
     pub artifacts: PathBuf,
-    /// Catalog store (SQLite file).
+    /// Catalog store: a SQLite file, or a PostgreSQL database (`postgres://user:password@host:port/db`)
+    /// that several replicas share (each applies the others' writes within a second).
     #[arg(long, env = "CINEVEC_DB", default_value = "artifacts/catalog.db")]
     pub db: String,
     #[command(flatten)]

@@ -409,11 +409,13 @@ async fn an_added_movie_is_found_at_once_and_a_failed_store_write_changes_nothin
     let (_, info) = get(s, "/v1/info").await;
     assert_eq!((info["counts"]["movies"].as_u64(), info["counts"]["added_at_run_time"].as_u64()), (Some(MOVIES as u64 + 1), Some(2)));
 
-    // The store refuses the next write: 500, and nothing changed in memory.
+    // The store is gone (closed) for the next write: 503 (retry later), and nothing changed in memory.
     f.store.close().await;
     let other = json!({"id": "new-2", "movie": {"title": "Never stored"}});
     let (status, body) = call(s, "POST", "/v1/movies", Some(other), Some(KEY)).await;
-    assert_eq!((status, error(&body).0), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+    assert_eq!((status, error(&body).0), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"));
+    let (_, ready) = get(s, "/readyz").await;
+    assert_eq!(ready["store"]["state"], "unavailable", "{ready}");
     let (_, info_after) = get(s, "/v1/info").await;
     assert_eq!(info_after["counts"], info["counts"]);
     let (_, none) = get(s, "/v1/search?q=never").await;

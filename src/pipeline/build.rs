@@ -199,8 +199,8 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
     let db = &args.db;
     match args.source.clone() {
         Some(source) => {
-            let key = json!({ "source": source_key(&source)?, "db": db });
-            let count = if Path::new(db).is_file() { Some(rt.block_on(store_count(db))?) } else { None };
+            let key = json!({ "source": source_key(&source)?, "db": crate::catalog::store::redacted(db) });
+            let count = if crate::catalog::store::may_exist(db) { Some(rt.block_on(store_count(db))?) } else { None };
             let record = read_record(&state, "ingest");
             let current = record.as_ref().is_some_and(|r| {
                 r.key == key && count.is_some() && r.facts.get("movies").and_then(Value::as_u64) == count
@@ -226,7 +226,7 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
             }
         }
         None => {
-            if !Path::new(db).is_file() {
+            if !crate::catalog::store::may_exist(db) {
                 bail!(
                     "no catalog store at {db}: give a source (`--demo`, `--catalog FILE` or `--imdb DIR`) or run `cinevec ingest` first"
                 );

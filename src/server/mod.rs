@@ -118,7 +118,7 @@ impl Application {
             "config: bind {}, artifacts {}, db {}, model {}, api keys {}, body limit {} B, {} docs/request, deadline {:?}, queue {:?}, connections {:?}, index {:?}, CORS {:?}",
             config.bind,
             config.service.artifacts.display(),
-            config.service.db,
+            crate::catalog::store::redacted(&config.service.db),
             config.service.model.model,
             config.api_keys.describe(),
             config.service.max_body_bytes,
@@ -136,6 +136,7 @@ impl Application {
             let loaded =
                 std::sync::Arc::new(crate::service::load(&loader.config.service, Some(metrics::batch_observer()), Some(on_search)).await?);
             let _ = loader.loaded.set(loaded.clone());
+            loaded.follow_store();
             if loaded.snapshot_due() {
                 tokio::task::spawn_blocking(move || loaded.save_snapshot_if_due());
             }

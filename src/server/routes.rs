@@ -82,8 +82,9 @@ async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Value>, ApiE
     if state.stopping.load(Ordering::Relaxed) {
         return Err(ApiError::Unavailable("the service is shutting down".into()));
     }
-    let movies = state.ready()?.movies()?;
-    Ok(axum::Json(json!({"status": "ready", "movies": movies})))
+    let service = state.ready()?;
+    // Ready while the store is down too: reads answer from memory (writes answer 503 meanwhile).
+    Ok(axum::Json(json!({"status": "ready", "movies": service.movies()?, "store": service.store_status()})))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

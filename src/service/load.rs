@@ -274,7 +274,7 @@ pub async fn load(
         took.as_secs_f64()
     );
     tracing::info!("ready: {} movies, loaded in {load_seconds:.2}s", catalog.live_count());
-    Ok(Service::from_parts(Parts {
+    let service = Service::from_parts(Parts {
         live: catalog,
         index,
         queue,
@@ -287,5 +287,7 @@ pub async fn load(
         snapshot_due,
         config: config.clone(),
         on_search,
-    }))
+    });
+    // Other replicas' writes since `generation` (read before the run-time rows were) come from the feed.
+    Ok(service.feed_from(generation))
 }

@@ -13,6 +13,7 @@ pub mod live;
 mod load;
 pub mod query;
 pub mod recommend;
+pub mod replicas;
 pub mod results;
 
 pub use error::ServiceError;
@@ -54,8 +55,10 @@ pub struct Service {
     /// up-to-date snapshot).
     snapshot_due: Option<(std::path::PathBuf, SnapshotKey)>,
     config: ServiceConfig,
-    /// Writes one at a time, so the store and the live rows see them in the same order.
-    writes: tokio::sync::Mutex<()>,
+    /// Writes (and catch-ups with other replicas' writes) one at a time, so the store and the live
+    /// rows see them in the same order; it holds which store generation each run-time row came from.
+    writes: tokio::sync::Mutex<replicas::Applied>,
+    store_state: replicas::StoreState,
     on_search: Option<SearchObserver>,
 }
 
@@ -150,6 +153,7 @@ impl Service {
             index: p.index,
             queue: p.queue,
             head: p.head,
+            store_state: replicas::StoreState::new(p.store.backend()),
             store: p.store,
             manifest: p.manifest,
             model: p.model,
@@ -157,9 +161,15 @@ impl Service {
             load_seconds: p.load_seconds,
             snapshot_due: p.snapshot_due,
             config: p.config,
-            writes: tokio::sync::Mutex::new(()),
+            writes: tokio::sync::Mutex::new(replicas::Applied::default()),
             on_search: p.on_search,
         }
+    }
+
+    /// Follow the store's changes from `generation` on (what the live rows were loaded at).
+    pub fn feed_from(mut self, generation: u64) -> Self {
+        *self.writes.get_mut() = replicas::Applied::from_generation(generation);
+        self
     }
 
     fn rows(&self) -> Result<RwLockReadGuard<'_, LiveCatalog>, ServiceError> {
@@ -259,6 +269,7 @@ impl Service {
                 documents: stats.documents.load(relaxed),
             },
             writes_enabled,
+            store: self.store_state.status(),
             load_seconds: self.load_seconds,
         })
     }
@@ -266,7 +277,9 @@ impl Service {
     /// One movie: its stored document, its facts and its predicted rating.
     pub async fn movie(self: &Arc<Self>, id: String) -> Result<MovieView, ServiceError> {
         // The live rows keep no documents: the store has them (and always the newest one of an id).
-        let stored = self.store.get(&id).await.map_err(ServiceError::internal)?.ok_or_else(|| ServiceError::no_movie(&id))?;
+        let read = self.store.get(&id).await;
+        self.store_state.saw(&read);
+        let stored = read.map_err(replicas::store_error)?.ok_or_else(|| ServiceError::no_movie(&id))?;
         let service = self.clone();
         blocking(move || {
             let catalog = service.rows()?;
@@ -464,14 +477,19 @@ impl Service {
     /// The one way a movie enters the live rows at run time: the store first (movie and vector in one
     /// transaction), then memory under the write lock, so a failed store write changes nothing in
     /// memory. Writes run one at a time, so the store and memory agree on which of two writes of an
-    /// id came last. Returns the new row and the row it replaced.
+    /// id came last (other replicas' writes too: see [`replicas`]). A store that cannot be reached is
+    /// [`ServiceError::Unavailable`]. Returns the new row and the row it replaced.
     pub async fn add(&self, row: &MovieRow, vector: &[f32]) -> Result<(usize, Option<usize>), ServiceError> {
-        let _one_at_a_time = self.writes.lock().await;
-        self.store
-            .put_movie_with_embedding(row, &self.manifest.model.weights_sha256, vector)
-            .await
-            .map_err(ServiceError::internal)?;
+        let mut applied = self.writes.lock().await;
+        let written = self.store.put_movie_with_embedding(row, &self.manifest.model.weights_sha256, vector).await;
+        self.store_state.saw(&written);
+        let generation = written.map_err(replicas::store_error)?;
         let mut catalog = self.live.write().map_err(ServiceError::internal)?;
+        if !applied.newer(&row.id, generation) {
+            // A newer write of this id (another replica's) is applied already: it stays.
+            let current = catalog.row_of(&row.id).ok_or_else(|| ServiceError::internal("an applied id has no row"))?;
+            return Ok((current, Some(current)));
+        }
         let movie =
             NewMovie { id: row.id.clone(), rating: row.rating, votes: row.votes, facts: Facts::of(&row.movie), source: &row.source };
         Ok(catalog.push(movie, vector))

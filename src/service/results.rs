@@ -123,6 +123,8 @@ pub struct Info {
     pub limits: Limits,
     pub queue: QueueInfo,
     pub writes_enabled: bool,
+    /// The catalog store and whether it answers.
+    pub store: super::replicas::StoreStatus,
     pub load_seconds: f64,
 }
 

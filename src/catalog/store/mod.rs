@@ -1,16 +1,18 @@
 //! The catalog store: every movie the service knows, with its canonical document, and the vectors of
 //! movies added at run time. [`Store`] is the one handle every caller uses; each backend is its own
-//! file behind it ([`sqlite`] today; a PostgreSQL one sits beside it, with its SQL dialect's
-//! migrations in `migrations/postgres/` beside `migrations/sqlite/`), and [`Store::open`] picks the
+//! file behind it ([`sqlite`]: one machine, the default; [`postgres`]: shared by several replicas),
+//! with its SQL dialect's migrations in `migrations/<dialect>/`, and [`Store::open`] picks the
 //! backend from the location.
 //!
 //! The API is async so that the HTTP server can share one [`Store`] (a cheap clone of a pool handle);
 //! the offline commands build a small runtime around it.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::catalog::jsonl::CatalogRecord;
 use crate::movie::MovieDoc;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Where `--db` points when not given.
@@ -19,16 +21,41 @@ pub const DEFAULT_DB: &str = "artifacts/catalog.db";
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0}: PostgreSQL is not supported yet; use a SQLite file path or a sqlite: URL")]
-    Unsupported(String),
     #[error("cannot open the catalog store {location}: {source}")]
     Open { location: String, source: sqlx::Error },
+    #[error("cannot reach PostgreSQL at {host}:{port}: {reason}")]
+    Unreachable { host: String, port: u16, reason: String },
     #[error("cannot apply the schema migrations to {location}: {source}")]
     Migrate { location: String, source: sqlx::migrate::MigrateError },
+    #[error(
+        "the catalog store {location} has schema migration {version}, which this cinevec does not know: \
+         it was written by a newer cinevec; upgrade cinevec or use another --db"
+    )]
+    NewerSchema { location: String, version: i64 },
     #[error("catalog store: {0}")]
     Db(#[from] sqlx::Error),
     #[error("catalog store: movie {id} has an invalid stored document: {error}")]
     BadDocument { id: String, error: String },
+}
+
+impl StoreError {
+    /// The store cannot be reached now (down, restarting, no free connection): a write may succeed
+    /// when retried, unlike a refused one.
+    pub fn is_unavailable(&self) -> bool {
+        let db = match self {
+            StoreError::Unreachable { .. } => return true,
+            StoreError::Db(e) => e,
+            _ => return false,
+        };
+        match db {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Protocol(_) => true,
+            // PostgreSQL's connection exceptions (08...) and operator interventions: shutting down,
+            // starting up, crashed (57P...).
+            sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
+    }
 }
 
 /// A movie to write: what every source (IMDb dumps, catalog files, the demo, later the API) produces.
@@ -102,15 +129,54 @@ pub struct UpsertCounts {
     pub unchanged: u64,
 }
 
+/// A run-time add or replacement as the change feed returns it: the movie and its stored embedding,
+/// at the catalog generation it was written at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub generation: u64,
+    pub movie: RawMovie,
+    pub vector: Vec<f32>,
+}
+
 /// SHA-256 (hex) of a rendered document.
 pub fn doc_sha256(rendered: &str) -> String {
     crate::hash::sha256_hex(rendered.as_bytes())
+}
+
+/// Millisecond precision, so that an update right after an insert is visible in `updated_at`.
+fn now_rfc3339_millis() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// A stored vector: `dim` little-endian f32 values.
+fn decode_vector(id: &str, dim: i64, bytes: Vec<u8>) -> Result<Vec<f32>, StoreError> {
+    if bytes.len() as i64 != dim * 4 {
+        return Err(StoreError::BadDocument {
+            id: id.to_string(),
+            error: format!("stored embedding has {} bytes for dimension {dim}", bytes.len()),
+        });
+    }
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// Apply the pending migrations of `migrator`; a database migrated by a newer cinevec (a migration this
+/// build does not have) is refused with one line.
+async fn migrate<'c, A>(migrator: sqlx::migrate::Migrator, pool: A, location: &str) -> Result<(), StoreError>
+where
+    A: sqlx::Acquire<'c>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    migrator.run(pool).await.map_err(|source| match source {
+        sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema { location: location.to_string(), version },
+        source => StoreError::Migrate { location: location.to_string(), source },
+    })
 }
 
 /// Handle to the catalog store, whichever backend holds it. Cloning is cheap.
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 /// One arm per backend.
@@ -118,19 +184,60 @@ macro_rules! each_backend {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
             Store::Sqlite($backend) => $call,
+            Store::Postgres($backend) => $call,
         }
     };
 }
 
+/// Whether `location` names a PostgreSQL database.
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// `location` fit for logs and records: a PostgreSQL URL without its password.
+pub fn redacted(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://").filter(|_| is_postgres_url(location)) else {
+        return location.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => location.to_string(),
+    }
+}
+
+/// Whether a store may exist at `location` (a SQLite file that is there, or any database URL: opening
+/// it says whether it answers).
+pub fn may_exist(location: &str) -> bool {
+    (location.contains(':') && !std::path::Path::new(location).exists()) || std::path::Path::new(location).is_file()
+}
+
 impl Store {
-    /// Open (creating it if missing) the store at `location`, then apply any pending migrations: a
-    /// SQLite file path or a `sqlite:` URL such as `sqlite::memory:`. PostgreSQL URLs are refused
-    /// until that backend exists.
+    /// Open the store at `location`, then apply any pending migrations: a `postgres://` URL, or a
+    /// SQLite file path (created with its folder if missing) or `sqlite:` URL such as `sqlite::memory:`.
     pub async fn open(location: &str) -> Result<Store, StoreError> {
-        if location.starts_with("postgres:") || location.starts_with("postgresql:") {
-            return Err(StoreError::Unsupported(location.to_string()));
+        if is_postgres_url(location) {
+            return Ok(Store::Postgres(PostgresStore::open(location).await?));
         }
         Ok(Store::Sqlite(SqliteStore::open(location).await?))
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The PostgreSQL store, whose change feed replicas follow.
+    pub fn as_postgres(&self) -> Option<&PostgresStore> {
+        match self {
+            Store::Postgres(pg) => Some(pg),
+            Store::Sqlite(_) => None,
+        }
     }
 
     /// Insert or update movies by id, all in one transaction. A movie stored exactly like this already
@@ -139,8 +246,9 @@ impl Store {
         each_backend!(self, s => s.upsert_movies(rows).await)
     }
 
-    /// Write a movie and its embedding together (one transaction): both or neither.
-    pub async fn put_movie_with_embedding(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<(), StoreError> {
+    /// Write a movie and its embedding together (one transaction): both or neither. Returns the
+    /// catalog generation after the write (PostgreSQL: the one the embedding row carries).
+    pub async fn put_movie_with_embedding(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<u64, StoreError> {
         each_backend!(self, s => s.put_movie_with_embedding(row, model_sha256, vector).await)
     }
 

@@ -2,9 +2,10 @@
 //! applied by [`SqliteStore::open`].
 //!
 //! The SQL is kept portable (`$n` placeholders, `ON CONFLICT ... DO UPDATE`, `IS DISTINCT FROM`, types
-//! that both SQLite and PostgreSQL know) so that a PostgreSQL backend can reuse the queries.
+//! that both SQLite and PostgreSQL know); the PostgreSQL store (`postgres.rs`) differs where its
+//! dialect is faster (arrays for bulk upserts) or must (BYTEA, trigger functions).
 
-use super::{doc_sha256, MovieRow, RawMovie, StoreError, StoredMovie, UpsertCounts};
+use super::{doc_sha256, now_rfc3339_millis, MovieRow, RawMovie, StoreError, StoredMovie, UpsertCounts};
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
@@ -109,10 +110,7 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await
         }
         .map_err(open_err)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate { location: location.to_string(), source })?;
+        super::migrate(sqlx::migrate!("./migrations/sqlite"), &pool, location).await?;
         Ok(SqliteStore { pool })
     }
 
@@ -135,13 +133,13 @@ impl SqliteStore {
 
     /// Store a movie added at run time together with its embedding, in one transaction: either both
     /// are written or neither. The embedding is tied to the model (`model_sha256`) and to the exact
-    /// document it was computed from.
+    /// document it was computed from. Returns the catalog generation after the write.
     pub async fn put_movie_with_embedding(
         &self,
         row: &MovieRow,
         model_sha256: &str,
         vector: &[f32],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let now = now_rfc3339_millis();
         let mut tx = self.pool.begin().await?;
         upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
@@ -160,8 +158,10 @@ impl SqliteStore {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
+        let generation: i64 =
+            sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
         tx.commit().await?;
-        Ok(())
+        Ok(generation as u64)
     }
 
     /// Run-time embeddings made by the model `model_sha256` whose movie document has not changed since,
@@ -177,16 +177,8 @@ impl SqliteStore {
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get(0)?;
-                let dim: i64 = r.try_get(1)?;
-                let bytes: Vec<u8> = r.try_get(2)?;
-                if bytes.len() != dim as usize * 4 {
-                    return Err(StoreError::BadDocument {
-                        id,
-                        error: format!("stored embedding has {} bytes for dimension {dim}", bytes.len()),
-                    });
-                }
-                let v = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-                Ok((id, v))
+                let vector = super::decode_vector(&id, r.try_get(1)?, r.try_get(2)?)?;
+                Ok((id, vector))
             })
             .collect()
     }
@@ -328,11 +320,6 @@ async fn upsert_chunk(tx: &mut sqlx::SqliteConnection, chunk: &[MovieRow], now: 
     Ok(query.execute(tx).await?.rows_affected())
 }
 
-/// Millisecond precision, so that an update right after an insert is visible in `updated_at`.
-fn now_rfc3339_millis() -> String {
-    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,8 +397,11 @@ mod tests {
     }
 
     #[test]
-    fn postgres_urls_are_refused_clearly() {
-        let err = rt().block_on(Store::open("postgres://localhost/cinevec")).unwrap_err();
-        assert!(err.to_string().contains("PostgreSQL is not supported yet"), "{err}");
+    fn an_unreachable_postgres_url_names_host_and_port() {
+        // Port 1 on the loopback interface: nothing listens there, the connection is refused at once.
+        let err = rt().block_on(Store::open("postgres://cinevec:secret@127.0.0.1:1/cinevec")).unwrap_err();
+        let line = err.to_string();
+        assert!(line.starts_with("cannot reach PostgreSQL at 127.0.0.1:1"), "{line}");
+        assert!(!line.contains("secret") && !line.contains('\n'), "{line}");
     }
 }

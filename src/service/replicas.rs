@@ -1,0 +1,246 @@
+//! Replicas that agree: several services on one PostgreSQL store apply each other's run-time adds and
+//! replacements to their live rows, with the embedding the writer stored (nothing is embedded twice).
+//!
+//! The store's change feed is the run-time embedding rows ordered by the catalog generation they were
+//! written at ([`crate::catalog::store::PostgresStore::changes_since`]): rows commit in generation
+//! order, so "everything after the last generation applied" misses nothing. A `NOTIFY` at each commit
+//! wakes the follower at once; the same catch-up read runs after every (re)connection and once a
+//! second besides, which also tells whether the store answers ([`StoreState`]).
+//!
+//! A replica's own writes come back through the feed too: each id remembers the generation its live
+//! row was made from, and an older or equal one is not applied again. Writes and catch-ups take the
+//! service's write lock, so the store and the live rows see one order on every replica: the newest
+//! generation of an id wins everywhere.
+
+use super::live::{fold, Facts, NewMovie};
+use super::{Service, ServiceError};
+use crate::catalog::store::{Change, PostgresStore, StoreError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// Changes read per catch-up query.
+const PAGE: u32 = 1000;
+/// How often the follower reads the feed without being notified (and so checks the store).
+const POLL: Duration = Duration::from_secs(1);
+/// Pause between attempts to reconnect the listener.
+const RECONNECT: Duration = Duration::from_millis(250);
+
+/// What the write lock guards: which generation of each run-time id the live rows hold, and how far
+/// the change feed has been applied.
+#[derive(Debug, Default)]
+pub struct Applied {
+    by_id: HashMap<String, u64>,
+    /// Every change up to this generation is applied.
+    generation: u64,
+}
+
+impl Applied {
+    /// Start the feed after `generation` (what the live rows were loaded at).
+    pub fn from_generation(generation: u64) -> Self {
+        Applied { by_id: HashMap::new(), generation }
+    }
+
+    /// Record that the live row of `id` was made from `generation`; false when it already holds that
+    /// generation or a newer one.
+    pub fn newer(&mut self, id: &str, generation: u64) -> bool {
+        match self.by_id.get_mut(id) {
+            Some(g) if *g >= generation => false,
+            Some(g) => {
+                *g = generation;
+                true
+            }
+            None => {
+                self.by_id.insert(id.to_string(), generation);
+                true
+            }
+        }
+    }
+}
+
+/// Whether the store answers, as the service last saw it.
+#[derive(Debug)]
+pub struct StoreState {
+    backend: &'static str,
+    available: AtomicBool,
+    /// The change-feed generation applied (PostgreSQL).
+    applied: AtomicU64,
+    /// Whether the listener is connected (PostgreSQL).
+    listening: AtomicBool,
+}
+
+/// The store's state in `/v1/info` and `/readyz`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoreStatus {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// `available` or `unavailable` (writes answer 503 meanwhile; reads answer from memory).
+    pub state: &'static str,
+    /// PostgreSQL: the catalog generation up to which other replicas' writes are applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<u64>,
+    /// PostgreSQL: whether the change listener is connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listening: Option<bool>,
+}
+
+impl StoreState {
+    pub fn new(backend: &'static str) -> Self {
+        StoreState {
+            backend,
+            available: AtomicBool::new(true),
+            applied: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+        }
+    }
+
+    /// Note the outcome of a store call: a fault that says the store is unreachable marks it
+    /// unavailable (logged once), any answer marks it available again.
+    pub fn saw<T>(&self, result: &Result<T, StoreError>) {
+        match result {
+            Ok(_) => {
+                if !self.available.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the catalog store answers again");
+                }
+            }
+            Err(e) if e.is_unavailable() => {
+                if self.available.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("the catalog store is unavailable ({e}): writes answer 503, reads answer from memory");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.available.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> StoreStatus {
+        let pg = self.backend == "postgres";
+        StoreStatus {
+            backend: self.backend,
+            state: if self.is_available() { "available" } else { "unavailable" },
+            applied_generation: pg.then(|| self.applied.load(Ordering::Relaxed)),
+            listening: pg.then(|| self.listening.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A store error as the caller sees it: unreachable → unavailable (503, retry), else internal.
+pub fn store_error(e: StoreError) -> ServiceError {
+    if e.is_unavailable() {
+        ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
+    } else {
+        ServiceError::internal(e)
+    }
+}
+
+impl Service {
+    /// Apply every change of the store's feed after the last one applied; returns how many rows were
+    /// added or replaced. Nothing to do on SQLite (one process owns it).
+    pub async fn catch_up(&self) -> Result<usize, ServiceError> {
+        let Some(pg) = self.store.as_postgres() else { return Ok(0) };
+        let mut applied = self.writes.lock().await;
+        let mut count = 0;
+        loop {
+            let read = pg.changes_since(applied.generation, &self.manifest.model.weights_sha256, PAGE).await;
+            self.store_state.saw(&read);
+            let changes = read.map_err(store_error)?;
+            let Some(last) = changes.last().map(|c| c.generation) else { break };
+            count += self.apply(&mut applied, &changes)?;
+            applied.generation = last;
+            self.store_state.applied.store(last, Ordering::Relaxed);
+            if changes.len() < PAGE as usize {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    fn apply(&self, applied: &mut Applied, changes: &[Change]) -> Result<usize, ServiceError> {
+        let mut catalog = self.live.write().map_err(ServiceError::internal)?;
+        let mut count = 0;
+        for change in changes {
+            let m = &change.movie;
+            if change.vector.len() != catalog.dim() || !applied.newer(&m.id, change.generation) {
+                continue;
+            }
+            let facts = Facts::parse(&m.document)
+                .map_err(|e| ServiceError::internal(format!("movie {} has an invalid stored document: {e}", m.id)))?;
+            let folded = fold(&facts.title);
+            let entry = catalog.entry_for(NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source }, folded);
+            catalog.push_entry_with_vector(entry, &change.vector);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// On PostgreSQL: follow the other replicas' writes until the service is dropped (a listener task
+    /// and a once-a-second catch-up). Nothing on SQLite.
+    pub fn follow_store(self: &Arc<Self>) {
+        let Some(pg) = self.store.as_postgres().cloned() else { return };
+        tokio::spawn(listen(pg, Arc::downgrade(self)));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(service) = weak.upgrade() else { return };
+                catch_up_logged(&service).await;
+            }
+        });
+    }
+
+    /// The store's state, for `/readyz` and `/v1/info`.
+    pub fn store_status(&self) -> StoreStatus {
+        self.store_state.status()
+    }
+}
+
+async fn catch_up_logged(service: &Service) {
+    match service.catch_up().await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("applied {n} movies added or replaced by other replicas"),
+        Err(ServiceError::Unavailable(_)) => {}
+        Err(e) => tracing::warn!("reading the store's changes failed: {e}"),
+    }
+}
+
+/// Wait for notifications and catch up on each; after a lost connection, reconnect, listen, then
+/// catch up (listening first, so nothing committed in between is missed).
+async fn listen(pg: PostgresStore, service: Weak<Service>) {
+    loop {
+        let connected = pg.listener().await;
+        let Some(s) = service.upgrade() else { return };
+        s.store_state.saw(&connected);
+        let Ok(mut listener) = connected else {
+            drop(s);
+            tokio::time::sleep(RECONNECT).await;
+            continue;
+        };
+        s.store_state.listening.store(true, Ordering::Relaxed);
+        catch_up_logged(&s).await;
+        drop(s);
+        loop {
+            let received = listener.try_recv().await;
+            let Some(s) = service.upgrade() else { return };
+            match received {
+                Ok(Some(_)) => {
+                    // Several commits may have notified: one catch-up reads them all.
+                    while listener.next_buffered().is_some() {}
+                    catch_up_logged(&s).await;
+                }
+                Ok(None) | Err(_) => {
+                    s.store_state.listening.store(false, Ordering::Relaxed);
+                    tracing::warn!("lost the store's change listener: reconnecting");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}

@@ -1,0 +1,217 @@
+//! Two real servers (replicas) on one PostgreSQL catalog and one artifacts set: a movie added or
+//! replaced through either is served by both within a second; with PostgreSQL down, writes answer 503
+//! with Retry-After while reads keep answering, and both catch up when it is back.
+
+mod common;
+mod pg_cluster;
+mod serving;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use serving::{config, fixture_copy, Server, KEY, SLICE};
+use std::time::{Duration, Instant};
+
+/// How long a write may take to show on the other replica.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+/// The live title of `id` on `s` (from its in-memory rows, not the store), if it serves the id.
+async fn live_title(s: &Server, id: &str) -> Option<String> {
+    let r = s.get(&format!("/v1/movies/{id}/similar?k=1")).await;
+    if r.status() != StatusCode::OK {
+        return None;
+    }
+    let body: Value = r.json().await.unwrap();
+    body["query"]["title"].as_str().map(String::from)
+}
+
+/// Wait until `s` serves `id` with `title`; how long that took.
+async fn until_served(s: &Server, id: &str, title: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if live_title(s, id).await.as_deref() == Some(title) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{} did not serve {id} as {title:?} within {limit:?}", s.base);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn store_state(s: &Server) -> Value {
+    let ready: Value = s.get("/readyz").await.json().await.unwrap();
+    ready["store"].clone()
+}
+
+async fn until_store(s: &Server, state: &str) {
+    let started = Instant::now();
+    while store_state(s).await["state"] != state {
+        assert!(started.elapsed() < Duration::from_secs(20), "{}: the store never became {state}", s.base);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn movie(id: &str, title: &str) -> Value {
+    json!({"id": id, "rating": 7.1, "votes": 10, "movie": {
+        "title": title, "genres": ["Drama"], "release_year": 2026, "directors": ["Ana Lily Amirpour"]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
+async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_restart() {
+    let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
+    let url = pg.create_db("replicas").unwrap();
+    let dir = fixture_copy();
+    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
+    let slice = dir.path().join("slice.jsonl");
+    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
+    let mut cfg = config(dir.path());
+    cfg.service.db = url.clone();
+    let a = Server::start(cfg.clone()).await;
+    let b = Server::start(cfg.clone()).await;
+    assert_eq!(store_state(&a).await["backend"], "postgres");
+
+    // Added on A → served by B (from the stored embedding: B embeds nothing but its warm-up).
+    let r = a.post_auth("/v1/movies", &movie("cv-r1", "A Girl Walks Home"), KEY).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let took = until_served(&b, "cv-r1", "A Girl Walks Home", VISIBLE_WITHIN).await;
+    eprintln!("add on A visible on B after {took:?}");
+    let info: Value = b.get("/v1/info").await.json().await.unwrap();
+    assert_eq!(info["counts"]["movies"], SLICE + 1);
+    assert_eq!(info["queue"]["documents"], 1, "B must not embed A's movie again");
+    let found: Value = b.get("/v1/search?q=girl%20walks").await.json().await.unwrap();
+    assert_eq!(found["results"][0]["id"], "cv-r1", "{found}");
+
+    // Replaced on B → A serves the new document, and one movie under the id on both.
+    let r = b.post_auth("/v1/movies", &movie("cv-r1", "A Girl Walks Home Alone"), KEY).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    until_served(&a, "cv-r1", "A Girl Walks Home Alone", VISIBLE_WITHIN).await;
+    for s in [&a, &b] {
+        let found: Value = s.get("/v1/search?q=girl%20walks%20home").await.json().await.unwrap();
+        assert_eq!(found["results"].as_array().unwrap().len(), 1, "{}: {found}", s.base);
+        let info: Value = s.get("/v1/info").await.json().await.unwrap();
+        assert_eq!(info["counts"]["movies"], SLICE + 1);
+    }
+
+    // Both write the same id at once: one row, and the same answer on both.
+    let (one, two) = (movie("cv-r2", "Race One"), movie("cv-r2", "Race Two"));
+    let (ra, rb) = tokio::join!(a.post_auth("/v1/movies", &one, KEY), b.post_auth("/v1/movies", &two, KEY));
+    assert!(ra.status().is_success() && rb.status().is_success());
+    tokio::time::sleep(VISIBLE_WITHIN).await;
+    let (ta, tb) = (live_title(&a, "cv-r2").await, live_title(&b, "cv-r2").await);
+    assert!(ta.is_some() && ta == tb, "the replicas disagree: {ta:?} vs {tb:?}");
+
+    // PostgreSQL down: writes 503 with Retry-After, reads from memory still answer.
+    pg.stop().unwrap();
+    let r = a.post_auth("/v1/movies", &movie("cv-r3", "While It Was Down"), KEY).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable");
+    until_store(&b, "unavailable").await;
+    assert_eq!(live_title(&b, "cv-r1").await.as_deref(), Some("A Girl Walks Home Alone"));
+    let found = b.get("/v1/search?q=girl").await;
+    assert_eq!(found.status(), StatusCode::OK);
+    let info: Value = a.get("/v1/info").await.json().await.unwrap();
+    assert_eq!(info["store"]["state"], "unavailable", "{info}");
+
+    // Back: both reconnect by themselves; a write on B reaches A.
+    pg.start_again().unwrap();
+    until_store(&a, "available").await;
+    until_store(&b, "available").await;
+    let r = b.post_auth("/v1/movies", &movie("cv-r4", "After The Restart"), KEY).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    until_served(&a, "cv-r4", "After The Restart", VISIBLE_WITHIN).await;
+    assert!(live_title(&a, "cv-r3").await.is_none() && live_title(&b, "cv-r3").await.is_none(), "a refused write was served");
+
+    // A replica started now loads every run-time add from the store, embedding none of them.
+    let c = Server::start(cfg).await;
+    for (id, title) in [("cv-r1", "A Girl Walks Home Alone"), ("cv-r4", "After The Restart")] {
+        assert_eq!(live_title(&c, id).await.as_deref(), Some(title));
+    }
+    assert_eq!(live_title(&c, "cv-r2").await, live_title(&a, "cv-r2").await);
+    let info: Value = c.get("/v1/info").await.json().await.unwrap();
+    assert_eq!(info["queue"]["documents"], 1);
+    for s in [a, b, c] {
+        s.stop().await.unwrap();
+    }
+}
+
+/// `cinevec serve` as its own process on port 0; its address, read from its log.
+fn spawn_replica(dir: &std::path::Path, url: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let model = common::minilm_dir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cinevec"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--cpu", "--dtype", "f32", "--db", url, "--api-key", KEY])
+        .arg("--artifacts")
+        .arg(dir)
+        .arg("--model")
+        .arg(&model)
+        .arg("--models-dir")
+        .arg(model.parent().unwrap())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the replica ended before listening").unwrap();
+        if let Some(at) = line.find("listening on ") {
+            break line[at + "listening on ".len()..].trim().to_string();
+        }
+    };
+    // Keep reading its log, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
+async fn a_replica_killed_during_a_stream_of_adds_loses_no_acknowledged_one() {
+    let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
+    let url = pg.create_db("kill9").unwrap();
+    let dir = fixture_copy();
+    let slice = dir.path().join("slice.jsonl");
+    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
+    let (mut child, base) = spawn_replica(dir.path(), &url);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let started = Instant::now();
+    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != StatusCode::OK).unwrap_or(true) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the replica did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Adds, eight at a time, until the replica dies under them (killed after the 40th acknowledgement).
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, base, acknowledged) = (client.clone(), base.clone(), acknowledged.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("cv-k{w}-{i}");
+                let sent = client.post(format!("{base}/v1/movies")).bearer_auth(KEY).json(&movie(&id, &format!("Stream {w} {i}"))).send().await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => acknowledged.lock().unwrap().push(id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    // A fresh replica serves every acknowledged add.
+    let mut cfg = config(dir.path());
+    cfg.service.db = url;
+    let s = Server::start(cfg).await;
+    for id in &acknowledged {
+        assert!(live_title(&s, id).await.is_some(), "{id} was acknowledged, then lost");
+    }
+    eprintln!("{} adds acknowledged before the kill, all served after it", acknowledged.len());
+    s.stop().await.unwrap();
+}
