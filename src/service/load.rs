@@ -195,6 +195,9 @@ pub async fn load(
         None => read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?,
     };
     drop(ids);
+    // The per-field statistics filtered searches are planned with (a pass over the rows; not at the
+    // first filtered request).
+    catalog.field_stats();
     let catalog_read = started.elapsed();
     tracing::info!(
         "catalog: {} movies ({}); embedding set: {} rows of dim {}; {} movies added at run time",
