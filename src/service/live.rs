@@ -16,11 +16,13 @@
 //! `hnsw_rs` cannot delete, so a replaced movie gets a new row and its old row is marked dead: searches
 //! skip dead rows, and the id always points to the newest row.
 
+pub mod journal;
 pub mod plan;
 mod snapshot;
 
+pub use journal::{Journal, FILE as JOURNAL_FILE};
 pub use plan::{FieldStats, Plan};
-pub use snapshot::{SnapshotKey, FILE as SNAPSHOT_FILE};
+pub use snapshot::{snapshot_generation, SnapshotKey, FILE as SNAPSHOT_FILE};
 
 use crate::index::{best_k, best_k_par, dot, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
