@@ -121,6 +121,7 @@ fn filters() -> Vec<(&'static str, Filter)> {
             },
         ),
         ("exclusion only", Filter { exclude_genres: g(&["Drama", "Comedy"]), ..Default::default() }),
+        ("min_votes every movie has", Filter { min_votes: Some(1), ..Default::default() }),
         ("an unknown genre", Filter { genres: g(&["Space Opera"]), ..Default::default() }),
         ("nothing", Filter::default()),
     ]
@@ -220,5 +221,9 @@ fn few_matching_movies_are_scanned_and_many_walked() {
     };
     assert_eq!(plan("rare genre"), Plan::Scan);
     assert_eq!(plan("genre and decade"), Plan::Scan);
-    assert_eq!(plan("common genre"), Plan::Walk);
+    assert_eq!(plan("common genre"), Plan::Scan, "half the movies of a small catalog: scanned");
+    // Every movie passes: a search for a posted document (no table; its walk's candidate list is
+    // shorter than a by-id one's) walks.
+    let every = &filters["min_votes every movie has"];
+    assert_eq!(live.nearest_by(&index, live.vector(7), None, 10, every, &[7], None).1, Plan::Walk);
 }

@@ -329,9 +329,8 @@ pub async fn load(
     .with_journaling(journaling, from_store))
 }
 
-/// The snapshot's catalog with the journaled writes after it pushed in order, their vectors from the
-/// store's run-time embeddings (by id; a movie written twice has its newest vector, the older row is
-/// replaced anyway).
+/// The snapshot's catalog with the journaled writes after it pushed in order (of a movie written more
+/// than once, the last), their vectors from the store's run-time embeddings (by id).
 fn replay_journal(
     mut catalog: LiveCatalog,
     mut rows: Vec<usize>,
@@ -342,7 +341,9 @@ fn replay_journal(
         return Ok((catalog, rows));
     }
     let vectors: HashMap<&str, &[f32]> = added.iter().map(|(id, v)| (id.as_str(), v.as_slice())).collect();
-    for r in records {
+    // A movie written twice: only its last write (the store holds no other), as a start from the store.
+    let last: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    for (_, r) in records.iter().enumerate().filter(|(i, r)| last[r.id.as_str()] == *i) {
         let vector = vectors.get(r.id.as_str()).copied().with_context(|| format!("journaled movie {} has no stored vector", r.id))?;
         if vector.len() != catalog.dim() {
             bail!("stored embedding of {} has dimension {}", r.id, vector.len());

@@ -70,12 +70,14 @@ enum Narrow {
     Rating,
 }
 
-/// Relative cost of scoring one row in the graph walk (int8 codes, a random access).
-const WALK_COST: f64 = 1.0;
-/// Relative cost of checking one candidate against the filter.
+/// Rows the graph walk scores per row it keeps: each node it expands scores its unvisited neighbours
+/// (up to `2 M`). Measured (BENCHMARKS.md, issue 19): at 40k movies a by-id walk (`ef` 400) under a
+/// genre two in five movies have took 16 ms, twice a parallel scan of all 40k rows.
+const WALK_COST: f64 = 30.0;
+/// Relative cost of checking one candidate against the filter (one row scored costs 1).
 const CHECK_COST: f64 = 0.25;
-/// Relative cost of scoring one matching row in a scan (f32, rows in ascending order).
-const SCAN_COST: f64 = 1.5;
+/// Relative cost of scoring one matching row in a scan (rows in ascending order).
+const SCAN_COST: f64 = 1.0;
 
 impl FieldStats {
     /// The statistics of the first `rows` rows of `catalog`.
@@ -179,7 +181,7 @@ impl FieldStats {
     /// list `ef`: the scan when it scores fewer
     /// rows (weighted by cost) than the walk would, i.e. when few rows pass.
     ///
-    /// The walk scores about `ef / selectivity` rows to find `ef` that pass; the scan checks the
+    /// The walk scores about `WALK_COST × ef / selectivity` rows to find `ef` that pass; the scan checks the
     /// shortest list's rows and scores those that pass (estimated as `rows × Π shares`, the fields
     /// taken as independent).
     fn plan(&self, filter: &Resolved, ef: usize) -> Plan {
@@ -197,6 +199,7 @@ impl FieldStats {
         let matches = share * n;
         let scan = candidates as f64 * CHECK_COST + matches * SCAN_COST;
         let walk = (ef as f64 * n / matches.max(1.0)).min(n) * WALK_COST;
+        tracing::debug!(matches, candidates, scan, walk, "filtered search plan");
         if scan <= walk {
             Plan::Scan
         } else {
