@@ -275,7 +275,7 @@ mod tests {
             after: 12 + 2 * i,
             id: format!("m{i}"),
             title: format!("Amélie {i}"),
-            rating: (i % 2 == 0).then_some(7.5),
+            rating: i.is_multiple_of(2).then_some(7.5),
             votes: Some(i * 100),
             year: Some(-5 + i as i64),
             genres: vec!["Drama".into(), "Crime".into()],
