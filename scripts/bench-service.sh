@@ -14,16 +14,25 @@
 #     table holds: the graph walk, with its own recall), one-movie POST /v1/predict latency
 #     (sequential client; real movies from ../shared/data/imdb5000, and the synthetic catalog's
 #     longer documents), peak RSS (VmHWM) against matrix + graph and neighbour table + model bytes;
+#   - filtered more-like-this by id (issue 19): a mix of 12 filters (one genre from common to the
+#     rarest, decades, min_votes, combinations) in turn over all ids: wrk throughput and latency, and
+#     per filter recall@10 against exact=true with the same filter and the sequential latency; with
+#     BASELINE_BIN (another build, e.g. main's before planned filtered search) the same filtered and
+#     unfiltered measurements of its server on the same set in the same run, and the ratios;
 #   - offline, for the 768-d set (no 768-d model here to serve it): `cinevec bench-index` builds and
 #     saves its graph (first run), loads it, and measures recall@10 against brute force per ef and memory.
 # Prints one table with each measurement beside its target. Environment: WRK_THREADS (1),
 # WRK_CONNECTIONS (32), WRK_SECONDS (20), RECALL_QUERIES (1000), MEASURE_REBUILD (1; 0 skips the
 # start with a deleted graph when one is saved), OFFLINE_SETS (the 768-d set), OFFLINE_HNSW_M and
-# OFFLINE_HNSW_EF_CONSTRUCTION (the server's defaults); CINEVEC_* reach the server (e.g.
-# CINEVEC_HNSW_EF_SEARCH). Run it on a quiet machine.
+# OFFLINE_HNSW_EF_CONSTRUCTION (the server's defaults), FILTERED_ONLY (1: only the saved-graph start,
+# unfiltered and filtered more-like-this), BASELINE_BIN, FILTER_RECALL_QUERIES (40 per filter), ROWS
+# (the reference 242,552; another count generates its own set into .bench/service-ROWS/), GEN_DIMS
+# (384,768); CINEVEC_* reach the server (e.g. CINEVEC_HNSW_EF_SEARCH). Run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+rows=${ROWS:-242552}
 out=.bench/service
+[ "$rows" = 242552 ] || out=.bench/service-$rows
 bin=./target/release/cinevec
 
 cargo build --release --locked -q
@@ -34,7 +43,7 @@ if ! command -v wrk >/dev/null; then
 fi
 if [ ! -f "$out/generated.json" ]; then  # written last: its presence means a complete set
   echo "generating the artifact set into $out (first run only)..."
-  "$bin" gen-service --out "$out" --dims 384,768 \
+  "$bin" gen-service --out "$out" --rows "$rows" --dims "${GEN_DIMS:-384,768}" \
     --width 128 --depth 1 --members 2 --epochs 10 --batch-size 1024 --patience 3 --lr 1e-3
 fi
 

@@ -9,15 +9,20 @@
 //! and are read when a movie is shown. The vectors of matrix rows are the shared embedding matrix
 //! itself (also searched by the index); only run-time rows are copied here.
 //!
-//! Also the core of search: [`LiveCatalog::nearest`] (graph or neighbour table, then brute force when a
-//! filter is too selective), [`LiveCatalog::rank_by`] and [`LiveCatalog::why`].
+//! Also the core of search: [`LiveCatalog::nearest`] (the neighbour table, the graph walk or an exact
+//! scan of the movies a filter lets through, planned per request from the filter's selectivity: see
+//! [`plan`]), [`LiveCatalog::rank_by`] and [`LiveCatalog::why`].
 //!
 //! `hnsw_rs` cannot delete, so a replaced movie gets a new row and its old row is marked dead: searches
 //! skip dead rows, and the id always points to the newest row.
 
+pub mod journal;
+pub mod plan;
 mod snapshot;
 
-pub use snapshot::{SnapshotKey, FILE as SNAPSHOT_FILE};
+pub use journal::{Journal, FILE as JOURNAL_FILE};
+pub use plan::{FieldStats, Plan};
+pub use snapshot::{snapshot_generation, SnapshotKey, FILE as SNAPSHOT_FILE};
 
 use crate::index::{best_k, best_k_par, dot, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
@@ -25,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The facts of a movie document the catalog keeps, borrowed from a document or its stored JSON.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -271,6 +276,9 @@ pub struct LiveCatalog {
     genres: Names,
     people: Names,
     sources: Vec<Box<str>>,
+    /// Per-field statistics of the matrix rows, for planning filtered searches (built once, when the
+    /// matrix rows are all in: see [`LiveCatalog::field_stats`]).
+    stats: OnceLock<FieldStats>,
 }
 
 impl LiveCatalog {
@@ -288,6 +296,7 @@ impl LiveCatalog {
             genres: Names::default(),
             people: Names::default(),
             sources: Vec::new(),
+            stats: OnceLock::new(),
         }
     }
 
@@ -454,12 +463,10 @@ impl LiveCatalog {
         }
     }
 
-    /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`. With
-    /// `exact`, or when the graph finds fewer than `k` under a selective filter, by brute force: `k`
-    /// results come back whenever `k` movies pass the filter. `start`: the row whose vector `query` is
-    /// (more like this by id): answered from the index's neighbour table when it can
-    /// ([`VectorIndex::neighbours_of`]), else the graph search starts at its node (see
-    /// [`VectorIndex::search_from`]).
+    /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`: `k` results
+    /// come back whenever `k` movies pass the filter. With `exact`, by a scan of every row; else as
+    /// planned from the filter's selectivity ([`LiveCatalog::nearest_by`]). `start`: the row whose
+    /// vector `query` is (more like this by id).
     #[allow(clippy::too_many_arguments)]
     pub fn nearest(
         &self,
@@ -471,24 +478,53 @@ impl LiveCatalog {
         exclude: &[usize],
         exact: bool,
     ) -> Vec<Hit> {
+        self.nearest_by(index, query, start, k, filter, exclude, exact.then_some(Plan::Exhaustive)).0
+    }
+
+    /// [`LiveCatalog::nearest`], and the plan that answered. Planned (`force` `None`): by id, the
+    /// index's neighbour table when enough of the movie's neighbours pass
+    /// ([`VectorIndex::neighbours_of`]); else an exact scan of the rows the filter lets through when
+    /// they are few, or the graph walk with the filter inside (starting at the query's own node by
+    /// id, see [`VectorIndex::search_from`]) when they are many, falling back to the scan when the
+    /// walk finds fewer than `k` (see [`plan`]). `force` answers by one plan, for tests and
+    /// measurements: `Table` when the table can answer (else as planned), `Walk` the walk's answer
+    /// even when it is short, `Scan` and `Exhaustive` always.
+    #[allow(clippy::too_many_arguments)]
+    pub fn nearest_by(
+        &self,
+        index: &VectorIndex,
+        query: &[f32],
+        start: Option<usize>,
+        k: usize,
+        filter: &Filter,
+        exclude: &[usize],
+        force: Option<Plan>,
+    ) -> (Vec<Hit>, Plan) {
         let resolved = self.resolve(filter);
         let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
-        if !exact {
-            // By id: the movie's kept neighbours answer when enough of them pass the filter.
+        if force == Some(Plan::Exhaustive) {
+            let rows = |row: usize| Some(self.vector(row));
+            return (search_exact(&rows, self.rows(), query, k, &keep), Plan::Exhaustive);
+        }
+        if matches!(force, None | Some(Plan::Table)) {
             if let Some(hits) = start.and_then(|row| index.neighbours_of(row, k, &keep)) {
-                return self.with_run_time_rows(hits, query, k, &keep);
-            }
-            let hits = match start {
-                Some(row) => index.search_from(query, Some(row), k, index.params().ef_search_by_row, &keep),
-                None => index.search(query, k, &keep),
-            };
-            let hits = self.with_run_time_rows(hits, query, k, &keep);
-            if hits.len() >= k {
-                return hits;
+                return (self.with_run_time_rows(hits, query, k, &keep), Plan::Table);
             }
         }
-        let rows = |row: usize| Some(self.vector(row));
-        search_exact(&rows, self.rows(), query, k, &keep)
+        let ef = if start.is_some() { index.params().ef_search_by_row } else { index.params().ef_search };
+        let plan = match force {
+            Some(p @ (Plan::Walk | Plan::Scan)) => p,
+            _ => self.plan_for(&resolved, ef),
+        };
+        if plan == Plan::Walk {
+            let hits = index.search_from(query, start, k, ef, &keep);
+            let hits = self.with_run_time_rows(hits, query, k, &keep);
+            if hits.len() >= k || force == Some(Plan::Walk) {
+                return (hits, Plan::Walk);
+            }
+        }
+        let hits = self.scan_matching(query, k, &resolved, &keep);
+        (self.with_run_time_rows(hits, query, k, &keep), Plan::Scan)
     }
 
     /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time

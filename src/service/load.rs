@@ -1,7 +1,8 @@
 //! What the service loads at start, and the checks that everything belongs together.
 
-use super::live::{fold, Entry, Facts, LiveCatalog, NewMovie, SnapshotKey, SNAPSHOT_FILE};
-use super::{Parts, SearchObserver, Service};
+use super::live::journal::{self, Replay};
+use super::live::{fold, snapshot_generation, Entry, Facts, Journal, LiveCatalog, NewMovie, SnapshotKey, JOURNAL_FILE, SNAPSHOT_FILE};
+use super::{Journaling, Parts, SearchObserver, Service};
 use crate::artifacts;
 use crate::catalog::store::Store;
 use crate::engine::worker::{BatchObserver, EmbedQueue, QueueLimits};
@@ -164,15 +165,37 @@ pub async fn load(
     });
 
     // Catalog ↔ matrix: every row's movie exists, and every movie has a vector. Read from the snapshot
-    // a previous start saved when the store has not changed since, else from the store (read before
-    // its generation could move again: a write meanwhile makes the new snapshot stale, never wrong).
+    // a previous start saved when the store has not changed since, or changed only by this service's
+    // writes since, each in the journal beside it; else from the store (read before its generation
+    // could move again: a write meanwhile makes the new snapshot stale, never wrong).
     let (identity, generation) = store.generation().await.context("reading the catalog's generation")?;
     let key = SnapshotKey { run_id: manifest.run_id.clone(), store: identity, generation };
     let snapshot_path = config.artifacts.join(SNAPSHOT_FILE);
+    let journal_path = config.artifacts.join(JOURNAL_FILE);
     let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
-    let from_snapshot = if snapshot_path.exists() {
-        let (path, key, ids, matrix, added) = (snapshot_path.clone(), key.clone(), ids.clone(), matrix.clone(), added.clone());
-        let read = tokio::task::spawn_blocking(move || LiveCatalog::load_snapshot(&path, &key, &ids, matrix, dim, &added));
+    let saved_at = snapshot_generation(&snapshot_path, &key);
+    let replay = match saved_at {
+        Some(g) if g != generation => match journal::read(&journal_path, &key) {
+            Ok(r) if r.snapshot_generation == g && r.reaches(generation) => Some(r),
+            Ok(_) => {
+                tracing::info!("catalog snapshot not used (the store changed beyond its journal): reading the store");
+                None
+            }
+            Err(e) => {
+                tracing::info!("catalog snapshot not used (the store changed; {e:#}): reading the store");
+                None
+            }
+        },
+        _ => None,
+    };
+    let from_snapshot = if let Some(saved_at) = saved_at.filter(|&g| g == generation || replay.is_some()) {
+        let snapshot_key = SnapshotKey { generation: saved_at, ..key.clone() };
+        let (path, ids, matrix, added) = (snapshot_path.clone(), ids.clone(), matrix.clone(), added.clone());
+        let records = replay.as_ref().map(|r| r.records.clone()).unwrap_or_default();
+        let read = tokio::task::spawn_blocking(move || {
+            let (catalog, rows) = LiveCatalog::load_snapshot(&path, &snapshot_key, &ids, matrix, dim, &added)?;
+            replay_journal(catalog, rows, &records, &added)
+        });
         match read.await? {
             // A write by another program while it was read (the run-time vectors came from the store):
             // read the store instead.
@@ -189,17 +212,32 @@ pub async fn load(
     } else {
         None
     };
-    let snapshot_due = from_snapshot.is_none().then_some((snapshot_path, key));
+    let from_store = from_snapshot.is_none();
+    let replayed = if from_store { 0 } else { replay.as_ref().map_or(0, |r| r.records.len()) };
+    // A start that read the store saves a snapshot; one that replayed a journal folds it into a new one.
+    let snapshot_due = (from_store || replayed > 0).then_some((snapshot_path, key.clone()));
     let (catalog, added_rows) = match from_snapshot {
         Some(read) => read,
         None => read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?,
     };
+    let journaling = if from_store {
+        Journaling { generation: Some(generation), journal: None }
+    } else {
+        Journaling { generation: Some(generation), journal: open_journal(&journal_path, &key, replay.as_ref()) }
+    };
     drop(ids);
+    // The per-field statistics filtered searches are planned with (a pass over the rows; not at the
+    // first filtered request).
+    catalog.field_stats();
     let catalog_read = started.elapsed();
+    let how = match (from_store, replayed) {
+        (true, _) => "read from the store".to_string(),
+        (false, 0) => "from the snapshot".to_string(),
+        (false, n) => format!("from the snapshot and {n} journaled writes"),
+    };
     tracing::info!(
-        "catalog: {} movies ({}); embedding set: {} rows of dim {}; {} movies added at run time",
+        "catalog: {} movies ({how}); embedding set: {} rows of dim {}; {} movies added at run time",
         catalog.live_count(),
-        if snapshot_due.is_some() { "read from the store" } else { "from the snapshot" },
         manifest.rows,
         manifest.dim,
         added_rows.len()
@@ -289,5 +327,39 @@ pub async fn load(
         on_search,
     });
     // Other replicas' writes since `generation` (read before the run-time rows were) come from the feed.
-    Ok(service.feed_from(generation))
+    Ok(service.feed_from(generation).with_journaling(journaling, from_store))
+}
+
+/// The snapshot's catalog with the journaled writes after it pushed in order (of a movie written more
+/// than once, the last), their vectors from the store's run-time embeddings (by id).
+fn replay_journal(
+    mut catalog: LiveCatalog,
+    mut rows: Vec<usize>,
+    records: &[journal::Record],
+    added: &[(String, Vec<f32>)],
+) -> Result<(LiveCatalog, Vec<usize>)> {
+    if records.is_empty() {
+        return Ok((catalog, rows));
+    }
+    let vectors: HashMap<&str, &[f32]> = added.iter().map(|(id, v)| (id.as_str(), v.as_slice())).collect();
+    // A movie written twice: only its last write (the store holds no other), as a start from the store.
+    let last: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+    for (_, r) in records.iter().enumerate().filter(|(i, r)| last[r.id.as_str()] == *i) {
+        let vector = vectors.get(r.id.as_str()).copied().with_context(|| format!("journaled movie {} has no stored vector", r.id))?;
+        if vector.len() != catalog.dim() {
+            bail!("stored embedding of {} has dimension {}", r.id, vector.len());
+        }
+        rows.push(catalog.push(r.movie(), vector).0);
+    }
+    Ok((catalog, rows))
+}
+
+/// The journal to append this start's writes to: the one replayed (its torn tail cut off), else a
+/// new one for the snapshot read at `key`'s generation. `None` (logged) when it cannot be written.
+fn open_journal(path: &std::path::Path, key: &SnapshotKey, replay: Option<&Replay>) -> Option<Journal> {
+    let opened = match replay {
+        Some(r) => Journal::append_to(path, r.valid_len),
+        None => Journal::create(path, key),
+    };
+    opened.map_err(|e| tracing::warn!("cannot write the catalog journal ({e:#}); a start after writes reads the store")).ok()
 }

@@ -29,10 +29,11 @@ use crate::engine::{EngineInfo, Embeddings};
 use crate::head::{Head, Prediction};
 use crate::index::{Hit, VectorIndex};
 use crate::movie::MovieDoc;
-use live::{Facts, NewMovie, SnapshotKey, Traits};
+use live::journal::Record;
+use live::{Facts, Journal, NewMovie, SnapshotKey, Traits};
 use results::*;
 use serde_json::Value;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 /// Told how long each search took (`true`: a brute-force or whole-catalogue one), for metrics.
@@ -51,15 +52,28 @@ pub struct Service {
     /// Rows that came from the embedding matrix (the rest were added at run time).
     matrix_rows: usize,
     load_seconds: f64,
-    /// Where to save the catalog as read from the store, for the next start (`None`: it came from an
-    /// up-to-date snapshot).
+    /// Where to save the catalog for the next start, after ready (`None`: the snapshot is current).
     snapshot_due: Option<(std::path::PathBuf, SnapshotKey)>,
+    /// This start read the catalog from the store (not from the snapshot and its journal).
+    catalog_from_store: bool,
     config: ServiceConfig,
     /// Writes (and catch-ups with other replicas' writes) one at a time, so the store and the live
     /// rows see them in the same order; it holds which store generation each run-time row came from.
     writes: tokio::sync::Mutex<replicas::Applied>,
     store_state: replicas::StoreState,
+    /// The run-time writes since the snapshot, for the next start (see [`live::journal`]).
+    journal: Mutex<Journaling>,
     on_search: Option<SearchObserver>,
+}
+
+/// Where run-time writes are journaled, and the store generation the live rows are current at.
+#[derive(Debug, Default)]
+pub struct Journaling {
+    /// The store's generation the live rows hold every write of (`None`: unknown, e.g. after a write
+    /// by another program: nothing more is journaled, and the next start reads the store).
+    pub generation: Option<u64>,
+    /// The journal continuing the saved snapshot (`None` until a snapshot of these rows is saved).
+    pub journal: Option<Journal>,
 }
 
 /// The parts a [`Service`] is made of (what [`load`] reads from the artifacts; tests make their own).
@@ -159,9 +173,11 @@ impl Service {
             model: p.model,
             matrix_rows: p.matrix_rows,
             load_seconds: p.load_seconds,
+            catalog_from_store: p.snapshot_due.is_some(),
             snapshot_due: p.snapshot_due,
             config: p.config,
             writes: tokio::sync::Mutex::new(replicas::Applied::default()),
+            journal: Mutex::default(),
             on_search: p.on_search,
         }
     }
@@ -169,6 +185,14 @@ impl Service {
     /// Follow the store's changes from `generation` on (what the live rows were loaded at).
     pub fn feed_from(mut self, generation: u64) -> Self {
         *self.writes.get_mut() = replicas::Applied::from_generation(generation);
+        self
+    }
+
+    /// Journal run-time writes from here on (`load` does, after reading the catalog at the store's
+    /// `generation`). `from_store`: the catalog was read from the store, not the snapshot and journal.
+    pub fn with_journaling(mut self, journaling: Journaling, from_store: bool) -> Service {
+        self.journal = Mutex::new(journaling);
+        self.catalog_from_store = from_store;
         self
     }
 
@@ -201,20 +225,41 @@ impl Service {
         Ok(self.rows()?.live_count())
     }
 
-    /// Save the catalog snapshot when this start read the store (in the background, after ready).
+    /// Save the catalog snapshot when this start read the store or replayed a journal (in the
+    /// background, after ready), at the store generation the live rows are current at, and start a
+    /// new journal beside it. Run-time writes wait meanwhile, so that the snapshot holds exactly the
+    /// writes up to its generation. Not on the async runtime (it waits on the writes' lock).
     pub fn save_snapshot_if_due(&self) {
         let Some((path, key)) = &self.snapshot_due else { return };
+        let _no_writes = self.writes.blocking_lock();
+        let mut journaling = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(generation) = journaling.generation else {
+            tracing::warn!("catalog snapshot not saved: the store changed in ways this server did not see");
+            return;
+        };
+        let key = SnapshotKey { generation, ..key.clone() };
         let t = Instant::now();
         let catalog = self.live.read().unwrap_or_else(|e| e.into_inner());
-        match catalog.save_snapshot(path, key) {
+        match catalog.save_snapshot(path, &key) {
             Ok(bytes) => tracing::info!(
                 "saved the catalog snapshot {} ({:.1} MB) in {:.2}s: the next start reads it instead of the store",
                 path.display(),
                 bytes as f64 / 1e6,
                 t.elapsed().as_secs_f64()
             ),
-            Err(e) => tracing::warn!("could not save the catalog snapshot ({e:#}); the next start reads the store"),
+            Err(e) => {
+                tracing::warn!("could not save the catalog snapshot ({e:#}); the next start reads the store");
+                return;
+            }
         }
+        let journal_path = path.with_file_name(live::JOURNAL_FILE);
+        journaling.journal = match Journal::create(&journal_path, &key) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                tracing::warn!("could not start the catalog journal ({e:#}); a start after writes reads the store");
+                None
+            }
+        };
     }
 
     /// Whether a snapshot is due (this start read the catalog from the store).
@@ -253,7 +298,7 @@ impl Service {
                 params: self.index.params(),
                 neighbour_table: self.index.table().map(|t| TableInfo { width: t.width(), ef: t.ef() }),
             },
-            catalog_loaded_from: if self.snapshot_due.is_some() { "store" } else { "snapshot" },
+            catalog_loaded_from: if self.catalog_from_store { "store" } else { "snapshot" },
             limits: Limits {
                 max_k: MAX_K,
                 max_documents_per_request: cfg.max_documents,
@@ -479,19 +524,61 @@ impl Service {
     /// memory. Writes run one at a time, so the store and memory agree on which of two writes of an
     /// id came last (other replicas' writes too: see [`replicas`]). A store that cannot be reached is
     /// [`ServiceError::Unavailable`]. Returns the new row and the row it replaced.
+    ///
+    /// Then, before it is acknowledged, the write is appended to the catalog journal (and synced) with
+    /// the store's generation before and after it, so that the next start need not read the store.
     pub async fn add(&self, row: &MovieRow, vector: &[f32]) -> Result<(usize, Option<usize>), ServiceError> {
         let mut applied = self.writes.lock().await;
+        let tracked = self.journaling().generation;
+        let generation = || async { self.store.generation().await.ok().map(|(_, g)| g) };
+        let before = match tracked {
+            Some(_) => generation().await,
+            None => None,
+        };
         let written = self.store.put_movie_with_embedding(row, &self.manifest.model.weights_sha256, vector).await;
         self.store_state.saw(&written);
-        let generation = written.map_err(replicas::store_error)?;
-        let mut catalog = self.live.write().map_err(ServiceError::internal)?;
-        if !applied.newer(&row.id, generation) {
-            // A newer write of this id (another replica's) is applied already: it stays.
-            let current = catalog.row_of(&row.id).ok_or_else(|| ServiceError::internal("an applied id has no row"))?;
-            return Ok((current, Some(current)));
-        }
+        let written_at = written.map_err(replicas::store_error)?;
+        let after = match before {
+            Some(_) => generation().await,
+            None => None,
+        };
         let movie =
             NewMovie { id: row.id.clone(), rating: row.rating, votes: row.votes, facts: Facts::of(&row.movie), source: &row.source };
-        Ok(catalog.push(movie, vector))
+        let record = before.zip(after).filter(|&(b, _)| Some(b) == tracked).map(|(b, a)| Record::of(&movie, b, a));
+        let pushed = {
+            let mut catalog = self.live.write().map_err(ServiceError::internal)?;
+            if !applied.newer(&row.id, written_at) {
+                // A newer write of this id (another replica's) is applied already: it stays. The store
+                // changed beside this server, so the journal cannot describe it.
+                let current = catalog.row_of(&row.id).ok_or_else(|| ServiceError::internal("an applied id has no row"))?;
+                drop(catalog);
+                *self.journaling() = Journaling::default();
+                return Ok((current, Some(current)));
+            }
+            catalog.push(movie, vector)
+        };
+        let mut journaling = self.journaling();
+        match record {
+            Some(record) => {
+                journaling.generation = Some(record.after);
+                if let Some(journal) = journaling.journal.as_mut() {
+                    if let Err(e) = journal.append(&record) {
+                        tracing::warn!("could not append to the catalog journal ({e:#}); the next start reads the store");
+                        journaling.journal = None;
+                    }
+                }
+            }
+            None => {
+                if tracked.is_some() {
+                    tracing::info!("the store changed beside this server's writes: the next start reads the store");
+                }
+                *journaling = Journaling::default();
+            }
+        }
+        Ok(pushed)
+    }
+
+    fn journaling(&self) -> std::sync::MutexGuard<'_, Journaling> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -35,9 +35,15 @@ pub struct SnapshotKey {
 }
 
 impl SnapshotKey {
-    fn id(&self) -> String {
+    pub(super) fn id(&self) -> String {
         format!("{} {}", self.run_id, self.store)
     }
+}
+
+/// The store generation the snapshot at `path` was made at, if it is a snapshot of `key`'s embedding
+/// set and store (its header only: the rest is checked when it is loaded).
+pub fn snapshot_generation(path: &Path, key: &SnapshotKey) -> Option<u64> {
+    sidecar::open::<3>(path, MAGIC, &key.id()).ok().map(|(_, [generation, _, _])| generation)
 }
 
 fn put_str(w: &mut impl Write, s: &str) -> std::io::Result<()> {

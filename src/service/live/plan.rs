@@ -1,0 +1,279 @@
+//! Which way a filtered search goes, chosen per request from how many movies the filter lets through.
+//!
+//! A filter the neighbour table cannot answer (fewer than `k` of a movie's stored neighbours pass) used
+//! to walk the graph with the filter inside the search: cheap when most movies pass, but a walk keeps
+//! going until it has found `ef` movies that pass, so its cost grows as `ef / selectivity`, and a rare
+//! genre or a narrow year range made it visit most of the graph. Scoring only the movies that pass
+//! costs `matches` dot products instead. So each request is planned:
+//!
+//! 1. [`Plan::Table`]: more like this by id, when `k` of the movie's stored neighbours pass;
+//! 2. [`Plan::Scan`]: an exact scan over the movies that pass, when they are few (cheaper than the
+//!    walk by the cost model in [`FieldStats::plan`]); the candidates come from the shortest of the
+//!    lists kept per genre, per decade, and of rows by votes and by rating, so finding them costs a
+//!    slice, not a pass over the catalog;
+//! 3. [`Plan::Walk`]: the graph walk with the filter inside, when many pass (falls back to the scan
+//!    when it finds fewer than `k`);
+//! 4. [`Plan::Exhaustive`]: every row (`exact=true`, the reference the others are measured against).
+//!
+//! The statistics ([`FieldStats`]: per genre and per decade the rows that have it, rows sorted by
+//! votes and by rating; about 4 bytes per row per list) cover the matrix rows, which never change;
+//! rows added at run time are scored beside every plan (as beside the graph), and replaced rows are
+//! skipped by the filter. They are built once, when the catalog is complete
+//! ([`LiveCatalog::field_stats`]).
+
+use super::{LiveCatalog, Resolved};
+use crate::index::{best_k, dot, graph::prefetch, Hit};
+
+/// How a search was (or is to be) answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// The query movie's stored neighbours (more like this by id).
+    Table,
+    /// The HNSW graph walk with the filter inside the search.
+    Walk,
+    /// An exact scan over the rows the filter can let through (from the per-field lists).
+    Scan,
+    /// An exact scan over every row.
+    Exhaustive,
+}
+
+/// Small per-field statistics of the matrix rows, each also the list of rows it counts.
+#[derive(Debug, Default)]
+pub struct FieldStats {
+    /// Matrix rows covered.
+    rows: usize,
+    /// Per genre number: its rows, ascending.
+    by_genre: Vec<Vec<u32>>,
+    /// Per decade (`year.div_euclid(10)`), ascending: its rows, ascending.
+    by_decade: Vec<(i64, Vec<u32>)>,
+    /// Rows with a vote count, most votes first, and their counts.
+    votes_rows: Vec<u32>,
+    votes: Vec<u64>,
+    /// Rows with a rating, best first, and their ratings.
+    rating_rows: Vec<u32>,
+    ratings: Vec<f64>,
+}
+
+/// Where a scan finds its candidates: the shortest list covering every row the filter accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Narrow {
+    /// Every matrix row (no list narrows the filter).
+    All,
+    /// The rows of the filter's genres.
+    Genres,
+    /// The rows of the decades the year range touches.
+    Decades,
+    /// The rows with at least `min_votes` votes.
+    Votes,
+    /// The rows rated at least `min_rating`.
+    Rating,
+}
+
+/// Rows the graph walk scores per row it keeps: each node it expands scores its unvisited neighbours
+/// (up to `2 M`). Measured (BENCHMARKS.md, issue 19): at 40k movies a by-id walk (`ef` 400) under a
+/// genre two in five movies have took 16 ms, twice a parallel scan of all 40k rows.
+const WALK_COST: f64 = 30.0;
+/// Relative cost of checking one candidate against the filter (one row scored costs 1).
+const CHECK_COST: f64 = 0.25;
+/// Relative cost of scoring one matching row in a scan (rows in ascending order).
+const SCAN_COST: f64 = 1.0;
+
+impl FieldStats {
+    /// The statistics of the first `rows` rows of `catalog`.
+    pub(super) fn build(catalog: &LiveCatalog, rows: usize) -> FieldStats {
+        let mut by_genre: Vec<Vec<u32>> = vec![Vec::new(); catalog.genres.spelling.len()];
+        let mut decades: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
+        let (mut votes, mut ratings) = (Vec::new(), Vec::new());
+        for (row, e) in catalog.entries[..rows].iter().enumerate() {
+            let row = row as u32;
+            for &g in e.traits.genres() {
+                let list = &mut by_genre[g as usize];
+                // A genre listed twice in one document counts once.
+                if list.last() != Some(&row) {
+                    list.push(row);
+                }
+            }
+            if let Some(y) = e.year() {
+                decades.entry(y.div_euclid(10)).or_default().push(row);
+            }
+            if let Some(v) = e.votes {
+                votes.push((v, row));
+            }
+            if let Some(r) = e.rating.filter(|r| !r.is_nan()) {
+                ratings.push((r, row));
+            }
+        }
+        votes.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        ratings.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        FieldStats {
+            rows,
+            by_genre,
+            by_decade: decades.into_iter().collect(),
+            votes_rows: votes.iter().map(|v| v.1).collect(),
+            votes: votes.iter().map(|v| v.0).collect(),
+            rating_rows: ratings.iter().map(|r| r.1).collect(),
+            ratings: ratings.iter().map(|r| r.0).collect(),
+        }
+    }
+
+    /// Matrix rows covered.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Rows of the genre numbered `genre`.
+    fn genre_len(&self, genre: u32) -> usize {
+        self.by_genre.get(genre as usize).map_or(0, Vec::len)
+    }
+
+    /// The decades a year range touches.
+    fn decades(&self, lo: Option<i64>, hi: Option<i64>) -> impl Iterator<Item = &(i64, Vec<u32>)> {
+        let (lo, hi) = (lo.map_or(i64::MIN, |y| y.div_euclid(10)), hi.map_or(i64::MAX, |y| y.div_euclid(10)));
+        self.by_decade.iter().filter(move |(d, _)| (lo..=hi).contains(d))
+    }
+
+    /// Rows with at least `min` votes (a prefix of `votes_rows`).
+    fn votes_len(&self, min: u64) -> usize {
+        self.votes.partition_point(|&v| v >= min)
+    }
+
+    /// Rows rated at least `min` (a prefix of `rating_rows`).
+    fn rating_len(&self, min: f64) -> usize {
+        self.ratings.partition_point(|&r| r >= min)
+    }
+
+    /// The rows of each list a filter narrows to, and their estimated share of the matrix rows.
+    fn lists(&self, f: &Resolved) -> Vec<(Narrow, usize, f64)> {
+        let n = self.rows.max(1) as f64;
+        let filter = f.filter;
+        let mut out = Vec::new();
+        if !filter.genres.is_empty() {
+            let len: usize = f.genres.iter().map(|&g| self.genre_len(g)).sum();
+            out.push((Narrow::Genres, len, (len as f64 / n).min(1.0)));
+        }
+        if filter.min_year.is_some() || filter.max_year.is_some() {
+            let (lo, hi) = (filter.min_year, filter.max_year);
+            let len: usize = self.decades(lo, hi).map(|(_, rows)| rows.len()).sum();
+            // The range's share of the edge decades, assuming years spread evenly within a decade.
+            let share: f64 = self
+                .decades(lo, hi)
+                .map(|(d, rows)| {
+                    let (first, last) = (d * 10, d * 10 + 9);
+                    let (a, b) = (lo.unwrap_or(first).max(first), hi.unwrap_or(last).min(last));
+                    rows.len() as f64 * ((b - a + 1) as f64 / 10.0)
+                })
+                .sum();
+            out.push((Narrow::Decades, len, share / n));
+        }
+        if let Some(m) = filter.min_votes {
+            let len = self.votes_len(m);
+            out.push((Narrow::Votes, len, len as f64 / n));
+        }
+        if let Some(m) = filter.min_rating {
+            let len = self.rating_len(m);
+            out.push((Narrow::Rating, len, len as f64 / n));
+        }
+        out
+    }
+
+    /// The plan for a search under `filter` when the table cannot answer, with a walk of candidate
+    /// list `ef`: the scan when it scores fewer
+    /// rows (weighted by cost) than the walk would, i.e. when few rows pass.
+    ///
+    /// The walk scores about `WALK_COST × ef / selectivity` rows to find `ef` that pass; the scan checks the
+    /// shortest list's rows and scores those that pass (estimated as `rows × Π shares`, the fields
+    /// taken as independent).
+    fn plan(&self, filter: &Resolved, ef: usize) -> Plan {
+        if filter.everything {
+            return Plan::Walk;
+        }
+        let lists = self.lists(filter);
+        let n = self.rows as f64;
+        let mut share: f64 = lists.iter().map(|l| l.2).product();
+        if !filter.exclude_genres.is_empty() {
+            let excluded: usize = filter.exclude_genres.iter().map(|&g| self.genre_len(g)).sum();
+            share *= (1.0 - excluded as f64 / n.max(1.0)).max(0.0);
+        }
+        let candidates = narrowest(&lists, self.rows).1;
+        let matches = share * n;
+        let scan = candidates as f64 * CHECK_COST + matches * SCAN_COST;
+        let walk = (ef as f64 * n / matches.max(1.0)).min(n) * WALK_COST;
+        tracing::debug!(matches, candidates, scan, walk, "filtered search plan");
+        if scan <= walk {
+            Plan::Scan
+        } else {
+            Plan::Walk
+        }
+    }
+}
+
+/// The shortest list (and its length) of those a filter narrows to; every row when none.
+fn narrowest(lists: &[(Narrow, usize, f64)], rows: usize) -> (Narrow, usize) {
+    lists.iter().min_by_key(|l| l.1).map_or((Narrow::All, rows), |l| (l.0, l.1))
+}
+
+impl LiveCatalog {
+    /// The statistics of the matrix rows (built on first use; [`super::super::load`] asks for them at
+    /// start). `None` before every matrix row is in.
+    pub fn field_stats(&self) -> Option<&FieldStats> {
+        let rows = self.matrix_rows();
+        if self.entries.len() < rows {
+            return None;
+        }
+        Some(self.stats.get_or_init(|| FieldStats::build(self, rows)))
+    }
+
+    /// How a search of `k` under `filter` that the table could not answer goes, with a walk of `ef`.
+    pub(super) fn plan_for(&self, filter: &Resolved, ef: usize) -> Plan {
+        self.field_stats().map_or(Plan::Walk, |s| s.plan(filter, ef))
+    }
+
+    /// The `k` best matrix rows accepted by `keep` (which applies `filter`), scoring only the rows of
+    /// the shortest list that covers the filter: exact, like a scan of every row.
+    pub(super) fn scan_matching(&self, query: &[f32], k: usize, filter: &Resolved, keep: &impl Fn(usize) -> bool) -> Vec<Hit> {
+        let Some(stats) = self.field_stats() else {
+            return self.scan_rows(0..self.matrix_rows(), query, k, keep);
+        };
+        match narrowest(&stats.lists(filter), stats.rows).0 {
+            Narrow::All => self.scan_rows(0..stats.rows, query, k, keep),
+            Narrow::Genres => {
+                // A movie of two asked genres is in both lists: each is taken from its first asked genre's.
+                let asked = &filter.genres;
+                let rows = asked.iter().enumerate().flat_map(|(i, &g)| {
+                    stats.by_genre.get(g as usize).into_iter().flatten().copied().filter(move |&row| {
+                        i == 0 || !self.entries[row as usize].traits.genres().iter().any(|g| asked[..i].contains(g))
+                    })
+                });
+                self.scan_rows(rows.map(|r| r as usize), query, k, keep)
+            }
+            Narrow::Decades => {
+                let rows = stats.decades(filter.filter.min_year, filter.filter.max_year).flat_map(|(_, rows)| rows);
+                self.scan_rows(rows.map(|&r| r as usize), query, k, keep)
+            }
+            Narrow::Votes => {
+                let len = stats.votes_len(filter.filter.min_votes.unwrap_or(0));
+                self.scan_rows(stats.votes_rows[..len].iter().map(|&r| r as usize), query, k, keep)
+            }
+            Narrow::Rating => {
+                let len = stats.rating_len(filter.filter.min_rating.unwrap_or(0.0));
+                self.scan_rows(stats.rating_rows[..len].iter().map(|&r| r as usize), query, k, keep)
+            }
+        }
+    }
+
+    /// The `k` best of `rows` accepted by `keep`: the accepted ones first (a cheap check per row),
+    /// then scored, each vector asked for a few rows ahead.
+    fn scan_rows(&self, rows: impl Iterator<Item = usize>, query: &[f32], k: usize, keep: &impl Fn(usize) -> bool) -> Vec<Hit> {
+        const AHEAD: usize = 8;
+        let matching: Vec<usize> = rows.filter(|&r| keep(r)).collect();
+        let mut hits = Vec::with_capacity(matching.len());
+        for (i, &row) in matching.iter().enumerate() {
+            if let Some(&next) = matching.get(i + AHEAD) {
+                prefetch(self.vector(next));
+            }
+            hits.push(Hit { row, score: dot(query, self.vector(row)) });
+        }
+        best_k(hits, k)
+    }
+}
