@@ -537,11 +537,10 @@ impl Service {
         };
         let written = self.store.put_movie_with_embedding(row, &self.manifest.model.weights_sha256, vector).await;
         self.store_state.saw(&written);
+        // The generation the write itself left (read inside its transaction): a write by someone else
+        // after it shows as a gap at the next add or start, not hidden inside this record.
         let written_at = written.map_err(replicas::store_error)?;
-        let after = match before {
-            Some(_) => generation().await,
-            None => None,
-        };
+        let after = before.map(|_| written_at);
         let movie =
             NewMovie { id: row.id.clone(), rating: row.rating, votes: row.votes, facts: Facts::of(&row.movie), source: &row.source };
         let record = before.zip(after).filter(|&(b, _)| Some(b) == tracked).map(|(b, a)| Record::of(&movie, b, a));

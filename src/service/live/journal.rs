@@ -7,8 +7,9 @@
 //! store's generation before and after its write; a start uses snapshot + journal only when the
 //! records chain from the snapshot's generation to the store's current one without a gap (a write by
 //! another program, or one whose record was never appended, breaks the chain: the store is read).
-//! Not detected: a write by another program that lands between this server's two generation reads
-//! around its own write (milliseconds); its movie would be missing until the store is read again.
+//! Not detected: a write by another program that lands between this server's generation read before
+//! its own write and that write's transaction (the "after" generation is read inside it): its movie
+//! would be missing until the store is read again.
 //! A torn or damaged tail (a crash mid-append) ends the journal where its last whole record ends: its
 //! write, if it reached the store, is then missing from the chain, so the store is read; nothing
 //! acknowledged is lost either way.
