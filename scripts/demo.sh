@@ -53,10 +53,12 @@ cargo build --release --locked
 bin=target/release/cinevec
 
 say "cinevec build --demo (model, demo catalog, embeddings, rating head, index; done steps are skipped)"
-"$bin" build --demo --artifacts "$artifacts" --db "${artifacts}/catalog.db"
+# The store goes to ${artifacts}/catalog.db (under --artifacts); the model stays in ./models, where
+# scripts/test.sh looks for it too (one download for both commands).
+"$bin" build --demo --artifacts "$artifacts" --models-dir models
 
 say "starting the server on ${bind} (log: ${log})"
-"$bin" serve --bind "$bind" --artifacts "$artifacts" --db "${artifacts}/catalog.db" >"$log" 2>&1 &
+"$bin" serve --bind "$bind" --artifacts "$artifacts" --models-dir models >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM

@@ -4,20 +4,63 @@
 # that a bare `cargo test` needs neither), then schemathesis against a running server (scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The browser test (tests/browser.rs) needs Chromium, Node.js 20+ and its Node packages: say so before
-# building rather than after.
+# What a test needs from the system is installed here where it can be (Debian's packages, as root);
+# where it cannot, everything else still runs and one line at the start and the end says which test
+# was skipped and what to install.
+skipped=()
+can_install() { [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; }
+apt_install() {  # quietly; refresh the package lists once if the first try fails
+  apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null 2>&1; }
+}
+node_major() { node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/'; }
+# The browser test (tests/browser.rs): Chromium, Node.js 20+ and its Node packages.
 chromium="${CINEVEC_CHROMIUM:-/usr/bin/chromium}"
-[ -x "$chromium" ] || { echo "Chromium not found at $chromium: install it with \`apt-get install -y chromium\` (or set CINEVEC_CHROMIUM)." >&2; exit 1; }
-command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer (with npm) for the browser test." >&2; exit 1; }
-[ -f tests/browser/node_modules/playwright-core/package.json ] || npm ci --prefix tests/browser --no-audit --no-fund
+if [[ ! -x "$chromium" && -z "${CINEVEC_CHROMIUM:-}" ]] && can_install; then
+  echo "installing chromium (Debian package) for the browser test..."
+  apt_install chromium || true
+fi
+if ! command -v npm >/dev/null && can_install; then
+  echo "installing nodejs and npm (Debian packages) for the browser test..."
+  apt_install nodejs npm || true
+fi
+browser_missing=""
+if [[ ! -x "$chromium" ]]; then
+  browser_missing="Chromium (\`apt-get install -y chromium\`, or set CINEVEC_CHROMIUM)"
+elif ! command -v npm >/dev/null || [[ "$(node_major)" -lt 20 ]]; then
+  browser_missing="Node.js 20 or newer with npm (found: $(node --version 2>/dev/null || echo none))"
+elif [[ ! -f tests/browser/node_modules/playwright-core/package.json ]] \
+  && ! npm ci --prefix tests/browser --no-audit --no-fund; then
+  browser_missing="its Node packages (\`npm ci --prefix tests/browser\` failed)"
+fi
+if [[ -n "$browser_missing" ]]; then
+  skipped+=("skipped: the browser test (tests/browser.rs); install $browser_missing to run it")
+  echo "${skipped[-1]}" >&2
+fi
 cargo build --release --locked
 ./target/release/cinevec model fetch
 ./target/release/cinevec model fetch mpnet
-cargo test --release --locked -- --include-ignored
+if [[ -z "$browser_missing" ]]; then
+  cargo test --release --locked -- --include-ignored
+else
+  # Every target but the browser test's (cargo has no --exclude for test targets).
+  targets=(--lib --bins)
+  for t in tests/*.rs; do
+    [[ "$t" == tests/browser.rs ]] || targets+=(--test "$(basename "$t" .rs)")
+  done
+  cargo test --release --locked "${targets[@]}" -- --include-ignored
+  cargo test --release --locked --doc
+fi
 # The API against its contract (schemathesis, ~1,300 generated requests) on the demo's artifacts, which
 # `scripts/demo.sh` builds (CI runs it first).
-if [[ -f artifacts/embeddings.manifest.json ]]; then
-  bash scripts/schemathesis.sh artifacts
-else
-  echo "schemathesis skipped: no artifacts/ (run scripts/demo.sh --check first)" >&2
+# schemathesis comes from PyPI into a venv (Debian splits venv support into python3-venv).
+if ! python3 -c 'import ensurepip' 2>/dev/null && [[ ! -x .bench/venv-schemathesis/bin/st ]] && can_install; then
+  apt_install python3-venv || true
 fi
+if [[ ! -f artifacts/embeddings.manifest.json ]]; then
+  skipped+=("skipped: schemathesis (scripts/schemathesis.sh); it needs the demo's artifacts/: run scripts/demo.sh --check first")
+elif ! python3 -c 'import ensurepip' 2>/dev/null && [[ ! -x .bench/venv-schemathesis/bin/st ]]; then
+  skipped+=("skipped: schemathesis (scripts/schemathesis.sh); install python3-venv to run it")
+else
+  bash scripts/schemathesis.sh artifacts
+fi
+for line in "${skipped[@]}"; do echo "$line" >&2; done

@@ -20,7 +20,7 @@ use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
 #[command(name = "cinevec", version, about = "Movie similarity search and rating prediction over text embeddings")]
@@ -87,18 +87,46 @@ Fetch mpnet first with `cinevec model fetch mpnet`.")]
 pub struct DbArgs {
     /// Catalog store: a SQLite file (created, with its folder, if missing), a `sqlite:` URL, or a
     /// PostgreSQL database (`postgres://user:password@host:port/db`, shared by several replicas).
-    #[arg(long, env = "CINEVEC_DB", default_value = store::DEFAULT_DB)]
-    pub db: String,
+    /// [default: artifacts/catalog.db; DIR/catalog.db where the command has --artifacts DIR]
+    #[arg(long, env = "CINEVEC_DB")]
+    pub db: Option<String>,
 }
 
 impl DbArgs {
-    /// The store must exist already (commands that only read it).
-    fn require_existing(&self) -> Result<()> {
-        if !store::may_exist(&self.db) {
-            anyhow::bail!("no catalog store at {}: run `cinevec ingest` first (or pass --db)", self.db);
+    /// The store: `--db`, else `catalog.db` in the named artifacts folder, else the default.
+    pub fn url(&self, artifacts: Option<&Path>) -> String {
+        match (&self.db, artifacts) {
+            (Some(db), _) => db.clone(),
+            (None, Some(dir)) => dir.join(STORE_FILE).display().to_string(),
+            (None, None) => store::DEFAULT_DB.to_string(),
         }
-        Ok(())
     }
+
+    /// The store must exist already (commands that only read it).
+    fn require_existing(&self) -> Result<String> {
+        let db = self.url(None);
+        if !store::may_exist(&db) {
+            anyhow::bail!("no catalog store at {db}: run `cinevec ingest` first (or pass --db)");
+        }
+        Ok(db)
+    }
+}
+
+/// Where things go when their own flags are not given. Naming `--artifacts DIR` (or
+/// `CINEVEC_ARTIFACTS`) puts everything under it: the store `DIR/catalog.db`, downloads `DIR/.cache`
+/// and models `DIR/models` (a model already in `./models`, the old default, is used from there rather
+/// than fetched again). Without it: `artifacts/`, `artifacts/catalog.db`, `artifacts/.cache`, `models`.
+const DEFAULT_ARTIFACTS: &str = "artifacts";
+const STORE_FILE: &str = "catalog.db";
+const CACHE_DIR: &str = ".cache";
+const MODELS_DIR: &str = "models";
+
+fn artifacts_or_default(artifacts: &Option<PathBuf>) -> PathBuf {
+    artifacts.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_ARTIFACTS))
+}
+
+fn cache_under(cache_dir: &Option<PathBuf>, artifacts: &Option<PathBuf>) -> PathBuf {
+    cache_dir.clone().unwrap_or_else(|| artifacts_or_default(artifacts).join(CACHE_DIR))
 }
 
 #[derive(Debug, Args)]
@@ -166,12 +194,14 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// Folder for everything the build makes: the catalog export, the embedding set (and its cache),
-    /// the rating head and the HNSW graph. `cinevec serve --artifacts` reads it.
-    #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
-    pub artifacts: PathBuf,
-    /// Folder for downloads (the demo package).
-    #[arg(long, env = "CINEVEC_CACHE_DIR", default_value = "artifacts/.cache")]
-    pub cache_dir: PathBuf,
+    /// the rating head and the HNSW graph; named, it also holds the store (DIR/catalog.db), the
+    /// downloads (DIR/.cache) and the model (DIR/models) unless --db, --cache-dir or --models-dir say
+    /// otherwise. `cinevec serve --artifacts DIR` finds them there. [default: artifacts]
+    #[arg(long, env = "CINEVEC_ARTIFACTS", value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Folder for downloads (the demo package). [default: DIR/.cache of --artifacts]
+    #[arg(long, env = "CINEVEC_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -210,10 +240,10 @@ impl BuildArgs {
     /// The plain options `cinevec build` runs with.
     pub fn options(&self) -> BuildOptions {
         BuildOptions {
-            source: self.source.source(&self.cache_dir),
-            db: self.db.db.clone(),
-            artifacts: self.artifacts.clone(),
-            model: self.model.options(),
+            source: self.source.source(&cache_under(&self.cache_dir, &self.artifacts)),
+            db: self.db.url(self.artifacts.as_deref()),
+            artifacts: artifacts_or_default(&self.artifacts),
+            model: self.model.options_under(self.artifacts.as_deref()),
             batch: self.batch.limits(),
             index: self.index.params(IndexParams::default().ef_search),
             strict: self.strict,
@@ -348,9 +378,35 @@ pub enum ModelCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct ModelDirArgs {
-    /// Folder holding downloaded models.
-    #[arg(long, env = "CINEVEC_MODELS_DIR", default_value = "models")]
-    pub models_dir: PathBuf,
+    /// Folder holding downloaded models. [default: models; DIR/models where the command has
+    /// --artifacts DIR, unless the model is in ./models already]
+    #[arg(long, env = "CINEVEC_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+}
+
+impl ModelDirArgs {
+    /// The models folder of a command without `--artifacts`.
+    pub fn dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(|| PathBuf::from(MODELS_DIR))
+    }
+
+    /// The models folder of a command with `--artifacts` (named: `DIR/models`, unless `source` is
+    /// only in the old default folder).
+    pub fn dir_under(&self, artifacts: Option<&Path>, source: &ModelSource) -> PathBuf {
+        match (&self.models_dir, artifacts) {
+            (Some(dir), _) => dir.clone(),
+            (None, None) => PathBuf::from(MODELS_DIR),
+            (None, Some(artifacts)) => {
+                let under = artifacts.join(MODELS_DIR);
+                let old = PathBuf::from(MODELS_DIR);
+                if models::locate(source, &under).is_err() && models::locate(source, &old).is_ok() {
+                    old
+                } else {
+                    under
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -409,10 +465,19 @@ impl ModelArgs {
 
     /// The plain options the commands take.
     pub fn options(&self) -> ModelOptions {
+        self.with_models_dir(self.dirs.dir())
+    }
+
+    /// The plain options of a command with `--artifacts` (see [`ModelDirArgs::dir_under`]).
+    pub fn options_under(&self, artifacts: Option<&Path>) -> ModelOptions {
+        self.with_models_dir(self.dirs.dir_under(artifacts, &self.source()))
+    }
+
+    fn with_models_dir(&self, models_dir: PathBuf) -> ModelOptions {
         let (dtype, cpu_precision) = self.dtype.resolve();
         ModelOptions {
             model: self.model.clone(),
-            models_dir: self.dirs.models_dir.clone(),
+            models_dir,
             pooling: self.pooling,
             max_tokens: self.max_tokens,
             cpu: self.cpu,
@@ -652,13 +717,16 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "CINEVEC_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// Folder with the embedding set, the rating head and the saved HNSW graph.
-    #[arg(long, env = "CINEVEC_ARTIFACTS", default_value = "artifacts")]
-    pub artifacts: PathBuf,
+    /// Folder with the embedding set, the rating head and the saved HNSW graph, as `cinevec build
+    /// --artifacts DIR` made it; named, the store (DIR/catalog.db) and the model (DIR/models) are looked
+    /// for there too unless --db or --models-dir say otherwise. [default: artifacts]
+    #[arg(long, env = "CINEVEC_ARTIFACTS", value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
     /// Catalog store: a SQLite file, or a PostgreSQL database (`postgres://user:password@host:port/db`)
     /// that several replicas share (each applies the others' writes within a second).
-    #[arg(long, env = "CINEVEC_DB", default_value = "artifacts/catalog.db")]
-    pub db: String,
+    /// [default: artifacts/catalog.db, or DIR/catalog.db of --artifacts DIR]
+    #[arg(long, env = "CINEVEC_DB")]
+    pub db: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// API key required by writes (`POST /v1/movies`); without one (here or in `--api-key-file`),
@@ -732,9 +800,9 @@ impl ServeArgs {
             .effective(),
             cors_origins: self.cors_origins,
             service: ServiceConfig {
-                artifacts: self.artifacts,
-                db: self.db,
-                model: self.model.options(),
+                db: DbArgs { db: self.db }.url(self.artifacts.as_deref()),
+                model: self.model.options_under(self.artifacts.as_deref()),
+                artifacts: artifacts_or_default(&self.artifacts),
                 max_body_bytes: self.max_body_bytes,
                 max_documents: self.max_documents.max(1),
                 request_timeout,
@@ -828,7 +896,7 @@ pub fn init_logging(verbose: u8) {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Model(ModelCommand::Fetch { source, dirs }) => {
-            let dir = models::fetch(&ModelSource::parse(&source), &dirs.models_dir)?;
+            let dir = models::fetch(&ModelSource::parse(&source), &dirs.dir())?;
             let spec = crate::engine::ModelSpec::read(&dir)?;
             println!(
                 "{}: {:?}, dim {}, {} pooling, max {} tokens",
@@ -887,20 +955,26 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Build(args) => {
-            let report = crate::pipeline::build::run(&args.options())?;
+            let options = args.options();
+            let report = crate::pipeline::build::run(&options)?;
             let ran = report.ran();
-            let model = if args.model.model == models::DEFAULT_MODEL {
-                String::new()
-            } else {
-                format!(" --model {}", args.model.model)
-            };
+            // The serve command that finds what this build used: only the flags whose value serve
+            // would not derive from --artifacts by itself.
+            let mut serve = format!("cinevec serve --artifacts {}", options.artifacts.display());
+            if Path::new(&options.db) != options.artifacts.join(STORE_FILE) {
+                serve += &format!(" --db {}", options.db);
+            }
+            if let Some(dir) = &args.model.dirs.models_dir {
+                serve += &format!(" --models-dir {}", dir.display());
+            }
+            if args.model.model != models::DEFAULT_MODEL {
+                serve += &format!(" --model {}", args.model.model);
+            }
             println!(
-                "build {} in {:.1}s ({ran} of {} steps ran); serve it with: cinevec serve --artifacts {} --db {}{model}",
+                "build {} in {:.1}s ({ran} of {} steps ran); serve it with: {serve}",
                 if ran == 0 { "up to date" } else { "done" },
                 report.seconds,
                 report.steps.len(),
-                args.artifacts.display(),
-                args.db.db
             );
             Ok(())
         }
@@ -908,23 +982,23 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => crate::server::serve(args.config()?),
         Command::Ingest(args) => {
             let options = IngestOptions { strict: args.strict, batch_size: args.batch_size };
-            let report = ingest::ingest(&args.source()?, &args.db.db, &options)?;
+            let report = ingest::ingest(&args.source()?, &args.db.url(None), &options)?;
             println!("{report}");
             Ok(())
         }
         Command::Catalog(CatalogCommand::Export { out, db }) => {
-            db.require_existing()?;
-            let n = with_store(&db, |store| async move {
+            let url = db.require_existing()?;
+            let n = with_store(&url, |store| async move {
                 crate::pipeline::export::export_jsonl(&store, &out).await.map(|n| (n, out))
             })?;
             println!("exported {} movies to {}", n.0, n.1.display());
             Ok(())
         }
         Command::Catalog(CatalogCommand::Info { db }) => {
-            db.require_existing()?;
-            let by_source = with_store(&db, |store| async move { Ok(store.count_by_source().await?) })?;
+            let url = db.require_existing()?;
+            let by_source = with_store(&url, |store| async move { Ok(store.count_by_source().await?) })?;
             let total: u64 = by_source.iter().map(|(_, n)| n).sum();
-            println!("{}: {total} movies", db.db);
+            println!("{url}: {total} movies");
             for (source, n) in by_source {
                 println!("  {source}: {n}");
             }
@@ -954,14 +1028,14 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 /// Run `f` with the store open on a small runtime, closing the store afterwards.
-fn with_store<T, F, Fut>(db: &DbArgs, f: F) -> Result<T>
+fn with_store<T, F, Fut>(db: &str, f: F) -> Result<T>
 where
     F: FnOnce(Store) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let store = Store::open(&db.db).await?;
+        let store = Store::open(db).await?;
         let result = f(store.clone()).await;
         store.close().await;
         result

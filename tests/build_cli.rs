@@ -199,3 +199,68 @@ fn refuses_without_a_store_or_while_another_build_runs() {
     assert!(err.contains("another `cinevec build` is running"), "{err}");
     assert!(!art.join("catalog.db").exists(), "a refused build wrote to the store");
 }
+
+/// `--artifacts DIR` alone: the store and the model are found and made under DIR (nothing in the
+/// working folder's `artifacts/` or `models/`), the build names the one flag serve needs, and
+/// `serve --artifacts DIR` loads the catalog from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+async fn one_named_folder_holds_the_store_and_the_model_and_serve_finds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let models = work.join("mine/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(common::minilm_dir(), models.join(common::minilm_dir().file_name().unwrap())).unwrap();
+    let catalog = slice(tmp.path(), 0, 40);
+    let clean = |cmd: &mut Command| {
+        cmd.current_dir(&work)
+            .env_remove("CINEVEC_DB")
+            .env_remove("CINEVEC_ARTIFACTS")
+            .env_remove("CINEVEC_MODELS_DIR")
+            .env_remove("CINEVEC_CACHE_DIR")
+            .env_remove("CINEVEC_MODEL")
+            .env("CINEVEC_DTYPE", "f32");
+    };
+    let mut build = Command::new(env!("CARGO_BIN_EXE_cinevec"));
+    clean(&mut build);
+    build
+        .env("CINEVEC_HEAD_MEMBERS", "1")
+        .env("CINEVEC_HEAD_EPOCHS", "5")
+        .env("CINEVEC_HEAD_WIDTH", "64")
+        .args(["build", "--artifacts", "mine", "--catalog"])
+        .arg(&catalog);
+    let stdout = run(&mut build);
+    let hint = stdout.lines().find_map(|l| l.split_once("serve it with: ")).map(|(_, cmd)| cmd.trim().to_string());
+    assert_eq!(hint.as_deref(), Some("cinevec serve --artifacts mine"), "{stdout}");
+    assert!(work.join("mine/catalog.db").is_file(), "the store is not under the named folder");
+    assert!(!work.join("artifacts").exists(), "the build wrote to ./artifacts");
+    assert!(!work.join("models").exists(), "the build fetched into ./models");
+    assert_eq!(outcomes(&stdout).iter().find(|(s, _)| s == "model").map(|(_, o)| o.as_str()), Some("up"), "{stdout}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_cinevec"));
+    clean(&mut serve);
+    let mut child = serve
+        .args(["serve", "--cpu", "--artifacts", "mine", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let info: serde_json::Value = loop {
+        assert!(child.try_wait().unwrap().is_none(), "serve --artifacts mine exited while loading");
+        assert!(started.elapsed() < Duration::from_secs(120), "not ready in 120 s");
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                break client.get(format!("{base}/v1/info")).send().await.unwrap().json().await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(info.pointer("/counts/movies").and_then(|v| v.as_u64()), Some(40), "{info:#}");
+    assert!(!work.join("artifacts").exists() && !work.join("models").exists(), "serve created default folders");
+}

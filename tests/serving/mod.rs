@@ -78,11 +78,11 @@ pub fn config(dir: &Path) -> ServeConfig {
     let model_dir = common::minilm_dir();
     ServeArgs {
         bind: "127.0.0.1:0".into(),
-        artifacts: dir.to_path_buf(),
-        db: dir.join("catalog.db").to_string_lossy().into_owned(),
+        artifacts: Some(dir.to_path_buf()),
+        db: Some(dir.join("catalog.db").to_string_lossy().into_owned()),
         model: ModelArgs {
             model: model_dir.to_string_lossy().into_owned(),
-            dirs: ModelDirArgs { models_dir: model_dir.parent().unwrap().to_path_buf() },
+            dirs: ModelDirArgs { models_dir: Some(model_dir.parent().unwrap().to_path_buf()) },
             pooling: None,
             max_tokens: None,
             cpu: true,
