@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Connection storm against a running server: RSS before, during and after, and /healthz meanwhile.
 
-    scripts/storm.py HOST:PORT PID [--connections 5000] [--hold 5]
+    scripts/storm.py HOST:PORT PID [--connections 5000] [--hold 5] [--settle 30]
 
 Opens `connections` sockets (half send nothing, half send half a request head), holds them for
 `hold` seconds while probing /healthz once a second, closes them, waits 5 s, and prints one JSON
 line: the server's RSS (MiB, from /proc/PID/status) before, at the end of the hold and after, and
-the /healthz probes' latencies (null: no answer within 5 s). Standard library only; local only.
+the /healthz probes' latencies (null: no answer within 5 s); then it samples RSS once a second for up
+to `settle` seconds and reports when it first came back to within 2 MiB of its value before the storm
+(`settled_s`, null if it did not) and the last sample. Standard library only; local only.
 """
 import argparse, json, socket, time
 
@@ -15,6 +17,7 @@ p.add_argument("addr")
 p.add_argument("pid", type=int)
 p.add_argument("--connections", type=int, default=5000)
 p.add_argument("--hold", type=float, default=5)
+p.add_argument("--settle", type=float, default=30)
 a = p.parse_args()
 host, port = a.addr.rsplit(":", 1)
 port = int(port)
@@ -60,7 +63,16 @@ while time.monotonic() < end:
 during = rss()
 for s in socks:
     s.close()
+closed = time.monotonic()
 time.sleep(5)
 after = rss()
+settled, last = None, after
+while settled is None and time.monotonic() - closed < a.settle:
+    last = rss()
+    if last <= before + 2:
+        settled = round(time.monotonic() - closed, 1)
+        break
+    time.sleep(1)
 print(json.dumps({"connections": a.connections, "connect_failed": failed, "rss_mib_before": before,
-                  "rss_mib_during": during, "rss_mib_after": after, "healthz_s": probes}))
+                  "rss_mib_during": during, "rss_mib_after": after, "rss_mib_last": last,
+                  "settled_s": settled, "healthz_s": probes}))
