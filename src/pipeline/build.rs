@@ -22,8 +22,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-/// The catalog export the embedding set is made from, inside the artifacts folder.
-pub const CATALOG_FILE: &str = "catalog.jsonl";
+pub use crate::artifacts::CATALOG_FILE;
 /// Step records and the lock, inside the artifacts folder.
 pub const STATE_DIR: &str = ".build";
 

@@ -178,6 +178,7 @@ impl Service {
             let folded = fold(&facts.title);
             let entry = catalog.entry_for(NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source }, folded);
             catalog.push_entry_with_vector(entry, &change.vector);
+            self.run_time_documents.remember(&m.id, change.generation, m.document.as_str().into());
             count += 1;
         }
         Ok(count)
@@ -187,6 +188,7 @@ impl Service {
     /// and a once-a-second catch-up). Nothing on SQLite.
     pub fn follow_store(self: &Arc<Self>) {
         let Some(pg) = self.store.as_postgres().cloned() else { return };
+        tokio::spawn(remember_loaded_documents(pg.clone(), Arc::downgrade(self)));
         tokio::spawn(listen(pg, Arc::downgrade(self)));
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -203,6 +205,31 @@ impl Service {
     /// The store's state, for `/readyz` and `/v1/info`.
     pub fn store_status(&self) -> StoreStatus {
         self.store_state.status()
+    }
+}
+
+/// Keep the documents of the run-time rows this service started with (loaded from the store or the
+/// snapshot without them), so that it can show them while the store is down; retried until read.
+async fn remember_loaded_documents(pg: PostgresStore, service: Weak<Service>) {
+    let mut after = 0;
+    loop {
+        let Some(s) = service.upgrade() else { return };
+        match pg.changes_since(after, &s.manifest.model.weights_sha256, PAGE).await {
+            Ok(changes) => {
+                for change in &changes {
+                    s.run_time_documents.remember(&change.movie.id, change.generation, change.movie.document.as_str().into());
+                }
+                match changes.last() {
+                    Some(last) if changes.len() == PAGE as usize => after = last.generation,
+                    _ => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!("reading the run-time documents failed ({e}); retrying");
+                drop(s);
+                tokio::time::sleep(POLL).await;
+            }
+        }
     }
 }
 
