@@ -87,7 +87,7 @@ Fetch mpnet first with `cinevec model fetch mpnet`.")]
 pub struct DbArgs {
     /// Catalog store: a SQLite file (created, with its folder, if missing), a `sqlite:` URL, or a
     /// PostgreSQL database (`postgres://user:password@host:port/db`, shared by several replicas).
-    #[arg(long, env = "CINEVEC_DB", default_value = store::DEFAULT_DB)]
+    #[arg(long, env = "CINEVEC_DB", default_value = store::DEFAULT_DB, hide_env_values = true)]
     pub db: String,
 }
 
@@ -95,7 +95,7 @@ impl DbArgs {
     /// The store must exist already (commands that only read it).
     fn require_existing(&self) -> Result<()> {
         if !store::may_exist(&self.db) {
-            anyhow::bail!("no catalog store at {}: run `cinevec ingest` first (or pass --db)", self.db);
+            anyhow::bail!("no catalog store at {}: run `cinevec ingest` first (or pass --db)", store::redacted(&self.db));
         }
         Ok(())
     }
@@ -657,7 +657,7 @@ pub struct ServeArgs {
     pub artifacts: PathBuf,
     /// Catalog store: a SQLite file, or a PostgreSQL database (`postgres://user:password@host:port/db`)
     /// that several replicas share (each applies the others' writes within a second).
-    #[arg(long, env = "CINEVEC_DB", default_value = "artifacts/catalog.db")]
+    #[arg(long, env = "CINEVEC_DB", default_value = "artifacts/catalog.db", hide_env_values = true)]
     pub db: String,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -900,7 +900,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 report.seconds,
                 report.steps.len(),
                 args.artifacts.display(),
-                args.db.db
+                store::redacted(&args.db.db)
             );
             Ok(())
         }
@@ -924,7 +924,7 @@ pub fn run(cli: Cli) -> Result<()> {
             db.require_existing()?;
             let by_source = with_store(&db, |store| async move { Ok(store.count_by_source().await?) })?;
             let total: u64 = by_source.iter().map(|(_, n)| n).sum();
-            println!("{}: {total} movies", db.db);
+            println!("{}: {total} movies", store::redacted(&db.db));
             for (source, n) in by_source {
                 println!("  {source}: {n}");
             }

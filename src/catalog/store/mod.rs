@@ -242,18 +242,37 @@ pub fn is_postgres_url(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
-/// `location` fit for logs and records: a PostgreSQL URL without its password.
+/// `location` fit for logs, messages and records: a PostgreSQL URL with its password, in the user
+/// part or as a `password=` parameter, replaced by `***` (`postgres://user:***@host:port/db`). Every
+/// place that shows a `--db` shows it through this.
 pub fn redacted(location: &str) -> String {
     let Some((scheme, rest)) = location.split_once("://").filter(|_| is_postgres_url(location)) else {
         return location.to_string();
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) if credentials.contains(':') => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
+    // The authority ends at the path, the query or the fragment; its user part at its last `@`.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
         }
-        _ => location.to_string(),
-    }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Whether a store may exist at `location` (a SQLite file that is there, or any database URL: opening
@@ -348,5 +367,30 @@ impl Store {
     /// Close every connection. Call before exiting.
     pub async fn close(&self) {
         each_backend!(self, s => s.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redacted_urls_keep_everything_but_the_password() {
+        for (url, shown) in [
+            ("postgres://cinevec:s3cret@db:5432/cinevec", "postgres://cinevec:***@db:5432/cinevec"),
+            ("postgresql://u:p%40ss@db/c?sslmode=require", "postgresql://u:***@db/c?sslmode=require"),
+            // A raw `@` in the password: the host is after the last one.
+            ("postgres://u:p@ss@db:5432/c", "postgres://u:***@db:5432/c"),
+            ("postgres://u:@db/c", "postgres://u:***@db/c"),
+            ("postgres://db/c?user=u&password=s3cret&sslmode=disable", "postgres://db/c?user=u&password=***&sslmode=disable"),
+            ("postgres://u:s3cret@db?PASSWORD=again", "postgres://u:***@db?PASSWORD=***"),
+            // Nothing to hide.
+            ("postgres://u@db:5432/c", "postgres://u@db:5432/c"),
+            ("postgres://db", "postgres://db"),
+            ("artifacts/catalog.db", "artifacts/catalog.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
     }
 }
