@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The catalog export the embedding set is made from, inside the artifacts folder (`cinevec build`).
+pub const CATALOG_FILE: &str = "catalog.jsonl";
 pub const MATRIX_FILE: &str = "embeddings.safetensors";
 pub const IDS_FILE: &str = "embeddings.ids.json";
 pub const MANIFEST_FILE: &str = "embeddings.manifest.json";

@@ -88,7 +88,7 @@ pub struct DbArgs {
     /// Catalog store: a SQLite file (created, with its folder, if missing), a `sqlite:` URL, or a
     /// PostgreSQL database (`postgres://user:password@host:port/db`, shared by several replicas).
     /// [default: artifacts/catalog.db; DIR/catalog.db where the command has --artifacts DIR]
-    #[arg(long, env = "CINEVEC_DB")]
+    #[arg(long, env = "CINEVEC_DB", hide_env_values = true)]
     pub db: Option<String>,
 }
 
@@ -106,7 +106,7 @@ impl DbArgs {
     fn require_existing(&self) -> Result<String> {
         let db = self.url(None);
         if !store::may_exist(&db) {
-            anyhow::bail!("no catalog store at {db}: run `cinevec ingest` first (or pass --db)");
+            anyhow::bail!("no catalog store at {}: run `cinevec ingest` first (or pass --db)", store::redacted(&db));
         }
         Ok(db)
     }
@@ -725,7 +725,7 @@ pub struct ServeArgs {
     /// Catalog store: a SQLite file, or a PostgreSQL database (`postgres://user:password@host:port/db`)
     /// that several replicas share (each applies the others' writes within a second).
     /// [default: artifacts/catalog.db, or DIR/catalog.db of --artifacts DIR]
-    #[arg(long, env = "CINEVEC_DB")]
+    #[arg(long, env = "CINEVEC_DB", hide_env_values = true)]
     pub db: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -962,7 +962,7 @@ pub fn run(cli: Cli) -> Result<()> {
             // would not derive from --artifacts by itself.
             let mut serve = format!("cinevec serve --artifacts {}", options.artifacts.display());
             if Path::new(&options.db) != options.artifacts.join(STORE_FILE) {
-                serve += &format!(" --db {}", options.db);
+                serve += &format!(" --db {}", store::redacted(&options.db));
             }
             if let Some(dir) = &args.model.dirs.models_dir {
                 serve += &format!(" --models-dir {}", dir.display());
@@ -998,7 +998,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let url = db.require_existing()?;
             let by_source = with_store(&url, |store| async move { Ok(store.count_by_source().await?) })?;
             let total: u64 = by_source.iter().map(|(_, n)| n).sum();
-            println!("{url}: {total} movies");
+            println!("{}: {total} movies", store::redacted(&url));
             for (source, n) in by_source {
                 println!("  {source}: {n}");
             }

@@ -3,6 +3,7 @@
 //! and a build killed while embedding resumes from the embedding cache.
 
 mod common;
+mod pg_cluster;
 
 use cinevec::artifacts;
 use std::path::{Path, PathBuf};
@@ -263,4 +264,68 @@ async fn one_named_folder_holds_the_store_and_the_model_and_serve_finds_them() {
     let _ = child.wait();
     assert_eq!(info.pointer("/counts/movies").and_then(|v| v.as_u64()), Some(40), "{info:#}");
     assert!(!work.join("artifacts").exists() && !work.join("models").exists(), "serve created default folders");
+}
+
+/// The whole output of `cinevec args...` (stdout, then stderr) and whether it succeeded.
+fn output_of(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cinevec"));
+    cmd.env("CINEVEC_MODELS_DIR", common::minilm_dir().parent().unwrap())
+        .env("CINEVEC_DTYPE", "f32")
+        .env("CINEVEC_HEAD_MEMBERS", "1")
+        .env("CINEVEC_HEAD_EPOCHS", "5")
+        .env("CINEVEC_HEAD_WIDTH", "64")
+        .env("RUST_LOG", "info")
+        .env_remove("CINEVEC_DB")
+        .envs(env.iter().copied())
+        .args(args);
+    let out = cmd.output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+#[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
+fn a_postgres_password_is_never_shown() {
+    const SECRET: &str = "hunter2-Zq7";
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog = slice(tmp.path(), 0, 40);
+    let catalog = catalog.to_str().unwrap();
+    let art = tmp.path().join("artifacts");
+    let art = art.to_str().unwrap();
+
+    // Unreachable: one line naming host and port, not the password.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nowhere = format!("postgres://cinevec:{SECRET}@127.0.0.1:{closed}/cinevec");
+    for args in [
+        vec!["build", "--catalog", catalog, "--artifacts", art, "--db", &nowhere],
+        vec!["ingest", "--catalog", catalog, "--db", &nowhere],
+        vec!["catalog", "info", "--db", &nowhere],
+    ] {
+        let (ok, out) = output_of(&args, &[]);
+        assert!(!ok, "{args:?} succeeded without a database: {out}");
+        assert!(out.contains(&format!("127.0.0.1:{closed}")), "{args:?}: {out}");
+        assert!(!out.contains(SECRET), "{args:?} showed the password: {out}");
+    }
+    // --help shows where CINEVEC_DB comes from, never its value.
+    for command in ["build", "serve", "ingest"] {
+        let (ok, out) = output_of(&[command, "--help"], &[("CINEVEC_DB", &nowhere)]);
+        assert!(ok && out.contains("CINEVEC_DB"), "{command} --help: {out}");
+        assert!(!out.contains(SECRET), "{command} --help showed the password: {out}");
+    }
+
+    // Reachable (the throwaway cluster trusts local connections, so any password is let in): the
+    // whole build, its progress and its "serve it with" line, then the other commands.
+    let Some(pg) = pg_cluster::shared() else { return };
+    pg.create_db("secret").unwrap();
+    let url = format!("postgres://postgres:{SECRET}@127.0.0.1:{}/secret", pg.port());
+    let shown = format!("postgres://postgres:***@127.0.0.1:{}/secret", pg.port());
+    let (ok, out) = output_of(&["build", "--catalog", catalog, "--artifacts", art, "--db", &url], &[]);
+    assert!(ok, "the build failed: {out}");
+    assert!(out.contains(&format!("--db {shown}")), "the serve line must name the database: {out}");
+    assert!(!out.contains(SECRET), "the build showed the password: {out}");
+    for args in [vec!["ingest", "--catalog", catalog, "--db", &url], vec!["catalog", "info", "--db", &url]] {
+        let (ok, out) = output_of(&args, &[]);
+        assert!(ok, "{args:?}: {out}");
+        assert!(out.contains(&shown), "{args:?} must name the database: {out}");
+        assert!(!out.contains(SECRET), "{args:?} showed the password: {out}");
+    }
 }

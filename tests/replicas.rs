@@ -49,6 +49,23 @@ async fn until_store(s: &Server, state: &str) {
     }
 }
 
+/// `GET /v1/movies/{id}` on `s`: must answer 200; its document, rating and votes.
+async fn document(s: &Server, id: &str) -> Value {
+    let r = s.get(&format!("/v1/movies/{id}")).await;
+    assert_eq!(r.status(), StatusCode::OK, "{}: GET /v1/movies/{id}", s.base);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["id"], id);
+    assert!(body["document"].is_object(), "{body}");
+    json!([body["document"], body["title"], body["rating"], body["votes"]])
+}
+
+/// The id of the first movie of a catalog file.
+fn first_id(catalog: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(catalog).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    first["id"].as_str().unwrap().to_string()
+}
+
 fn movie(id: &str, title: &str) -> Value {
     json!({"id": id, "rating": 7.1, "votes": 10, "movie": {
         "title": title, "genres": ["Drama"], "release_year": 2026, "directors": ["Ana Lily Amirpour"]}})
@@ -99,7 +116,16 @@ async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_resta
     let (ta, tb) = (live_title(&a, "cv-r2").await, live_title(&b, "cv-r2").await);
     assert!(ta.is_some() && ta == tb, "the replicas disagree: {ta:?} vs {tb:?}");
 
-    // PostgreSQL down: writes 503 with Retry-After, reads from memory still answer.
+    // PostgreSQL down: writes 503 with Retry-After, reads from memory still answer, the movie documents
+    // too: a base movie's (from the catalog file the matrix was made from) and run-time adds' (kept in
+    // memory), the same as the store gave while it was up.
+    let base_id = first_id(&slice);
+    let mut shown = Vec::new();
+    for id in [base_id.as_str(), "cv-r1", "cv-r2"] {
+        let (on_a, on_b) = (document(&a, id).await, document(&b, id).await);
+        assert_eq!(on_a, on_b, "{id}");
+        shown.push((id, on_a));
+    }
     pg.stop().unwrap();
     let r = a.post_auth("/v1/movies", &movie("cv-r3", "While It Was Down"), KEY).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -112,6 +138,13 @@ async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_resta
     assert_eq!(found.status(), StatusCode::OK);
     let info: Value = a.get("/v1/info").await.json().await.unwrap();
     assert_eq!(info["store"]["state"], "unavailable", "{info}");
+    for s in [&a, &b] {
+        for (id, up) in &shown {
+            assert_eq!(&document(s, id).await, up, "{}: {id} while PostgreSQL is down", s.base);
+        }
+        let r = s.get("/v1/movies/cv-never-added").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{}: an id no replica serves", s.base);
+    }
 
     // Back: both reconnect by themselves; a write on B reaches A.
     pg.start_again().unwrap();
@@ -130,6 +163,12 @@ async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_resta
     assert_eq!(live_title(&c, "cv-r2").await, live_title(&a, "cv-r2").await);
     let info: Value = c.get("/v1/info").await.json().await.unwrap();
     assert_eq!(info["queue"]["documents"], 1);
+    // It started with the run-time adds' vectors; their documents it reads from the store after start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.stop().unwrap();
+    for (id, up) in &shown {
+        assert_eq!(&document(&c, id).await, up, "the later replica: {id} while PostgreSQL is down");
+    }
     for s in [a, b, c] {
         s.stop().await.unwrap();
     }

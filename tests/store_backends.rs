@@ -225,3 +225,86 @@ fn postgres_writes_fail_as_unavailable_while_it_is_down_and_work_after() {
         store.close().await;
     });
 }
+
+/// `n` movies `m00000`, `m00001`, ...: an ingest of several statements (4,096 rows each).
+fn many_rows(n: usize, title: &str) -> Vec<MovieRow> {
+    (0..n).map(|i| row(&format!("m{i:05}"), &format!("{title} {i}"), Some(6.0))).collect()
+}
+
+#[test]
+fn postgres_an_ingest_and_run_time_adds_of_its_ids_at_once_all_succeed() {
+    // The ingest moves the generation with its first statement and then needs movie rows that the adds
+    // are writing; before the writers took the generation's lock first, one of them deadlocked (40P01).
+    let Some(pg) = cluster() else { return };
+    let url = pg.create_db("ingest_vs_adds").unwrap();
+    rt().block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        let other = Store::open(&url).await.unwrap();
+        for round in 0..3 {
+            let rows = many_rows(16_000, &format!("Round {round}"));
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let ingest = async {
+                let counts = store.upsert_movies(&rows).await;
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                counts
+            };
+            let adds = async {
+                let mut written = Vec::new();
+                // Ids of the ingest's last statements, written until the ingest ends.
+                for i in (12_000..16_000).cycle() {
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("m{i:05}");
+                    let put = other.put_movie_with_embedding(&row(&id, "Added", None), "m", &[1.0, 0.0]).await;
+                    written.push((id, put.map_err(|e| e.to_string())));
+                    tokio::task::yield_now().await;
+                }
+                written
+            };
+            let (counts, written) = tokio::join!(ingest, adds);
+            let counts = counts.unwrap_or_else(|e| panic!("round {round}: the ingest failed beside the adds: {e}"));
+            assert_eq!(counts.written + counts.unchanged, 16_000);
+            assert!(!written.is_empty(), "round {round}: no add ran during the ingest");
+            for (id, put) in &written {
+                assert!(put.is_ok(), "round {round}: adding {id} during the ingest failed: {put:?}");
+            }
+            eprintln!("round {round}: {} adds during the ingest, all written", written.len());
+        }
+        assert_eq!(store.count().await.unwrap(), 16_000);
+        other.close().await;
+        store.close().await;
+    });
+}
+
+#[test]
+fn postgres_an_add_that_loses_a_deadlock_to_another_program_is_run_again() {
+    // Another program locks a movie row, then the generation: the opposite order to cinevec's writers.
+    // PostgreSQL aborts the add (its deadlock check runs first: the other session waits 10 s before
+    // checking), and the add is retried after the other program commits.
+    use sqlx::Connection;
+    let Some(pg) = cluster() else { return };
+    let url = pg.create_db("foreign_deadlock").unwrap();
+    rt().block_on(async {
+        let store = Store::open(&url).await.unwrap();
+        store.upsert_movies(&[row("x", "Xanadu", None)]).await.unwrap();
+        let mut foreign = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut foreign).await.unwrap();
+        sqlx::query("SET LOCAL deadlock_timeout = '10s'").execute(&mut foreign).await.unwrap();
+        sqlx::query("SELECT id FROM movies WHERE id = 'x' FOR UPDATE").execute(&mut foreign).await.unwrap();
+        let added_row = row("x", "Xanadu (added)", None);
+        let add = store.put_movie_with_embedding(&added_row, "m", &[1.0]);
+        let other = async {
+            // The add is waiting for `x` by now (it holds the generation's lock).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            sqlx::query("UPDATE catalog_meta SET generation = generation + 1 WHERE id = 1").execute(&mut foreign).await.unwrap();
+            sqlx::query("COMMIT").execute(&mut foreign).await.unwrap();
+        };
+        let (added, ()) = tokio::join!(add, other);
+        let generation = added.unwrap_or_else(|e| panic!("the add was not retried after losing the deadlock: {e}"));
+        assert_eq!(store.generation().await.unwrap().1, generation);
+        assert_eq!(store.get("x").await.unwrap().unwrap().movie.title(), "Xanadu (added)");
+        assert_eq!(store.movie_embeddings("m").await.unwrap(), [("x".to_string(), vec![1.0])]);
+        store.close().await;
+    });
+}

@@ -22,8 +22,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-/// The catalog export the embedding set is made from, inside the artifacts folder.
-pub const CATALOG_FILE: &str = "catalog.jsonl";
+pub use crate::artifacts::CATALOG_FILE;
 /// Step records and the lock, inside the artifacts folder.
 pub const STATE_DIR: &str = ".build";
 
@@ -197,6 +196,8 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
 
     // 2. Ingest (only when a source is given; otherwise the store is used as it is).
     let db = &args.db;
+    // What messages show of it (never a password).
+    let shown = crate::catalog::store::redacted(db);
     match args.source.clone() {
         Some(source) => {
             let key = json!({ "source": source_key(&source)?, "db": crate::catalog::store::redacted(db) });
@@ -206,7 +207,7 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
                 r.key == key && count.is_some() && r.facts.get("movies").and_then(Value::as_u64) == count
             });
             if current && !args.force {
-                report.push("ingest", Outcome::UpToDate(format!("{} movies from the same source in {db}", count.unwrap_or(0))));
+                report.push("ingest", Outcome::UpToDate(format!("{} movies from the same source in {shown}", count.unwrap_or(0))));
             } else {
                 let t = Instant::now();
                 let options = ingest::IngestOptions { strict: args.strict, batch_size: 5000 };
@@ -218,7 +219,7 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
                     Outcome::Ran(
                         t.elapsed().as_secs_f64(),
                         format!(
-                            "{}: kept {} of {} ({} new, {} changed); {movies} movies in {db}",
+                            "{}: kept {} of {} ({} new, {} changed); {movies} movies in {shown}",
                             ingested.source, ingested.kept, ingested.read, ingested.new, ingested.changed
                         ),
                     ),
@@ -228,7 +229,7 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         None => {
             if !crate::catalog::store::may_exist(db) {
                 bail!(
-                    "no catalog store at {db}: give a source (`--demo`, `--catalog FILE` or `--imdb DIR`) or run `cinevec ingest` first"
+                    "no catalog store at {shown}: give a source (`--demo`, `--catalog FILE` or `--imdb DIR`) or run `cinevec ingest` first"
                 );
             }
         }
@@ -250,7 +251,7 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         })?;
         if n == 0 {
             let _ = std::fs::remove_file(&fresh);
-            bail!("the catalog store {db} holds no movies: ingest some first");
+            bail!("the catalog store {shown} holds no movies: ingest some first");
         }
         let same = catalog.is_file() && crate::hash::sha256_file(&catalog)? == crate::hash::sha256_file(&fresh)?;
         if same {

@@ -6,7 +6,7 @@
 //!
 //! Kept compact, because it is one entry per movie of a large catalog: names (genres, directors,
 //! actors) are interned once and each movie holds their numbers; the full documents stay in the store
-//! and are read when a movie is shown. The vectors of matrix rows are the shared embedding matrix
+//! and are read when a movie is shown (while it cannot be reached: `service/documents.rs`). The vectors of matrix rows are the shared embedding matrix
 //! itself (also searched by the index); only run-time rows are copied here.
 //!
 //! Also the core of search: [`LiveCatalog::nearest`] (the neighbour table, the graph walk or an exact

@@ -218,7 +218,7 @@ pub async fn load(
     let snapshot_due = (from_store || replayed > 0).then_some((snapshot_path, key.clone()));
     let (catalog, added_rows) = match from_snapshot {
         Some(read) => read,
-        None => read_catalog(&store, &config.db, &ids, matrix.clone(), dim, &added).await?,
+        None => read_catalog(&store, &crate::catalog::store::redacted(&config.db), &ids, matrix.clone(), dim, &added).await?,
     };
     let journaling = if from_store {
         Journaling { generation: Some(generation), journal: None }

@@ -8,6 +8,7 @@
 //! The HTTP server (`crate::server`) parses a request, calls one operation, and maps its answer;
 //! another transport would do the same. [`load`] reads and cross-checks the artifacts.
 
+mod documents;
 pub mod error;
 pub mod live;
 mod load;
@@ -61,6 +62,9 @@ pub struct Service {
     /// rows see them in the same order; it holds which store generation each run-time row came from.
     writes: tokio::sync::Mutex<replicas::Applied>,
     store_state: replicas::StoreState,
+    /// Documents to show while the store cannot be reached (see [`documents`]).
+    base_documents: documents::BaseDocuments,
+    run_time_documents: documents::RunTimeDocuments,
     /// The run-time writes since the snapshot, for the next start (see [`live::journal`]).
     journal: Mutex<Journaling>,
     on_search: Option<SearchObserver>,
@@ -160,6 +164,18 @@ fn neighbours(catalog: &LiveCatalog, query: &Traits, hits: &[Hit]) -> Vec<Neighb
         .collect()
 }
 
+/// Where the catalog file the embedding matrix was made from may be: `catalog.jsonl` in the artifacts
+/// (`cinevec build`), else the file `cinevec embed` read, beside the matrix (a copied folder) or where
+/// the manifest says.
+fn catalog_files(artifacts: &std::path::Path, manifest: &Manifest) -> Vec<std::path::PathBuf> {
+    let input = std::path::PathBuf::from(&manifest.input);
+    let mut files = vec![artifacts.join(crate::artifacts::CATALOG_FILE)];
+    files.extend(input.file_name().map(|name| artifacts.join(name)));
+    files.push(input);
+    files.dedup();
+    files
+}
+
 impl Service {
     pub fn from_parts(p: Parts) -> Service {
         Service {
@@ -168,6 +184,12 @@ impl Service {
             queue: p.queue,
             head: p.head,
             store_state: replicas::StoreState::new(p.store.backend()),
+            base_documents: documents::BaseDocuments::new(
+                catalog_files(&p.config.artifacts, &p.manifest),
+                p.manifest.input_sha256.clone(),
+                p.matrix_rows,
+            ),
+            run_time_documents: documents::RunTimeDocuments::default(),
             store: p.store,
             manifest: p.manifest,
             model: p.model,
@@ -322,17 +344,44 @@ impl Service {
     /// One movie: its stored document, its facts and its predicted rating.
     pub async fn movie(self: &Arc<Self>, id: String) -> Result<MovieView, ServiceError> {
         // The live rows keep no documents: the store has them (and always the newest one of an id).
+        // While it cannot be reached, the document comes from what this process can show without it
+        // (see `documents`).
         let read = self.store.get(&id).await;
         self.store_state.saw(&read);
-        let stored = read.map_err(replicas::store_error)?.ok_or_else(|| ServiceError::no_movie(&id))?;
+        let stored = match read {
+            Ok(stored) => Some(stored.ok_or_else(|| ServiceError::no_movie(&id))?.movie.into_value()),
+            Err(e) if e.is_transient() => {
+                tracing::debug!("showing {id} from memory: {e}");
+                None
+            }
+            Err(e) => return Err(replicas::store_error(e)),
+        };
         let service = self.clone();
         blocking(move || {
             let catalog = service.rows()?;
             let row = catalog.row_of(&id).ok_or_else(|| ServiceError::no_movie(&id))?;
+            let document = match stored {
+                Some(document) => document,
+                None => service.document_from_memory(row, &id)?,
+            };
             let predicted = service.predict_rows(catalog.vector(row))?[0];
-            Ok(view(&catalog, row, predicted, stored.movie.into_value()))
+            Ok(view(&catalog, row, predicted, document))
         })
         .await
+    }
+
+    /// The document of `id` (at live row `row`) without the store: a run-time row's from memory, a
+    /// matrix row's from the artifacts' catalog file. Blocking. Unavailable when there is none.
+    fn document_from_memory(&self, row: usize, id: &str) -> Result<Value, ServiceError> {
+        let unavailable = |why: String| {
+            tracing::warn!("cannot show {id} while the store is unavailable: {why}");
+            ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
+        };
+        if row >= self.matrix_rows {
+            let document = self.run_time_documents.get(id).ok_or_else(|| unavailable("its document is not in memory".into()))?;
+            return serde_json::from_str(&document).map_err(|e| unavailable(e.to_string()));
+        }
+        self.base_documents.get(row, id).map_err(unavailable)
     }
 
     /// Title search (see [`LiveCatalog::search_titles`]); `limit` 1 to 50, default 10.
@@ -554,7 +603,9 @@ impl Service {
                 *self.journaling() = Journaling::default();
                 return Ok((current, Some(current)));
             }
-            catalog.push(movie, vector)
+            let pushed = catalog.push(movie, vector);
+            self.run_time_documents.remember(&row.id, written_at, row.movie.render().into());
+            pushed
         };
         let mut journaling = self.journaling();
         match record {

@@ -129,10 +129,15 @@ impl StoreState {
     }
 }
 
-/// A store error as the caller sees it: unreachable → unavailable (503, retry), else internal.
+/// A store error as the caller sees it: unreachable → unavailable (503, retry); a write that kept
+/// losing conflicts with concurrent writes (after the store's own retries) → unavailable too, since
+/// nothing of it was written and a later try may succeed; else internal.
 pub fn store_error(e: StoreError) -> ServiceError {
     if e.is_unavailable() {
         ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
+    } else if e.is_conflict() {
+        tracing::warn!("a store write kept colliding with concurrent writes: {e}");
+        ServiceError::Unavailable("the catalog store is busy with concurrent writes and nothing was written, retry shortly".into())
     } else {
         ServiceError::internal(e)
     }
@@ -173,6 +178,7 @@ impl Service {
             let folded = fold(&facts.title);
             let entry = catalog.entry_for(NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source }, folded);
             catalog.push_entry_with_vector(entry, &change.vector);
+            self.run_time_documents.remember(&m.id, change.generation, m.document.as_str().into());
             count += 1;
         }
         Ok(count)
@@ -182,6 +188,7 @@ impl Service {
     /// and a once-a-second catch-up). Nothing on SQLite.
     pub fn follow_store(self: &Arc<Self>) {
         let Some(pg) = self.store.as_postgres().cloned() else { return };
+        tokio::spawn(remember_loaded_documents(pg.clone(), Arc::downgrade(self)));
         tokio::spawn(listen(pg, Arc::downgrade(self)));
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -198,6 +205,31 @@ impl Service {
     /// The store's state, for `/readyz` and `/v1/info`.
     pub fn store_status(&self) -> StoreStatus {
         self.store_state.status()
+    }
+}
+
+/// Keep the documents of the run-time rows this service started with (loaded from the store or the
+/// snapshot without them), so that it can show them while the store is down; retried until read.
+async fn remember_loaded_documents(pg: PostgresStore, service: Weak<Service>) {
+    let mut after = 0;
+    loop {
+        let Some(s) = service.upgrade() else { return };
+        match pg.changes_since(after, &s.manifest.model.weights_sha256, PAGE).await {
+            Ok(changes) => {
+                for change in &changes {
+                    s.run_time_documents.remember(&change.movie.id, change.generation, change.movie.document.as_str().into());
+                }
+                match changes.last() {
+                    Some(last) if changes.len() == PAGE as usize => after = last.generation,
+                    _ => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!("reading the run-time documents failed ({e}); retrying");
+                drop(s);
+                tokio::time::sleep(POLL).await;
+            }
+        }
     }
 }
 
@@ -242,5 +274,70 @@ async fn listen(pg: PostgresStore, service: Weak<Service>) {
             }
         }
         tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database error with only a SQLSTATE, as PostgreSQL sends one.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl std::fmt::Display for Coded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {}
+
+    impl sqlx::error::DatabaseError for Coded {
+        fn message(&self) -> &str {
+            "coded"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn coded(code: &'static str) -> StoreError {
+        StoreError::Db(sqlx::Error::Database(Box::new(Coded(code))))
+    }
+
+    #[test]
+    fn transient_store_errors_answer_unavailable_and_the_rest_internal() {
+        // Deadlock, serialization failure, lock not available; SQLite BUSY, BUSY_SNAPSHOT, LOCKED;
+        // connection lost, shutting down, read-only (failover), too many connections.
+        for code in ["40P01", "40001", "55P03", "5", "517", "6", "08006", "57P01", "25006", "53300"] {
+            assert!(coded(code).is_transient(), "{code}");
+            assert!(matches!(store_error(coded(code)), ServiceError::Unavailable(_)), "{code}");
+        }
+        assert!(coded("40P01").is_conflict() && !coded("40P01").is_unavailable());
+        // A conflict says nothing about whether the store answers: /readyz stays "available".
+        let state = StoreState::new("postgres");
+        state.saw::<()>(&Err(coded("40P01")));
+        assert!(state.is_available());
+        // Refused writes are the service's fault, not worth a retry: unique, check violation, SQLite
+        // CONSTRAINT (19), a bad document.
+        for code in ["23505", "23514", "19", "42P01"] {
+            assert!(!coded(code).is_transient(), "{code}");
+            assert!(matches!(store_error(coded(code)), ServiceError::Internal(_)), "{code}");
+        }
+        let bad = StoreError::BadDocument { id: "x".into(), error: "no title".into() };
+        assert!(matches!(store_error(bad), ServiceError::Internal(_)));
     }
 }

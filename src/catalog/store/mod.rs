@@ -52,11 +52,59 @@ impl StoreError {
             sqlx::Error::Protocol(_) => true,
             // PostgreSQL's connection exceptions (08...) and operator interventions: shutting down,
             // starting up, crashed (57P...).
-            sqlx::Error::Database(e) => e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            // read-only transaction (a standby, or a primary during a failover), too many connections.
+            sqlx::Error::Database(e) => {
+                e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "25006" || c == "53300")
+            }
             _ => false,
         }
     }
+
+    /// The transaction was rolled back because it collided with another one (PostgreSQL: deadlock
+    /// 40P01, serialization failure 40001, lock not available 55P03; SQLite: busy or locked): the
+    /// same transaction, run again, may well succeed, and nothing of it was written.
+    pub fn is_conflict(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(e)) = self else { return false };
+        let Some(code) = e.code() else { return false };
+        if matches!(code.as_ref(), "40P01" | "40001" | "55P03") {
+            return true;
+        }
+        // SQLite's (extended) result codes: the primary code is the low byte. 5 BUSY, 6 LOCKED.
+        code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    }
+
+    /// Worth retrying later: the store is unavailable, or a write lost a conflict (503, not 500).
+    pub fn is_transient(&self) -> bool {
+        self.is_unavailable() || self.is_conflict()
+    }
 }
+
+/// Run the transaction `attempt` makes again while it fails with a conflict ([`StoreError::is_conflict`]):
+/// up to [`CONFLICT_RETRIES`] more times, after 20 ms, then about twice as long each time (jittered,
+/// so that two writers that collided do not collide again), at most 400 ms. Each attempt must be a
+/// whole transaction (a conflict rolled back everything it did).
+pub(crate) async fn retry_conflicts<T, F, Fut>(what: &str, attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    use backon::{ExponentialBuilder, Retryable};
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(20))
+        .with_max_delay(std::time::Duration::from_millis(400))
+        .with_factor(2.0)
+        .with_max_times(CONFLICT_RETRIES)
+        .with_jitter();
+    attempt
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(StoreError::is_conflict)
+        .notify(|e, after| tracing::info!("{what}: {e}; retrying in {after:?}"))
+        .await
+}
+
+/// How many times a transaction that lost a conflict is run again before the error is returned.
+pub const CONFLICT_RETRIES: usize = 5;
 
 /// A movie to write: what every source (IMDb dumps, catalog files, the demo, later the API) produces.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,18 +242,37 @@ pub fn is_postgres_url(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
-/// `location` fit for logs and records: a PostgreSQL URL without its password.
+/// `location` fit for logs, messages and records: a PostgreSQL URL with its password, in the user
+/// part or as a `password=` parameter, replaced by `***` (`postgres://user:***@host:port/db`). Every
+/// place that shows a `--db` shows it through this.
 pub fn redacted(location: &str) -> String {
     let Some((scheme, rest)) = location.split_once("://").filter(|_| is_postgres_url(location)) else {
         return location.to_string();
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) if credentials.contains(':') => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
+    // The authority ends at the path, the query or the fragment; its user part at its last `@`.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
         }
-        _ => location.to_string(),
-    }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Whether a store may exist at `location` (a SQLite file that is there, or any database URL: opening
@@ -300,5 +367,30 @@ impl Store {
     /// Close every connection. Call before exiting.
     pub async fn close(&self) {
         each_backend!(self, s => s.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redacted_urls_keep_everything_but_the_password() {
+        for (url, shown) in [
+            ("postgres://cinevec:s3cret@db:5432/cinevec", "postgres://cinevec:***@db:5432/cinevec"),
+            ("postgresql://u:p%40ss@db/c?sslmode=require", "postgresql://u:***@db/c?sslmode=require"),
+            // A raw `@` in the password: the host is after the last one.
+            ("postgres://u:p@ss@db:5432/c", "postgres://u:***@db:5432/c"),
+            ("postgres://u:@db/c", "postgres://u:***@db/c"),
+            ("postgres://db/c?user=u&password=s3cret&sslmode=disable", "postgres://db/c?user=u&password=***&sslmode=disable"),
+            ("postgres://u:s3cret@db?PASSWORD=again", "postgres://u:***@db?PASSWORD=***"),
+            // Nothing to hide.
+            ("postgres://u@db:5432/c", "postgres://u@db:5432/c"),
+            ("postgres://db", "postgres://db"),
+            ("artifacts/catalog.db", "artifacts/catalog.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
     }
 }

@@ -99,10 +99,18 @@ impl PostgresStore {
 
     /// See [`super::Store::upsert_movies`]. Ids must be unique within one call (PostgreSQL refuses
     /// to update one row twice in a statement).
+    ///
+    /// A transaction that loses a conflict with another writer is run again (see
+    /// [`super::retry_conflicts`]).
     pub async fn upsert_movies(&self, rows: &[MovieRow]) -> Result<UpsertCounts, StoreError> {
+        super::retry_conflicts("upserting movies", || self.upsert_movies_once(rows)).await
+    }
+
+    async fn upsert_movies_once(&self, rows: &[MovieRow]) -> Result<UpsertCounts, StoreError> {
         let now = super::now_rfc3339_millis();
         let mut counts = UpsertCounts::default();
         let mut tx = self.pool.begin().await?;
+        lock_generation(&mut tx).await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let written = upsert_chunk(&mut tx, chunk, &now).await?;
             counts.written += written;
@@ -113,10 +121,15 @@ impl PostgresStore {
     }
 
     /// See [`super::Store::put_movie_with_embedding`]; returns the generation the embedding was
-    /// written at.
+    /// written at. Run again when it loses a conflict, like [`PostgresStore::upsert_movies`].
     pub async fn put_movie_with_embedding(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<u64, StoreError> {
+        super::retry_conflicts("adding a movie", || self.put_movie_with_embedding_once(row, model_sha256, vector)).await
+    }
+
+    async fn put_movie_with_embedding_once(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<u64, StoreError> {
         let now = super::now_rfc3339_millis();
         let mut tx = self.pool.begin().await?;
+        lock_generation(&mut tx).await?;
         upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
         let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
         let generation: i64 = sqlx::query(
@@ -291,6 +304,16 @@ fn decode(row: &PgRow) -> Result<StoredMovie, StoreError> {
         added_at: row.try_get("added_at")?,
         updated_at: row.try_get("updated_at")?,
     })
+}
+
+/// Take the catalog generation's row lock first, before any movie row. Every write moves the
+/// generation (the triggers), so writers wait for each other on that row anyway; taking it before the
+/// movie rows gives every cinevec writer one lock order. Without it, an ingest that had moved the
+/// generation (its first statement) and then needed a movie row that a run-time add had just written
+/// deadlocked with that add, which waited for the generation (PostgreSQL aborts one of the two: 40P01).
+async fn lock_generation(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1 FOR UPDATE").execute(tx).await?;
+    Ok(())
 }
 
 /// Insert or update up to [`ROWS_PER_STATEMENT`] movies with one statement inside a transaction;

@@ -230,7 +230,7 @@ pub fn ingest(source: &IngestSource, db: &str, opts: &IngestOptions) -> Result<I
         report.changed = written.counts.written.saturating_sub(report.new);
         report.unchanged = written.counts.unchanged;
         report.store_busy = written.busy;
-        report.store = db.to_string();
+        report.store = crate::catalog::store::redacted(db);
         Ok(report)
     })();
     rt.block_on(store.close());
