@@ -2,7 +2,8 @@
 //! words may be skipped), folded like the titles (case and accents), with typos allowed by word
 //! length ([`typo_budget`]) and the last word matched as a prefix while it is being typed; a 4-digit
 //! year may match the movie's year as well as a title word. Results are ranked by how well they match
-//! (words matched, then exact > prefix > typo) and then by popularity (votes).
+//! (words matched, then exact > prefix > typo, then whether the query covers the whole title) and
+//! then by popularity (votes).
 //!
 //! The rows present when the index is built are in a [`TitleIndex`]: an `fst` map from every title
 //! word to its list of movies, searched with one Levenshtein DFA per query word
@@ -160,11 +161,16 @@ impl TitleQuery {
     }
 }
 
-/// A title's rank key for `query` (higher is better), `0` when no word matches: the number of query
-/// words matched, then the sum of their qualities. `folded`: the folded title.
+/// A title's rank key for `query` (higher is better), `0` when no word matches: see [`rank_key`].
+/// `folded`: the folded title.
 pub fn score_title(query: &TitleQuery, folded: &str, year: Option<i64>) -> u32 {
     let mut best = vec![0u32; query.words.len()];
+    let mut distinct: Vec<u64> = Vec::new();
     for_each_word(folded, |term| {
+        let hash = std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(), term);
+        if !distinct.contains(&hash) {
+            distinct.push(hash);
+        }
         for (b, w) in best.iter_mut().zip(&query.words) {
             if let Some(q) = w.matches(term) {
                 *b = (*b).max(q);
@@ -183,12 +189,15 @@ pub fn score_title(query: &TitleQuery, folded: &str, year: Option<i64>) -> u32 {
             (cell | 1 << i) + (q << QUALITY_SHIFT)
         }
     });
-    rank_key(cell)
+    rank_key(cell, distinct.len().min(255) as u8)
 }
 
-/// The rank key of a score cell: words matched, then the quality sum.
-fn rank_key(cell: u32) -> u32 {
-    ((cell & 0xFFFF).count_ones() << 12) | (cell >> QUALITY_SHIFT)
+/// The rank key of a score cell, for a title of `title_words` distinct words: the number of query
+/// words matched, then the sum of their qualities, then whether as many query words matched as the
+/// title has words (the whole title was typed: "Love" before "Love Actually").
+fn rank_key(cell: u32, title_words: u8) -> u32 {
+    let matched = (cell & 0xFFFF).count_ones();
+    (matched << 12) | ((cell >> QUALITY_SHIFT) << 1) | u32::from(matched >= u32::from(title_words))
 }
 
 /// What [`TitleIndex::build`] reads, per row: the folded title, the release year and the votes.
@@ -235,6 +244,8 @@ pub struct TitleIndex {
     year_postings: Vec<u32>,
     /// Catalog row of each popularity rank (rank 0: the most votes; ties by row).
     row_of_rank: Vec<u32>,
+    /// Distinct words of each rank's title (at most 255).
+    title_words: Vec<u8>,
 }
 
 thread_local! {
@@ -252,6 +263,7 @@ impl TitleIndex {
         let mut ids: HashMap<String, u32> = HashMap::new();
         let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(n * 4);
         let mut in_title: Vec<u32> = Vec::new();
+        let mut title_words = Vec::with_capacity(n);
         for (rank, &row) in row_of_rank.iter().enumerate() {
             in_title.clear();
             for_each_word(rows.title(row as usize), |w| {
@@ -268,6 +280,7 @@ impl TitleIndex {
                     pairs.push((id, rank as u32));
                 }
             });
+            title_words.push(in_title.len().min(255) as u8);
         }
         // Number the words in sorted order (the fst is built in that order).
         let mut sorted: Vec<(String, u32)> = ids.into_iter().collect();
@@ -291,7 +304,7 @@ impl TitleIndex {
             .filter_map(|(rank, &row)| rows.years[row as usize].map(|y| (year_number(y), rank as u32)));
         let (year_starts, year_postings) = group(year_pairs, by_year.len());
         let years = by_year.iter().zip(year_starts).map(|(&y, s)| (y, s)).collect();
-        TitleIndex { words, starts, postings, years, year_postings, row_of_rank }
+        TitleIndex { words, starts, postings, years, year_postings, row_of_rank, title_words }
     }
 
     /// Rows indexed (`0..rows()`).
@@ -309,6 +322,7 @@ impl TitleIndex {
         self.words.as_fst().as_bytes().len()
             + 4 * (self.starts.capacity() + self.postings.capacity() + self.year_postings.capacity() + self.row_of_rank.capacity())
             + 8 * self.years.capacity()
+            + self.title_words.capacity()
     }
 
     fn year_ranks(&self, year: i32) -> &[u32] {
@@ -338,7 +352,7 @@ impl TitleIndex {
             for (i, w) in query.words.iter().enumerate() {
                 self.score_word(i, w, guard.0);
             }
-            let top = best_ranked(guard.0, &self.row_of_rank, limit, &keep);
+            let top = best_ranked(guard.0, &self.row_of_rank, &self.title_words, limit, &keep);
             std::mem::forget(guard);
             top
         })
@@ -384,13 +398,19 @@ impl Drop for Dirty<'_> {
 
 /// The `limit` best cells (zeroing every cell on the way), read in popularity order so that the first
 /// of equal rank is the more popular.
-fn best_ranked(scores: &mut [u32], row_of_rank: &[u32], limit: usize, keep: &impl Fn(usize) -> bool) -> Vec<(u32, usize)> {
+fn best_ranked(
+    scores: &mut [u32],
+    row_of_rank: &[u32],
+    title_words: &[u8],
+    limit: usize,
+    keep: &impl Fn(usize) -> bool,
+) -> Vec<(u32, usize)> {
     let mut top: Vec<(u32, usize)> = Vec::with_capacity(limit + 1);
     for (rank, cell) in scores.iter_mut().enumerate() {
         if *cell == 0 {
             continue;
         }
-        let key = rank_key(*cell);
+        let key = rank_key(*cell, title_words[rank]);
         *cell = 0;
         if top.len() == limit && key <= top[limit - 1].0 {
             continue;
@@ -524,19 +544,19 @@ mod tests {
 
     #[test]
     fn ranked_by_words_matched_then_exact_prefix_typo_then_votes() {
-        // "ring": exact in m0 (2 M votes) and m10 (120 k), prefix of "rings" in m11 and m0.
-        let found = both("ring");
-        assert_eq!(&found[..2], ["m0", "m10"], "exact matches by votes");
-        assert!(found.iter().position(|id| id == "m11") > found.iter().position(|id| id == "m10"));
-        // Finished word: "rings" exact (m11, m0) ranks before a 1-typo "ring" (m10).
-        assert_eq!(&both("rings ")[..3], ["m0", "m11", "m10"]);
+        // "ring": exact in m10 (the whole title) and m0 (2 M votes), a prefix of "rings" in m11.
+        assert_eq!(&both("ring")[..3], ["m10", "m0", "m11"]);
+        // Finished word: "rings" exact (m11, the whole title; m0) ranks before a 1-typo "ring" (m10).
+        assert_eq!(&both("rings ")[..3], ["m11", "m0", "m10"]);
+        // Equal matches, not the whole title: by votes.
+        assert_eq!(both("the"), ["m2", "m0", "m1", "m13", "m9"]);
         // More words matched first, whatever the votes: "dune part" is m6 before the more popular Dune.
         assert_eq!(first("dune part"), "m6");
     }
 
     #[test]
     fn a_year_in_the_query_is_honoured() {
-        assert_eq!(both("dune"), ["m4", "m6", "m5"]);
+        assert_eq!(both("dune"), ["m4", "m5", "m6"], "the whole title first, then by votes");
         assert_eq!(first("dune 1984"), "m5");
         assert_eq!(first("1984 dune"), "m5");
         // "1917" is a title word of m8 (exact) and the year of m9 (ranked after the title word).
@@ -597,8 +617,9 @@ mod tests {
         d[a.len()][b.len()]
     }
 
-    /// The rank key of a title by the rules, written plainly: (words matched, sum of qualities).
-    fn by_the_rules(query: &str, title: &str, year: i64) -> (usize, usize) {
+    /// The rank key of a title by the rules, written plainly: (words matched, sum of qualities, as
+    /// many words matched as the title has distinct words).
+    fn by_the_rules(query: &str, title: &str, year: i64) -> (usize, usize, bool) {
         let split = |s: &str| -> Vec<String> {
             fold(s).replace(['\'', '’'], "").split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(String::from).collect()
         };
@@ -635,7 +656,8 @@ mod tests {
                 quality += best;
             }
         }
-        (matched, quality)
+        let distinct: std::collections::HashSet<&String> = title_words.iter().collect();
+        (matched, quality, matched >= distinct.len())
     }
 
     #[test]
