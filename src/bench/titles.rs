@@ -60,7 +60,7 @@ fn made_up_word(rng: &mut Rng) -> String {
         "eph", "ul", "dra", "mo", "sin", "ce",
     ];
     let mut w = String::new();
-    for _ in 0..2 + rng.below(2) {
+    for _ in 0..2 + rng.below(3) {
         w.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
     }
     let mut c = w.chars();

@@ -86,6 +86,8 @@ fn as_year(word: &str) -> Option<i32> {
 /// One word of a query with its automaton.
 struct QueryWord {
     text: String,
+    /// Still being typed: title words starting with it match.
+    prefix: bool,
     year: Option<i32>,
     /// A prefix DFA when the word is still being typed (title words starting with it match too).
     dfa: DFA,
@@ -95,7 +97,7 @@ impl QueryWord {
     fn new(text: String, prefix: bool) -> Self {
         let builder = &BUILDERS[usize::from(typo_budget(&text))];
         let dfa = if prefix { builder.build_prefix_dfa(&text) } else { builder.build_dfa(&text) };
-        QueryWord { year: as_year(&text), text, dfa }
+        QueryWord { year: as_year(&text), text, prefix, dfa }
     }
 
     /// How well the title word `term` matches, given the DFA's distance to it (`None`: no match).
@@ -246,6 +248,19 @@ pub struct TitleIndex {
     row_of_rank: Vec<u32>,
     /// Distinct words of each rank's title (at most 255).
     title_words: Vec<u8>,
+    /// The movies with a word starting with each prefix of 1 or 2 characters, precomputed (the first
+    /// letters typed would otherwise visit thousands of words and their lists):
+    /// `prefix_postings[range]`.
+    short_prefixes: HashMap<String, (u32, u32)>,
+    prefix_postings: Vec<u32>,
+}
+
+/// Prefixes of up to this many characters have their movies precomputed.
+const SHORT_PREFIX: usize = 2;
+
+/// The first `n` characters of `word` when it has more than `n` (else `None`).
+fn first_chars(word: &str, n: usize) -> Option<&str> {
+    word.char_indices().nth(n).map(|(end, _)| &word[..end])
 }
 
 thread_local! {
@@ -293,6 +308,7 @@ impl TitleIndex {
         }
         let words = Map::new(builder.into_inner().expect("an in-memory fst cannot fail")).expect("a freshly built fst");
         let (starts, postings) = group(pairs.iter().map(|&(id, rank)| (renumber[id as usize], rank)), sorted.len());
+        let (short_prefixes, prefix_postings) = short_prefix_lists(&sorted, &starts, &postings);
         // Years: the same grouping over (year, rank).
         let mut by_year: Vec<i32> = rows.years.iter().flatten().copied().collect();
         by_year.sort_unstable();
@@ -304,7 +320,7 @@ impl TitleIndex {
             .filter_map(|(rank, &row)| rows.years[row as usize].map(|y| (year_number(y), rank as u32)));
         let (year_starts, year_postings) = group(year_pairs, by_year.len());
         let years = by_year.iter().zip(year_starts).map(|(&y, s)| (y, s)).collect();
-        TitleIndex { words, starts, postings, years, year_postings, row_of_rank, title_words }
+        TitleIndex { words, starts, postings, years, year_postings, row_of_rank, title_words, short_prefixes, prefix_postings }
     }
 
     /// Rows indexed (`0..rows()`).
@@ -323,6 +339,8 @@ impl TitleIndex {
             + 4 * (self.starts.capacity() + self.postings.capacity() + self.year_postings.capacity() + self.row_of_rank.capacity())
             + 8 * self.years.capacity()
             + self.title_words.capacity()
+            + 4 * self.prefix_postings.capacity()
+            + self.short_prefixes.keys().map(|k| k.len() + 32).sum::<usize>()
     }
 
     fn year_ranks(&self, year: i32) -> &[u32] {
@@ -362,11 +380,22 @@ impl TitleIndex {
     /// its matches.
     fn score_word(&self, i: usize, w: &QueryWord, scores: &mut [u32]) {
         let mut lists: Vec<(u32, &[u32])> = Vec::new();
-        let mut stream = self.words.search_with_state(&w.dfa).into_stream();
-        while let Some((term, id, state)) = stream.next() {
-            if let Some(q) = w.quality(term, w.dfa.distance(state)) {
-                let id = id as usize;
-                lists.push((q, &self.postings[self.starts[id] as usize..self.starts[id + 1] as usize]));
+        let list = |id: u64| &self.postings[self.starts[id as usize] as usize..self.starts[id as usize + 1] as usize];
+        match (w.prefix, self.short_prefixes.get(&w.text)) {
+            // A short prefix (no typos at that length): the word itself, then every word it starts.
+            (true, Some(&(start, end))) => {
+                if let Some(id) = self.words.get(&w.text) {
+                    lists.push((EXACT, list(id)));
+                }
+                lists.push((PREFIX, &self.prefix_postings[start as usize..end as usize]));
+            }
+            _ => {
+                let mut stream = self.words.search_with_state(&w.dfa).into_stream();
+                while let Some((term, id, state)) = stream.next() {
+                    if let Some(q) = w.quality(term, w.dfa.distance(state)) {
+                        lists.push((q, list(id)));
+                    }
+                }
             }
         }
         if let Some(y) = w.year {
@@ -424,6 +453,35 @@ fn best_ranked(
         top.truncate(limit);
     }
     top
+}
+
+/// For every prefix of 1 to [`SHORT_PREFIX`] characters of the (sorted) words, the movies having a
+/// word that starts with it (ascending, each once).
+fn short_prefix_lists(sorted: &[(String, u32)], starts: &[u32], postings: &[u32]) -> (HashMap<String, (u32, u32)>, Vec<u32>) {
+    let mut lists = HashMap::new();
+    let mut all = Vec::new();
+    for n in 1..=SHORT_PREFIX {
+        let mut i = 0;
+        while i < sorted.len() {
+            // Sorted words sharing a prefix are consecutive.
+            let Some(prefix) = first_chars(&sorted[i].0, n).or_else(|| (sorted[i].0.chars().count() == n).then_some(sorted[i].0.as_str())) else {
+                i += 1;
+                continue;
+            };
+            let mut j = i;
+            while j < sorted.len() && sorted[j].0.starts_with(prefix) {
+                j += 1;
+            }
+            let mut union: Vec<u32> = postings[starts[i] as usize..starts[j] as usize].to_vec();
+            union.sort_unstable();
+            union.dedup();
+            let start = all.len() as u32;
+            all.extend_from_slice(&union);
+            lists.insert(prefix.to_string(), (start, all.len() as u32));
+            i = j;
+        }
+    }
+    (lists, all)
 }
 
 /// Group `(group, item)` pairs (items ascending within each group) into offsets and items.
