@@ -222,10 +222,11 @@ pub fn bench_titles(o: &TitleBenchOptions) -> Result<()> {
     let index = catalog.title_index().context("the title index")?;
 
     let (mut index_ms, mut found) = (Vec::with_capacity(queries.len()), Vec::with_capacity(queries.len()));
-    let (mut typed_ms, mut typo_ms) = (Vec::new(), Vec::new());
+    let (mut typed_ms, mut typo_ms, mut parse_ms) = (Vec::new(), Vec::new(), Vec::new());
     for q in &queries {
         let t = Instant::now();
         let parsed = TitleQuery::parse(&q.text).map_err(anyhow::Error::msg)?;
+        parse_ms.push(t.elapsed().as_secs_f64() * 1e3);
         let rows = catalog.find_titles(&parsed, o.limit);
         let ms = t.elapsed().as_secs_f64() * 1e3;
         index_ms.push(ms);
@@ -259,6 +260,7 @@ pub fn bench_titles(o: &TitleBenchOptions) -> Result<()> {
         "index_search": percentiles(index_ms.clone()),
         "index_slowest": slowest.iter().map(|(ms, q)| json!({"q": q, "ms": ms})).collect::<Vec<_>>(),
         "index_search_typed": percentiles(typed_ms),
+        "of_which_query_parsing_and_dfas": percentiles(parse_ms),
         "index_search_with_typo": percentiles(typo_ms),
         "index_found_whole_title": found_rate(&all, &found, false),
         "index_found_whole_title_with_typo": found_rate(&all, &found, true),
