@@ -707,10 +707,10 @@ mod tests {
         {
             cat.push(movie(&format!("m{i}"), &doc(t, 2000, &[]), *v), &[1.0]);
         }
-        // Every title with the word "frozen" matches it exactly, so votes decide; "unfrozen" is not
-        // the word (2 edits away).
+        // Every title with the word "frozen" matches it exactly; the whole title typed ("Frozen") first,
+        // then votes decide; "unfrozen" is not the word (2 edits away).
         let ids: Vec<&str> = cat.search_titles("FROZEN", 10).iter().map(|&r| cat.entry(r).id()).collect();
-        assert_eq!(ids, ["m4", "m0", "m1", "m2"]);
+        assert_eq!(ids, ["m4", "m2", "m0", "m1"]);
     }
 
     #[test]
