@@ -81,6 +81,47 @@ Fetch mpnet first with `cinevec model fetch mpnet`.")]
     /// Compare the engine with reference embeddings from PyTorch (used by scripts/gpu-bench.sh).
     #[command(hide = true)]
     CheckParity(ParityArgs),
+    /// Measure title search as the web page's type-ahead uses it: index build time and size, every
+    /// prefix of real titles with and without a typo, against the old linear scan (BENCHMARKS.md).
+    #[command(hide = true)]
+    BenchTitles(BenchTitlesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTitlesArgs {
+    /// Catalog JSONL files with real titles (repeated with a made-up word until there are --rows).
+    #[arg(long = "catalog", required = true)]
+    pub catalogs: Vec<PathBuf>,
+    #[arg(long, default_value_t = crate::bench::service::REFERENCE_ROWS)]
+    pub rows: usize,
+    /// Real titles whose every prefix is searched, as typed and with one typo.
+    #[arg(long, default_value_t = 300)]
+    pub titles: usize,
+    /// Results per search (the web page asks for 8).
+    #[arg(long, default_value_t = 8)]
+    pub limit: usize,
+    /// Time the reference scans on every N-th query only (they take tens of milliseconds each).
+    #[arg(long, default_value_t = 25)]
+    pub sample: usize,
+    #[arg(long, default_value_t = 18)]
+    pub seed: u64,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+impl BenchTitlesArgs {
+    pub fn options(&self) -> crate::bench::titles::TitleBenchOptions {
+        crate::bench::titles::TitleBenchOptions {
+            catalogs: self.catalogs.clone(),
+            rows: self.rows,
+            titles: self.titles,
+            limit: self.limit,
+            sample: self.sample,
+            seed: self.seed,
+            json: self.json.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -1024,6 +1065,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::GenService(args) => crate::bench::service::generate(&args.options()),
         Command::BenchIndex(args) => crate::bench::service::bench_index(&args.options()),
         Command::CheckParity(args) => crate::bench::parity::run(&args.options()),
+        Command::BenchTitles(args) => crate::bench::titles::bench_titles(&args.options()),
     }
 }
 

@@ -174,6 +174,8 @@ async fn fixture() -> Fixture {
         let entry = live.entry_for(movie, folded);
         live.push_matrix_row(entry);
     }
+    // The title index, as `load` builds it (on its own thread there) over the rows read at start.
+    live.index_titles();
     let index = VectorIndex::build_shared(matrix.clone(), DIM, IndexParams::default());
 
     let mut manifest = head_support::manifest(MOVIES, DIM);
@@ -420,6 +422,40 @@ async fn an_added_movie_is_found_at_once_and_a_failed_store_write_changes_nothin
     assert_eq!(info_after["counts"], info["counts"]);
     let (_, none) = get(s, "/v1/search?q=never").await;
     assert!(ids(&none).is_empty());
+}
+
+#[tokio::test]
+async fn title_search_forgives_word_order_skipped_words_typos_and_takes_a_year() {
+    let f = fixture().await;
+    let s = &f.state;
+    let first = |body: &Value| ids(body).into_iter().next().unwrap_or_default();
+    // Indexed rows ("Film number {i} Night|Day", released 1960 + i; votes grow with i).
+    assert_eq!(first(&get(s, "/v1/search?q=numbr%207%20day").await.1), "m7", "a typo in a 5-letter word");
+    assert_eq!(first(&get(s, "/v1/search?q=day%207%20film").await.1), "m7", "any word order");
+    assert_eq!(first(&get(s, "/v1/search?q=film%201967").await.1), "m7", "the year");
+    let (_, typing) = get(s, "/v1/search?q=film%20numb").await;
+    assert_eq!(ids(&typing).len(), 10, "the last word is a prefix: every film matches");
+    assert_eq!(first(&typing), "m39", "equal matches by votes");
+    // Movies added at run time are found at once, by the same rules.
+    for (id, title, year) in [("gf", "The Godfather", 1972), ("lotr", "The Lord of the Rings: The Return of the King", 2003), ("gf3", "The Godfather Part III", 1990)] {
+        let movie = json!({"id": id, "votes": 1000, "movie": {"title": title, "release_year": year}});
+        let (status, body) = call(s, "POST", "/v1/movies", Some(movie), Some(KEY)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    for (q, want) in [("godfater", "gf"), ("lord%20rings", "lotr"), ("king%20return", "lotr"), ("godf", "gf"), ("godfather%201990", "gf3")] {
+        let (status, body) = get(s, &format!("/v1/search?q={q}")).await;
+        assert_eq!((status, first(&body)), (StatusCode::OK, want.to_string()), "{q}: {body}");
+    }
+    assert_eq!(get(s, "/v1/search?q=lord%20rings").await.1["query"], "lord rings");
+    // Queries that cannot be searched are refused with the field; ones with no word find nothing.
+    let long = "a".repeat(201);
+    let many = vec!["w"; 17].join("%20");
+    for uri in ["/v1/search?q=god%07father".to_string(), format!("/v1/search?q={long}"), format!("/v1/search?q={many}")] {
+        let (status, body) = get(s, &uri).await;
+        assert_eq!((status, error(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_request", Some("q"))), "{uri}: {body}");
+    }
+    let (status, body) = get(s, "/v1/search?q=%3F%21").await;
+    assert_eq!((status, ids(&body).len()), (StatusCode::OK, 0));
 }
 
 #[tokio::test]

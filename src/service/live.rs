@@ -19,10 +19,12 @@
 pub mod journal;
 pub mod plan;
 mod snapshot;
+pub mod titles;
 
 pub use journal::{Journal, FILE as JOURNAL_FILE};
 pub use plan::{FieldStats, Plan};
 pub use snapshot::{snapshot_generation, SnapshotKey, FILE as SNAPSHOT_FILE};
+pub use titles::TitleQuery;
 
 use crate::index::{best_k, best_k_par, dot, search_exact, Hit, SharedMatrix, VectorIndex};
 use crate::movie::MovieDoc;
@@ -279,6 +281,9 @@ pub struct LiveCatalog {
     /// Per-field statistics of the matrix rows, for planning filtered searches (built once, when the
     /// matrix rows are all in: see [`LiveCatalog::field_stats`]).
     stats: OnceLock<FieldStats>,
+    /// The title index of the rows present when it was built (see [`LiveCatalog::index_titles`]);
+    /// shared with the thread that builds it.
+    titles: Arc<OnceLock<titles::TitleIndex>>,
 }
 
 impl LiveCatalog {
@@ -297,6 +302,7 @@ impl LiveCatalog {
             people: Names::default(),
             sources: Vec::new(),
             stats: OnceLock::new(),
+            titles: Arc::default(),
         }
     }
 
@@ -555,38 +561,80 @@ impl LiveCatalog {
         best_k_par(hits, k)
     }
 
-    /// Title search, case- and accent-insensitive. Ranked: exact title, then prefix, then a word
-    /// starting with the query, then anywhere in the title; ties by votes (most first), then title.
+    /// The folded titles, years and votes of every row, for [`titles::TitleIndex::build`].
+    fn title_rows(&self) -> titles::TitleRows {
+        let bytes = self.entries.iter().map(|e| e.folded_title().len()).sum();
+        let mut rows = titles::TitleRows::with_capacity(self.entries.len(), bytes);
+        for e in &self.entries {
+            rows.push(e.folded_title(), e.year(), e.votes);
+        }
+        rows
+    }
+
+    /// Build the title index over the rows present now (rows added later are searched beside it).
+    /// Does nothing when one was built already.
+    pub fn index_titles(&self) {
+        if self.titles.get().is_none() {
+            let _ = self.titles.set(titles::TitleIndex::build(&self.title_rows()));
+        }
+    }
+
+    /// [`LiveCatalog::index_titles`] on a thread of its own (a few hundred milliseconds for a large
+    /// catalog): title searches meanwhile score every row with the same rules, only slower.
+    pub fn index_titles_in_background(&self) {
+        if self.titles.get().is_some() || self.entries.is_empty() {
+            return;
+        }
+        let rows = self.title_rows();
+        let slot = self.titles.clone();
+        let spawned = std::thread::Builder::new().name("title-index".into()).spawn(move || {
+            let t = std::time::Instant::now();
+            let index = titles::TitleIndex::build(&rows);
+            tracing::info!(
+                "title index: {} movies, {} words, {:.1} MB, built in {:.0} ms",
+                index.rows(),
+                index.words(),
+                index.heap_bytes() as f64 / 1e6,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            let _ = slot.set(index);
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("could not start the title index thread ({e}); title searches scan every row");
+        }
+    }
+
+    /// The title index, once built.
+    pub fn title_index(&self) -> Option<&titles::TitleIndex> {
+        self.titles.get()
+    }
+
+    /// Title search for what a person typed (see [`titles`]); an invalid query finds nothing.
     pub fn search_titles(&self, query: &str, limit: usize) -> Vec<usize> {
-        let q = fold(query.trim());
-        if q.is_empty() {
+        TitleQuery::parse(query).map(|q| self.find_titles(&q, limit)).unwrap_or_default()
+    }
+
+    /// The `limit` live movies best matching `query` (see [`titles`]), best first: by rank key, then
+    /// votes (most first), then row. The index answers for the rows it holds, every other row (added
+    /// since, or all of them while the index is being built) is scored on its own.
+    pub fn find_titles(&self, query: &TitleQuery, limit: usize) -> Vec<usize> {
+        if query.is_empty() || limit == 0 {
             return Vec::new();
         }
-        let rank = |title: &str| -> Option<u8> {
-            if title == q {
-                Some(0)
-            } else if title.starts_with(&q) {
-                Some(1)
-            } else if title.match_indices(&q).any(|(i, _)| !title[..i].ends_with(char::is_alphanumeric)) {
-                Some(2)
-            } else if title.contains(&q) {
-                Some(3)
-            } else {
-                None
-            }
+        let alive = |row: usize| self.alive.get(row).is_some_and(|&a| a);
+        let (mut found, scanned_from) = match self.titles.get() {
+            Some(index) => (index.search(query, limit, alive), index.rows()),
+            None => (Vec::new(), 0),
         };
-        let mut found: Vec<(u8, usize)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(row, _)| self.alive[*row])
-            .filter_map(|(row, e)| rank(e.folded_title()).map(|r| (r, row)))
-            .collect();
-        found.sort_by(|a, b| {
-            let (ea, eb) = (&self.entries[a.1], &self.entries[b.1]);
-            a.0.cmp(&b.0).then(eb.votes.cmp(&ea.votes)).then(ea.title().cmp(eb.title()))
-        });
-        found.into_iter().take(limit).map(|(_, row)| row).collect()
+        found.extend((scanned_from..self.entries.len()).filter(|&row| alive(row)).filter_map(|row| {
+            let e = &self.entries[row];
+            let key = titles::score_title(query, e.folded_title(), e.year());
+            (key > 0).then_some((key, row))
+        }));
+        let votes = |row: usize| self.entries[row].votes.unwrap_or(0);
+        found.sort_by(|a, b| b.0.cmp(&a.0).then(votes(b.1).cmp(&votes(a.1))).then(a.1.cmp(&b.1)));
+        found.truncate(limit);
+        found.into_iter().map(|(_, row)| row).collect()
     }
 }
 
@@ -651,7 +699,7 @@ mod tests {
     }
 
     #[test]
-    fn title_search_ranks_exact_then_prefix_then_word_then_substring() {
+    fn title_search_ranks_by_match_then_votes() {
         let mut cat = catalog();
         for (i, (t, v)) in [("The Frozen Ground", 10), ("Frozen II", 5), ("Frozen", 1), ("Unfrozen", 99), ("Frozen", 50)]
             .iter()
@@ -659,8 +707,10 @@ mod tests {
         {
             cat.push(movie(&format!("m{i}"), &doc(t, 2000, &[]), *v), &[1.0]);
         }
+        // Every title with the word "frozen" matches it exactly; the whole title typed ("Frozen") first,
+        // then votes decide; "unfrozen" is not the word (2 edits away).
         let ids: Vec<&str> = cat.search_titles("FROZEN", 10).iter().map(|&r| cat.entry(r).id()).collect();
-        assert_eq!(ids, ["m4", "m2", "m1", "m0", "m3"]);
+        assert_eq!(ids, ["m4", "m2", "m0", "m1"]);
     }
 
     #[test]

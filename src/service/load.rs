@@ -226,6 +226,8 @@ pub async fn load(
         Journaling { generation: Some(generation), journal: open_journal(&journal_path, &key, replay.as_ref()) }
     };
     drop(ids);
+    // The title index builds on its own thread meanwhile (searches scan until it is there).
+    catalog.index_titles_in_background();
     // The per-field statistics filtered searches are planned with (a pass over the rows; not at the
     // first filtered request).
     catalog.field_stats();

@@ -384,7 +384,9 @@ impl Service {
         self.base_documents.get(row, id).map_err(unavailable)
     }
 
-    /// Title search (see [`LiveCatalog::search_titles`]); `limit` 1 to 50, default 10.
+    /// Title search (see [`live::titles`]); `limit` 1 to 50, default 10. `q` must not be blank, longer
+    /// than [`live::titles::MAX_QUERY_CHARS`] characters, hold control characters or more than
+    /// [`live::titles::MAX_QUERY_WORDS`] words.
     pub async fn search_titles(self: &Arc<Self>, q: &str, limit: Option<i64>) -> Result<SearchResponse, ServiceError> {
         let text = q.trim().to_string();
         if text.is_empty() {
@@ -395,10 +397,12 @@ impl Service {
             Some(l) if (1..=50).contains(&l) => l as usize,
             Some(l) => return Err(ServiceError::invalid("limit", format!("limit must be between 1 and 50, got {l}"))),
         };
+        // Parsed from what was typed, untrimmed: a trailing space says the last word is finished.
+        let query = live::TitleQuery::parse(q).map_err(|message| ServiceError::invalid("q", message))?;
         let service = self.clone();
         blocking(move || {
             let catalog = service.rows()?;
-            let results = catalog.search_titles(&text, limit).into_iter().map(|row| summary(&catalog, row)).collect();
+            let results = catalog.find_titles(&query, limit).into_iter().map(|row| summary(&catalog, row)).collect();
             Ok(SearchResponse { query: text, results })
         })
         .await
