@@ -9,7 +9,7 @@ use crate::head::fit::{Blend, HeadTraining};
 use crate::head::train::MlpTraining;
 use crate::head::TargetKind;
 use crate::engine::worker::QueueLimits;
-use crate::index::IndexParams;
+use crate::index::{IndexParams, LayoutParams};
 use crate::server::listen::ConnLimits;
 use crate::server::{ApiKeys, ServeConfig};
 use crate::service::ServiceConfig;
@@ -178,6 +178,12 @@ pub struct BuildArgs {
     pub batch: BatchArgs,
     #[command(flatten)]
     pub index: IndexArgs,
+    /// Seed of the catalog map's layout (the same embedding set and seed give the same map).
+    #[arg(long, env = "CINEVEC_MAP_SEED", default_value_t = LayoutParams::default().seed)]
+    pub map_seed: u64,
+    /// Passes of the catalog map's layout [default: 500 up to 10,000 movies, 200 above].
+    #[arg(long, env = "CINEVEC_MAP_EPOCHS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub map_epochs: Option<u32>,
     /// Fail on the first malformed input row or line instead of skipping and counting it.
     #[arg(long, env = "CINEVEC_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
@@ -216,6 +222,7 @@ impl BuildArgs {
             model: self.model.options(),
             batch: self.batch.limits(),
             index: self.index.params(IndexParams::default().ef_search),
+            layout: LayoutParams { seed: self.map_seed, epochs: self.map_epochs.map(|e| e as usize) },
             strict: self.strict,
             no_cache: self.no_cache,
             force: self.force,

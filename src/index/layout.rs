@@ -141,6 +141,20 @@ impl Layout {
     }
 }
 
+/// The map saved at `path` for the embedding set `run_id` (`rows` rows), whatever seed and passes
+/// it was made with (what the server reads: those are the build's settings), made by this version of
+/// the algorithm.
+pub fn load_any(path: &Path, run_id: &str, rows: usize) -> Result<Layout> {
+    let (_, bytes) = super::sidecar::load::<4>(path, MAGIC, run_id, |f| {
+        if f[0] != rows as u64 || f[3] != ALGORITHM {
+            bail!("the map was made for {} rows by layout version {}, not {rows} by version {ALGORITHM}", f[0], f[3]);
+        }
+        rows.checked_mul(8).context("map header is damaged")
+    })?;
+    let xy = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+    Layout::from_points(xy).context("the saved map is damaged")
+}
+
 fn header(rows: usize, params: LayoutParams) -> [u64; 4] {
     [rows as u64, params.seed, params.epochs_for(rows) as u64, ALGORITHM]
 }
@@ -438,6 +452,8 @@ mod tests {
         assert!(Layout::load(&path, "run", 4, params).is_err(), "other rows");
         assert!(!Layout::saved_for(&path, "run", 3, LayoutParams { seed: 4, ..params }), "another seed");
         assert!(Layout::load(&path, "run", 3, LayoutParams { epochs: Some(11), ..params }).is_err(), "other passes");
+        assert_eq!(load_any(&path, "run", 3).unwrap(), layout, "the server takes any seed");
+        assert!(load_any(&path, "other", 3).is_err() && load_any(&path, "run", 2).is_err());
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() - 12;
         bytes[at] ^= 0x40;
