@@ -74,13 +74,20 @@ pub struct CatalogMap {
 
 impl CatalogMap {
     pub fn new(layout: Layout) -> CatalogMap {
-        let mut bounds = [f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY];
-        for row in 0..layout.rows() {
-            let [x, y] = layout.point(row);
-            bounds = [bounds[0].min(x), bounds[1].min(y), bounds[2].max(x), bounds[3].max(y)];
-        }
-        if layout.rows() == 0 {
-            bounds = [0.0, 0.0, 1.0, 1.0];
+        // UMAP flings a few small, unconnected groups far from the rest: the bounds are the 0.5th and
+        // 99.5th percentiles of each axis plus a margin, and the few points beyond sit on the edge.
+        let mut bounds = [0.0, 0.0, 1.0, 1.0];
+        for axis in 0..2 {
+            let mut v: Vec<f32> = (0..layout.rows()).map(|r| layout.point(r)[axis]).collect();
+            if v.is_empty() {
+                continue;
+            }
+            v.sort_by(f32::total_cmp);
+            let cut = if v.len() >= 400 { v.len() / 200 } else { 0 };
+            let (lo, hi) = (v[cut], v[v.len() - 1 - cut]);
+            let pad = if cut > 0 { (hi - lo) * 0.05 } else { 0.0 };
+            bounds[axis] = lo - pad;
+            bounds[axis + 2] = hi + pad;
         }
         CatalogMap {
             layout,
@@ -167,44 +174,60 @@ impl Service {
     /// The map of every live movie, as JSON bytes (see [`MapResponse`]).
     pub async fn map_json(self: &Arc<Self>) -> Result<Arc<[u8]>, ServiceError> {
         let service = self.clone();
-        blocking(move || {
-            let map = service.catalog_map()?;
-            let rows = service.rows()?.rows();
-            if let Some((at, json)) = map.json.lock().map_err(ServiceError::internal)?.as_ref() {
-                if *at == rows {
-                    return Ok(json.clone());
-                }
+        blocking(move || service.map_json_now()).await
+    }
+
+    /// Make the map's JSON answer now (after a start, in the background: at the reference scale the
+    /// rating head's predictions for every movie take tens of seconds on a CPU, longer than a request
+    /// may wait). Does nothing without a map.
+    pub fn warm_map(&self) {
+        if self.map.is_none() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self.map_json_now() {
+            Ok(json) => tracing::info!("catalog map ready: {} bytes of JSON in {:.1}s", json.len(), started.elapsed().as_secs_f64()),
+            Err(e) => tracing::warn!("the catalog map could not be made: {e}"),
+        }
+    }
+
+    fn map_json_now(&self) -> Result<Arc<[u8]>, ServiceError> {
+        let service = self;
+        let map = service.catalog_map()?;
+        let rows = service.rows()?.rows();
+        if let Some((at, json)) = map.json.lock().map_err(ServiceError::internal)?.as_ref() {
+            if *at == rows {
+                return Ok(json.clone());
             }
-            let (rows, points) = service.points()?;
-            let catalog = service.rows()?;
-            let n = points.len();
-            let mut answer = MapResponse {
-                count: n,
-                grid: GRID,
-                ids: Vec::with_capacity(n),
-                titles: Vec::with_capacity(n),
-                years: Vec::with_capacity(n),
-                x: Vec::with_capacity(n),
-                y: Vec::with_capacity(n),
-                rating: Vec::with_capacity(n),
-                predicted: Vec::with_capacity(n),
-            };
-            for p in &points {
-                let e = catalog.entry(p.row);
-                answer.ids.push(e.id().to_string());
-                answer.titles.push(e.title().to_string());
-                answer.years.push(e.year());
-                answer.x.push(map.grid(p.xy[0], 0));
-                answer.y.push(map.grid(p.xy[1], 1));
-                answer.rating.push(p.rating);
-                answer.predicted.push(p.predicted);
-            }
-            drop(catalog);
-            let json: Arc<[u8]> = Arc::from(serde_json::to_vec(&answer).map_err(ServiceError::internal)?);
-            *map.json.lock().map_err(ServiceError::internal)? = Some((rows, json.clone()));
-            Ok(json)
-        })
-        .await
+        }
+        let (rows, points) = service.points()?;
+        let catalog = service.rows()?;
+        let n = points.len();
+        let mut answer = MapResponse {
+            count: n,
+            grid: GRID,
+            ids: Vec::with_capacity(n),
+            titles: Vec::with_capacity(n),
+            years: Vec::with_capacity(n),
+            x: Vec::with_capacity(n),
+            y: Vec::with_capacity(n),
+            rating: Vec::with_capacity(n),
+            predicted: Vec::with_capacity(n),
+        };
+        for p in &points {
+            let e = catalog.entry(p.row);
+            answer.ids.push(e.id().to_string());
+            answer.titles.push(e.title().to_string());
+            answer.years.push(e.year());
+            answer.x.push(map.grid(p.xy[0], 0));
+            answer.y.push(map.grid(p.xy[1], 1));
+            answer.rating.push(p.rating);
+            answer.predicted.push(p.predicted);
+        }
+        drop(catalog);
+        let json: Arc<[u8]> = Arc::from(serde_json::to_vec(&answer).map_err(ServiceError::internal)?);
+        *map.json.lock().map_err(ServiceError::internal)? = Some((rows, json.clone()));
+        Ok(json)
     }
 
     /// The map drawn as a `size` × `size` PNG, coloured by `color`.
