@@ -73,14 +73,14 @@ impl Layout {
 
     /// A layout of the given positions (`[rows, 2]` row-major, all finite).
     pub fn from_points(xy: Vec<f32>) -> Result<Layout> {
-        ensure!(xy.len() % 2 == 0, "a layout needs two coordinates per row");
+        ensure!(xy.len().is_multiple_of(2), "a layout needs two coordinates per row");
         ensure!(xy.iter().all(|v| v.is_finite()), "a layout's coordinates must be finite");
         Ok(Layout { xy })
     }
 
     /// Lay out the rows of `matrix` (`[rows, dim]`) from their neighbours in `table`.
     pub fn compute(matrix: &[f32], dim: usize, table: &NeighbourTable, params: LayoutParams) -> Result<Layout> {
-        ensure!(dim > 0 && matrix.len() % dim == 0, "the matrix is not rows × {dim}");
+        ensure!(dim > 0 && matrix.len().is_multiple_of(dim), "the matrix is not rows × {dim}");
         let rows = matrix.len() / dim;
         ensure!(table.rows() == rows, "the neighbour table has {} rows, the matrix {rows}", table.rows());
         if let Some(i) = matrix.iter().position(|v| !v.is_finite()) {

@@ -56,6 +56,9 @@ pub struct MapResponse {
     pub predicted: Vec<f32>,
 }
 
+/// A drawn PNG's catalog rows, size and colouring.
+type PngKey = (usize, u32, ColorBy);
+
 /// The layout and what is made from it once.
 pub struct CatalogMap {
     layout: Layout,
@@ -69,7 +72,7 @@ pub struct CatalogMap {
     /// The last JSON answer, serialised, and the catalog rows it was made at.
     json: Mutex<Option<(usize, Arc<[u8]>)>>,
     /// PNGs drawn, by catalog rows, size and colouring.
-    png: Mutex<HashMap<(usize, u32, ColorBy), Arc<[u8]>>>,
+    png: Mutex<HashMap<PngKey, Arc<[u8]>>>,
 }
 
 impl CatalogMap {
