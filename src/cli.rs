@@ -9,7 +9,7 @@ use crate::head::fit::{Blend, HeadTraining};
 use crate::head::train::MlpTraining;
 use crate::head::TargetKind;
 use crate::engine::worker::QueueLimits;
-use crate::index::IndexParams;
+use crate::index::{IndexParams, LayoutParams};
 use crate::server::listen::ConnLimits;
 use crate::server::{ApiKeys, ServeConfig};
 use crate::service::ServiceConfig;
@@ -78,6 +78,9 @@ Fetch mpnet first with `cinevec model fetch mpnet`.")]
     /// against brute force and memory (used by scripts/bench-service.sh).
     #[command(hide = true)]
     BenchIndex(BenchIndexArgs),
+    /// Time the catalog map's layout on synthetic clustered vectors (used by scripts/bench-map.sh).
+    #[command(hide = true)]
+    BenchMap(BenchMapArgs),
     /// Compare the engine with reference embeddings from PyTorch (used by scripts/gpu-bench.sh).
     #[command(hide = true)]
     CheckParity(ParityArgs),
@@ -249,6 +252,12 @@ pub struct BuildArgs {
     pub batch: BatchArgs,
     #[command(flatten)]
     pub index: IndexArgs,
+    /// Seed of the catalog map's layout (the same embedding set and seed give the same map).
+    #[arg(long, env = "CINEVEC_MAP_SEED", default_value_t = LayoutParams::default().seed)]
+    pub map_seed: u64,
+    /// Passes of the catalog map's layout [default: 500 up to 10,000 movies, 200 above].
+    #[arg(long, env = "CINEVEC_MAP_EPOCHS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub map_epochs: Option<u32>,
     /// Fail on the first malformed input row or line instead of skipping and counting it.
     #[arg(long, env = "CINEVEC_STRICT", value_parser = clap::builder::BoolishValueParser::new())]
     pub strict: bool,
@@ -287,6 +296,7 @@ impl BuildArgs {
             model: self.model.options_under(self.artifacts.as_deref()),
             batch: self.batch.limits(),
             index: self.index.params(IndexParams::default().ef_search),
+            layout: LayoutParams { seed: self.map_seed, epochs: self.map_epochs.map(|e| e as usize) },
             strict: self.strict,
             no_cache: self.no_cache,
             force: self.force,
@@ -363,6 +373,26 @@ pub struct GenServiceArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub head: HeadArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMapArgs {
+    /// Catalog sizes to lay out.
+    #[arg(long, value_delimiter = ',', default_value = "4890,27118,242552")]
+    pub rows: Vec<usize>,
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    /// Rows per synthetic cluster.
+    #[arg(long, default_value_t = 100)]
+    pub cluster: usize,
+    #[arg(long, default_value_t = LayoutParams::default().seed)]
+    pub map_seed: u64,
+    /// Passes [default: 500 up to 10,000 rows, 200 above].
+    #[arg(long)]
+    pub map_epochs: Option<usize>,
+    /// Also report how well the saved map of this built artifacts folder keeps neighbours.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -919,11 +949,11 @@ impl BenchIndexArgs {
 }
 
 pub fn init_logging(verbose: u8) {
-    // hnsw_rs and sqlx narrate every dump, load and statement at info level: keep them to warnings
-    // unless asked for more.
+    // hnsw_rs, sqlx and umap-rs narrate every dump, load, statement and phase at info level: keep them
+    // to warnings unless asked for more.
     let default = match verbose {
-        0 => "info,hnsw_rs=warn,anndists=warn,sqlx=warn",
-        1 => "debug,hnsw_rs=info,sqlx=info",
+        0 => "info,hnsw_rs=warn,anndists=warn,sqlx=warn,umap_rs=warn",
+        1 => "debug,hnsw_rs=info,sqlx=info,umap_rs=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -1064,6 +1094,13 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::GenService(args) => crate::bench::service::generate(&args.options()),
         Command::BenchIndex(args) => crate::bench::service::bench_index(&args.options()),
+        Command::BenchMap(a) => crate::bench::map::run(&crate::bench::map::BenchMapOptions {
+            rows: a.rows.clone(),
+            dim: a.dim,
+            cluster: a.cluster.max(2),
+            layout: LayoutParams { seed: a.map_seed, epochs: a.map_epochs },
+            artifacts: a.artifacts.clone(),
+        }),
         Command::CheckParity(args) => crate::bench::parity::run(&args.options()),
         Command::BenchTitles(args) => crate::bench::titles::bench_titles(&args.options()),
     }

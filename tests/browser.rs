@@ -135,4 +135,5 @@ async fn the_page_and_the_widget_work_in_headless_chromium() {
     server.stop().await.unwrap();
     assert!(output.status.success(), "the browser test failed ({}):\n{stdout}\n{stderr}", output.status);
     assert!(screenshot_dir().join("widget.png").is_file(), "no screenshot was saved");
+    assert!(screenshot_dir().join("map.png").is_file(), "no screenshot of the map was saved");
 }

@@ -14,7 +14,7 @@ use cinevec::head::data::{one_split, Dataset};
 use cinevec::head::fit::fit_head;
 use cinevec::head::ridge::{fit_ridge, lambda_grid};
 use cinevec::head::EmbeddingLink;
-use cinevec::index::{IndexParams, VectorIndex};
+use cinevec::index::{IndexParams, Layout, LayoutParams, VectorIndex};
 use cinevec::models::ModelOptions;
 use cinevec::movie::MovieDoc;
 use cinevec::server::state::AppState;
@@ -195,6 +195,7 @@ async fn fixture() -> Fixture {
         .head;
 
     let info = model.info.clone();
+    let layout = Layout::compute(&matrix, DIM, index.table().unwrap(), LayoutParams { seed: 1, epochs: Some(100) }).unwrap();
     let queue = EmbedQueue::start(model, config.service.queue, None).unwrap();
     let service = Service::from_parts(Parts {
         live,
@@ -209,7 +210,8 @@ async fn fixture() -> Fixture {
         snapshot_due: None,
         config: config.service.clone(),
         on_search: None,
-    });
+    })
+    .with_map(layout);
     Fixture { state: AppState::with_service(config, Arc::new(service)), store, _dir: dir }
 }
 
@@ -467,5 +469,78 @@ async fn a_loading_service_answers_503_but_health() {
     for uri in ["/readyz", "/v1/info", "/v1/movies/m1/similar", "/v1/search?q=a"] {
         let (status, body) = get(&state, uri).await;
         assert_eq!((status, error(&body).0), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{uri}");
+    }
+}
+
+/// The raw answer to a GET: status, content type and body bytes.
+async fn get_raw(state: &AppState, uri: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let response = cinevec::server::app(state.clone()).oneshot(req).await.unwrap();
+    let status = response.status();
+    let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (status, kind, axum::body::to_bytes(response.into_body(), 1 << 26).await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn the_map_holds_every_movie_and_places_an_added_one_among_its_neighbours() {
+    let f = fixture().await;
+    let (status, map) = get(&f.state, "/v1/map").await;
+    assert_eq!(status, StatusCode::OK, "{map}");
+    let n = map["count"].as_u64().unwrap() as usize;
+    assert_eq!(n, MOVIES);
+    for field in ["ids", "titles", "years", "x", "y", "rating", "predicted"] {
+        assert_eq!(map[field].as_array().unwrap().len(), n, "{field}");
+    }
+    let grid = map["grid"].as_u64().unwrap();
+    let xs: Vec<u64> = map["x"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let ys: Vec<u64> = map["y"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(xs.iter().chain(&ys).all(|&v| v <= grid));
+    assert_eq!((xs.iter().min(), xs.iter().max()), (Some(&0), Some(&grid)), "the grid spans the map's bounds");
+    let i7 = map["ids"].as_array().unwrap().iter().position(|v| v == "m7").unwrap();
+    assert_eq!(map["titles"][i7], "Film number 7 Day");
+    assert_eq!(map["rating"][i7].as_f64(), Some((rating(7) * 10.0).round() / 10.0));
+
+    // A copy of m7 added at run time lands where m7's nearest movies are.
+    let copy = json!({"id": "copy7", "rating": 6.0, "movie": serde_json::to_value(document(7)).unwrap()});
+    let (status, _) = call(&f.state, "POST", "/v1/movies", Some(copy), Some(KEY)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, after) = get(&f.state, "/v1/map").await;
+    assert_eq!(after["count"].as_u64(), Some(MOVIES as u64 + 1));
+    let ids: Vec<&str> = after["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let at = |id: &str| {
+        let i = ids.iter().position(|x| *x == id).unwrap();
+        (after["x"][i].as_f64().unwrap(), after["y"][i].as_f64().unwrap())
+    };
+    let (cx, cy) = at("copy7");
+    let (_, similar) = get(&f.state, "/v1/movies/m7/similar?k=3").await;
+    let near: Vec<(f64, f64)> = self::ids(&similar).iter().map(|id| at(id)).chain([at("m7")]).collect();
+    let to_near = near.iter().map(|(x, y)| ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()).fold(f64::INFINITY, f64::min);
+    let mut all: Vec<f64> =
+        ids.iter().filter(|id| **id != "copy7").map(|id| at(id)).map(|(x, y)| ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()).collect();
+    all.sort_by(f64::total_cmp);
+    assert!(to_near <= all[all.len() / 4], "the copy sits nearer its neighbours ({to_near}) than most movies ({:?})", &all[..5]);
+}
+
+#[tokio::test]
+async fn the_map_picture_is_a_png_of_the_size_asked_and_bad_parameters_are_refused() {
+    let f = fixture().await;
+    let (status, kind, png) = get_raw(&f.state, "/v1/map.png?size=200&color=residual").await;
+    assert_eq!((status, kind.as_str()), (StatusCode::OK, "image/png"));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: width and height, big-endian, after the signature, the chunk length and its name.
+    assert_eq!((&png[12..16], &png[16..20], &png[20..24]), (&b"IHDR"[..], &200u32.to_be_bytes()[..], &200u32.to_be_bytes()[..]));
+    let (_, _, by_rating) = get_raw(&f.state, "/v1/map.png?size=200").await;
+    assert_ne!(by_rating, png, "another colouring, another picture");
+    let (_, _, again) = get_raw(&f.state, "/v1/map.png?size=200").await;
+    assert_eq!(again, by_rating);
+    for (uri, field) in [
+        ("/v1/map.png?size=10", Some("size")),
+        ("/v1/map.png?size=5000", Some("size")),
+        ("/v1/map.png?color=votes", Some("color")),
+        ("/v1/map.png?size=big", None),
+        ("/v1/map.png?zoom=2", None),
+    ] {
+        let (status, body) = get(&f.state, uri).await;
+        assert_eq!((status, error(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_request", field)), "{uri}: {body}");
     }
 }

@@ -98,6 +98,10 @@ async fn read_endpoints_answer_with_documented_shapes() {
 
     let (_, health) = checked("GET", "/healthz", s.get("/healthz").await).await;
     assert_eq!(health["status"], "ok");
+    let (status, map) = checked("GET", "/v1/map", s.get("/v1/map").await).await;
+    assert_eq!((status, map["count"].as_u64()), (StatusCode::OK, Some(SLICE as u64)));
+    let (status, _) = checked("GET", "/v1/map.png", s.get("/v1/map.png?size=1").await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (_, ready) = checked("GET", "/readyz", s.get("/readyz").await).await;
     assert_eq!(ready["movies"], SLICE);
     let (_, info) = checked("GET", "/v1/info", s.get("/v1/info").await).await;

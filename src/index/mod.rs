@@ -12,12 +12,14 @@
 
 mod distance;
 pub mod graph;
+pub mod layout;
 mod quantized;
 pub mod sidecar;
 pub mod table;
 
 pub use distance::{dot, UnitCosine};
 pub use quantized::Quantized;
+pub use layout::{Layout, LayoutParams};
 pub use table::NeighbourTable;
 
 use anyhow::{Context, Result};
@@ -33,6 +35,8 @@ const MANIFEST: &str = "index.manifest.json";
 const Q8_FILE: &str = "index.q8";
 /// Every matrix row's nearest neighbours (see [`table`]).
 const KNN_FILE: &str = "index.knn";
+/// The catalog map, made from the neighbour table (see [`layout`]).
+const MAP_FILE: &str = "index.map";
 const GRAPH_FORMAT: &str = "cinevec-graph/1";
 /// Files of the graph format before this one (hnsw_rs dumps), removed when a new graph is saved.
 const LEGACY_FILES: [&str; 2] = ["index.hnsw.graph", "index.hnsw.data"];
@@ -384,6 +388,17 @@ pub fn table_saved_for(dir: &Path, run_id: &str, rows: usize) -> bool {
     NeighbourTable::saved_for(&dir.join(KNN_FILE), run_id, rows, table::WIDTH)
 }
 
+/// The neighbour table saved in `dir` for the embedding set `run_id` of `rows` rows (any damage or
+/// mismatch is an error).
+pub fn load_table(dir: &Path, run_id: &str, rows: usize) -> Result<NeighbourTable> {
+    NeighbourTable::load(&dir.join(KNN_FILE), run_id, rows, table::WIDTH)
+}
+
+/// Where the catalog map of the artifacts in `dir` is saved.
+pub fn map_path(dir: &Path) -> std::path::PathBuf {
+    dir.join(MAP_FILE)
+}
+
 /// The int8 codes saved in `dir` when they were made from the embedding set `run_id`; else (missing,
 /// stale or damaged) made from `matrix` now and saved for the next start.
 fn load_or_build_quantized(dir: &Path, run_id: &str, matrix: &[f32], rows: usize, dim: usize) -> Quantized {
@@ -407,7 +422,7 @@ fn load_or_build_quantized(dir: &Path, run_id: &str, matrix: &[f32], rows: usize
 
 /// Remove a saved graph from `dir` (the next start rebuilds it).
 pub fn remove_saved(dir: &Path) -> Result<()> {
-    for name in [MANIFEST, GRAPH_FILE, Q8_FILE, KNN_FILE].into_iter().chain(LEGACY_FILES) {
+    for name in [MANIFEST, GRAPH_FILE, Q8_FILE, KNN_FILE, MAP_FILE].into_iter().chain(LEGACY_FILES) {
         match std::fs::remove_file(dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {}", dir.join(name).display()))

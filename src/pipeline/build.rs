@@ -1,5 +1,5 @@
 //! `cinevec build`: the whole offline pipeline in one command — model, ingest, export, embed, train,
-//! index — each step skipped when its output is already there, newer than its inputs, and made from
+//! index, map — each step skipped when its output is already there, newer than its inputs, and made from
 //! the same model, data and settings (the manifests and step records say so).
 //!
 //! Every step writes its outputs atomically, so a run stopped at any point (Ctrl-C) leaves the
@@ -11,7 +11,7 @@ use crate::catalog::demo;
 use crate::catalog::store::Store;
 use crate::head::fit::HeadTraining;
 use crate::head::{HeadSpec, HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE};
-use crate::index::{IndexParams, VectorIndex};
+use crate::index::{IndexParams, Layout, LayoutParams, VectorIndex};
 use crate::models::{self, ModelOptions};
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestSource};
@@ -49,6 +49,8 @@ pub struct BuildOptions {
     pub batch: BatchLimits,
     /// The graph's construction parameters.
     pub index: IndexParams,
+    /// How the catalog map is laid out.
+    pub layout: LayoutParams,
     pub strict: bool,
     pub no_cache: bool,
     pub force: bool,
@@ -353,6 +355,29 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         report.push(
             "index",
             Outcome::Ran(t.elapsed().as_secs_f64(), format!("graph over {} rows (M {})", manifest.rows, params.max_connections)),
+        );
+    }
+
+    // 7. The catalog map, from the neighbour table.
+    let map = crate::index::map_path(dir);
+    let layout = args.layout;
+    if Layout::saved_for(&map, &manifest.run_id, manifest.rows, layout) && !args.force {
+        report.push("map", Outcome::UpToDate(format!("{} rows laid out (seed {})", manifest.rows, layout.seed)));
+    } else {
+        let t = Instant::now();
+        let set = artifacts::load_embeddings(dir)?;
+        if set.manifest.run_id != manifest.run_id {
+            bail!("the embedding set in {} changed during the build (another process?)", dir.display());
+        }
+        let table = crate::index::load_table(dir, &manifest.run_id, manifest.rows).context("reading the neighbour table")?;
+        let laid_out = Layout::compute(&set.matrix, set.manifest.dim, &table, layout).context("laying out the catalog map")?;
+        laid_out.save(&map, &manifest.run_id, layout)?;
+        report.push(
+            "map",
+            Outcome::Ran(
+                t.elapsed().as_secs_f64(),
+                format!("{} rows laid out ({} passes, seed {})", manifest.rows, layout.epochs_for(manifest.rows), layout.seed),
+            ),
         );
     }
     report.seconds = started.elapsed().as_secs_f64();

@@ -170,6 +170,16 @@ pub struct SearchQuery {
     pub limit: Option<i64>,
 }
 
+/// Query string of `GET /v1/map.png`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapPngQuery {
+    /// Pixels per side.
+    pub size: Option<i64>,
+    /// `rating` or `residual`.
+    pub color: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

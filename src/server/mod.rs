@@ -137,6 +137,8 @@ impl Application {
                 std::sync::Arc::new(crate::service::load(&loader.config.service, Some(metrics::batch_observer()), Some(on_search)).await?);
             let _ = loader.loaded.set(loaded.clone());
             loaded.follow_store();
+            let warm = loaded.clone();
+            tokio::task::spawn_blocking(move || warm.warm_map());
             if loaded.snapshot_due() {
                 tokio::task::spawn_blocking(move || loaded.save_snapshot_if_due());
             }

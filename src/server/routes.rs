@@ -33,6 +33,8 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/docs", get(docs)),
         ("GET", "/v1/info", get(info)),
         ("GET", "/v1/search", get(search)),
+        ("GET", "/v1/map", get(map_json)),
+        ("GET", "/v1/map.png", get(map_png)),
         ("POST", "/v1/movies", post(add_movie)),
         ("GET", "/v1/movies/{id}", get(get_movie)),
         ("GET", "/v1/movies/{id}/similar", get(similar_by_id)),
@@ -114,6 +116,21 @@ async fn get_movie(State(state): State<AppState>, Path(id): Path<String>) -> Ans
 
 async fn search(State(state): State<AppState>, Query(q): Query<SearchQuery>) -> Answer<SearchResponse> {
     Ok(axum::Json(state.ready()?.search_titles(&q.q, q.limit).await?))
+}
+
+// ---- the catalog map ----
+
+async fn map_json(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let json = state.ready()?.map_json().await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_owner(json)).into_response())
+}
+
+async fn map_png(State(state): State<AppState>, Query(q): Query<MapPngQuery>) -> Result<Response, ApiError> {
+    let service = state.ready()?;
+    let color = crate::service::map::ColorBy::parse(q.color.as_deref())?;
+    let png = service.map_png(q.size, color).await?;
+    let headers = [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-cache")];
+    Ok((headers, axum::body::Bytes::from_owner(png)).into_response())
 }
 
 // ---- similarity ----

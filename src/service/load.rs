@@ -7,7 +7,7 @@ use crate::artifacts;
 use crate::catalog::store::Store;
 use crate::engine::worker::{BatchObserver, EmbedQueue, QueueLimits};
 use crate::head::Head;
-use crate::index::{IndexParams, SharedMatrix, VectorIndex};
+use crate::index::{IndexParams, Layout, LayoutParams, SharedMatrix, VectorIndex};
 use crate::models::ModelOptions;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -276,6 +276,7 @@ pub async fn load(
     let head = Head::load(&config.artifacts, &manifest).context("loading the rating head")?;
 
     // The graph: the saved one if it was built from this matrix, else built now and saved.
+    let for_map = matrix.clone();
     let (loaded_graph, took) = graph_loading.await?;
     let graph_loaded = started.elapsed();
     let index = match loaded_graph? {
@@ -297,6 +298,14 @@ pub async fn load(
             })
             .await?
         }
+    };
+    let (index, map) = {
+        let (dir, run_id) = (config.artifacts.clone(), manifest.run_id.clone());
+        tokio::task::spawn_blocking(move || {
+            let map = load_or_build_map(&dir, &run_id, &for_map, dim, &index);
+            (index, map)
+        })
+        .await?
     };
     let queue = EmbedQueue::start(embedder, limits, on_batch)
         .context("cannot start the model thread")?;
@@ -328,8 +337,44 @@ pub async fn load(
         config: config.clone(),
         on_search,
     });
+    let service = match map {
+        Some(layout) => service.with_map(layout),
+        None => service,
+    };
     // Other replicas' writes since `generation` (read before the run-time rows were) come from the feed.
     Ok(service.feed_from(generation).with_journaling(journaling, from_store))
+}
+
+/// The catalog map saved beside the graph when it was made from this embedding set; else (missing,
+/// stale or damaged) laid out now from the neighbour table with the default settings and saved for
+/// the next start. `None` (logged) when it cannot be made: the server then answers without a map.
+fn load_or_build_map(dir: &std::path::Path, run_id: &str, matrix: &[f32], dim: usize, index: &VectorIndex) -> Option<Layout> {
+    let path = crate::index::map_path(dir);
+    let rows = matrix.len() / dim.max(1);
+    match crate::index::layout::load_any(&path, run_id, rows) {
+        Ok(layout) => return Some(layout),
+        Err(e) if path.exists() => tracing::warn!("saved catalog map {} unusable ({e:#}): laying it out again", path.display()),
+        Err(_) => tracing::info!("laying out the catalog map (saved for later starts; `cinevec build` makes it)"),
+    }
+    let t = Instant::now();
+    let params = LayoutParams::default();
+    let Some(table) = index.table() else {
+        tracing::warn!("no catalog map: the graph has no neighbour table");
+        return None;
+    };
+    match Layout::compute(matrix, dim, table, params) {
+        Ok(layout) => {
+            if let Err(e) = layout.save(&path, run_id, params) {
+                tracing::warn!("could not save the catalog map ({e:#}); it will be laid out again next start");
+            }
+            tracing::info!("laid out the catalog map in {:.1}s", t.elapsed().as_secs_f64());
+            Some(layout)
+        }
+        Err(e) => {
+            tracing::warn!("no catalog map: {e:#}");
+            None
+        }
+    }
 }
 
 /// The snapshot's catalog with the journaled writes after it pushed in order (of a movie written more

@@ -12,6 +12,7 @@ mod documents;
 pub mod error;
 pub mod live;
 mod load;
+pub mod map;
 pub mod query;
 pub mod recommend;
 pub mod replicas;
@@ -68,6 +69,8 @@ pub struct Service {
     /// The run-time writes since the snapshot, for the next start (see [`live::journal`]).
     journal: Mutex<Journaling>,
     on_search: Option<SearchObserver>,
+    /// The catalog map (`None`: this server has none; see [`Service::with_map`]).
+    map: Option<map::CatalogMap>,
 }
 
 /// Where run-time writes are journaled, and the store generation the live rows are current at.
@@ -201,6 +204,7 @@ impl Service {
             writes: tokio::sync::Mutex::new(replicas::Applied::default()),
             journal: Mutex::default(),
             on_search: p.on_search,
+            map: None,
         }
     }
 

@@ -324,6 +324,83 @@ try {
     assert.deepEqual(await page.locator('#demo-themed li[data-id]').evaluateAll((l) => l.map((li) => li.dataset.id)), expected);
   });
 
+  await step('the map view draws every film, rings the open one and its neighbours; hover names a film, click opens it', async () => {
+    await page.goto(`${BASE}/#${DARK_KNIGHT}`);
+    await page.locator('#film h2').filter({ hasText: 'The Dark Knight (2008)' }).waitFor();
+    const map = (await api('/v1/map')).body;
+    await page.locator('#map-panel').scrollIntoViewIfNeeded();
+    await page.waitForFunction((n) => window.cinevecMap && window.cinevecMap.count() === n, map.count);
+    const similar = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=10`)).body.results.map((r) => r.id);
+    await page.waitForFunction((id) => window.cinevecMap.highlighted().current === id && window.cinevecMap.highlighted().neighbours.length === 10, DARK_KNIGHT);
+    assert.deepEqual(await page.evaluate(() => window.cinevecMap.highlighted().neighbours), similar, 'the ringed films are the API\'s neighbours');
+    // Every film is at least one lit pixel (dots may overlap, so at least half as many as films).
+    const lit = await page.evaluate(() => {
+      const c = document.getElementById('map'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] !== 17 || d[i + 1] !== 17 || d[i + 2] !== 24) n++;
+      return n;
+    });
+    assert.ok(lit >= map.count / 2, `only ${lit} pixels drawn for ${map.count} films`);
+    // Hover over Avatar's dot: the tip names the film whose dot is under the pointer.
+    const at = await page.evaluate((id) => window.cinevecMap.screenPosition(id), AVATAR);
+    await page.mouse.move(at.x, at.y);
+    await page.locator('#map-tip').waitFor({ state: 'visible' });
+    const tipId = await page.locator('#map-tip').getAttribute('data-id');
+    const i = map.ids.indexOf(tipId);
+    assert.ok(i >= 0, `the tip names ${tipId}, which is not on the map`);
+    assert.ok((await page.locator('#map-tip').textContent()).startsWith(map.titles[i]), 'the tip shows the title');
+    const near = await page.evaluate((id) => window.cinevecMap.screenPosition(id), tipId);
+    assert.ok(Math.hypot(near.x - at.x, near.y - at.y) <= 8, 'the named film is the dot under the pointer');
+    // A click opens that film (the page's own route).
+    await page.mouse.click(at.x, at.y);
+    await page.waitForURL(`${BASE}/#${encodeURIComponent(tipId)}`);
+    await page.locator('#film h2').filter({ hasText: map.titles[i] }).waitFor();
+    await page.waitForFunction((id) => window.cinevecMap.highlighted().current === id, tipId);
+    // Scrolling zooms around the pointer: a film away from it moves away.
+    const before = await page.evaluate((id) => window.cinevecMap.screenPosition(id), DARK_KNIGHT);
+    await page.mouse.wheel(0, -400);
+    await page.waitForFunction(([id, b]) => { const p = window.cinevecMap.screenPosition(id); return Math.abs(p.x - b.x) + Math.abs(p.y - b.y) > 1; }, [DARK_KNIGHT, before]);
+    await page.click('#map-reset');
+    await page.mouse.move(at.x, at.y);
+    const shot = path.join(SHOTS, 'map.png');
+    await page.locator('#map-panel').screenshot({ path: shot });
+    console.log(`     map screenshot: ${shot}`);
+  });
+
+  await step('the map view at 242,552 films (synthetic positions): frame times while panning and zooming', async () => {
+    const times = await page.evaluate(async () => {
+      const n = 242552, grid = 65535;
+      let seed = 7;
+      const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+      const d = { count: n, grid, ids: [], titles: [], years: [], x: [], y: [], rating: [], predicted: [] };
+      for (let i = 0; i < n; i++) {
+        const c = i % 40, cx = 0.1 + 0.8 * ((c * 0.618) % 1), cy = 0.1 + 0.8 * ((c * 0.381) % 1);
+        const r = 0.08 * Math.sqrt(rand()), a = 2 * Math.PI * rand();
+        d.ids.push(`s${i}`); d.titles.push(`Film ${i}`); d.years.push(1950 + (i % 70));
+        d.x.push(Math.round(Math.min(1, Math.max(0, cx + r * Math.cos(a))) * grid));
+        d.y.push(Math.round(Math.min(1, Math.max(0, cy + r * Math.sin(a))) * grid));
+        const rating = Math.round((1 + 9 * rand()) * 10) / 10;
+        d.rating.push(rating); d.predicted.push(rating + rand() - 0.5);
+      }
+      window.cinevecMap.setData(d);
+      const frame = () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+      await frame();
+      window.cinevecMap.clearFrameTimes();
+      for (let i = 0; i < 60; i++) {
+        if (i % 3 === 0) window.cinevecMap.zoom(i < 30 ? 1.05 : 1 / 1.05); else window.cinevecMap.pan(4, -3);
+        await frame();
+      }
+      return window.cinevecMap.frameTimes();
+    });
+    assert.ok(times.length >= 50, `only ${times.length} frames drawn`);
+    const sorted = [...times].sort((a, b) => a - b);
+    const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1);
+    console.log(`     242,552 dots: ${times.length} frames, draw time p50 ${q(0.5)} ms, p95 ${q(0.95)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`);
+    const shot = path.join(SHOTS, 'map-242k.png');
+    await page.locator('#map-panel').screenshot({ path: shot });
+    console.log(`     map screenshot (242,552 synthetic dots): ${shot}`);
+  });
+
   await step('no request left the test origins and no page threw', async () => {
     assert.deepEqual(strayRequests, [], 'requests to outside origins');
     assert.deepEqual(pageErrors, [], 'uncaught errors in the pages');
