@@ -389,8 +389,8 @@ impl Service {
     }
 
     /// Title search (see [`live::titles`]); `limit` 1 to 50, default 10. `q` must not be blank, longer
-    /// than [`live::titles::MAX_QUERY_CHARS`] characters, hold control characters or more than
-    /// [`live::titles::MAX_QUERY_WORDS`] words.
+    /// than [`live::titles::MAX_QUERY_CHARS`] characters or hold control characters; words after the
+    /// first [`live::titles::MAX_QUERY_WORDS`] are ignored.
     pub async fn search_titles(self: &Arc<Self>, q: &str, limit: Option<i64>) -> Result<SearchResponse, ServiceError> {
         let text = q.trim().to_string();
         if text.is_empty() {
