@@ -195,16 +195,15 @@ impl Service {
     }
 
     fn map_json_now(&self) -> Result<Arc<[u8]>, ServiceError> {
-        let service = self;
-        let map = service.catalog_map()?;
-        let rows = service.rows()?.rows();
+        let map = self.catalog_map()?;
+        let rows = self.rows()?.rows();
         if let Some((at, json)) = map.json.lock().map_err(ServiceError::internal)?.as_ref() {
             if *at == rows {
                 return Ok(json.clone());
             }
         }
-        let (rows, points) = service.points()?;
-        let catalog = service.rows()?;
+        let (rows, points) = self.points()?;
+        let catalog = self.rows()?;
         let n = points.len();
         let mut answer = MapResponse {
             count: n,
