@@ -207,6 +207,51 @@ fn decode_vector(id: &str, dim: i64, bytes: Vec<u8>) -> Result<Vec<f32>, StoreEr
     Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
+/// One migration file of `migrations/<backend>/`, embedded at build time: `VERSION_description.sql`.
+struct Embedded {
+    version: i64,
+    /// The file name's part after the version, without `.sql`, `_` read as a space (as sqlx names it).
+    description: &'static str,
+    sql: &'static str,
+}
+
+/// The SQLite migrations (`migrations/sqlite/`), in order. A file added there must be listed here too:
+/// `embedded_migrations_match_the_folders` compares the two.
+const SQLITE_MIGRATIONS: &[Embedded] = &[
+    Embedded { version: 1, description: "catalog", sql: include_str!("../../../migrations/sqlite/0001_catalog.sql") },
+    Embedded {
+        version: 2,
+        description: "movie embeddings",
+        sql: include_str!("../../../migrations/sqlite/0002_movie_embeddings.sql"),
+    },
+    Embedded {
+        version: 3,
+        description: "catalog generation",
+        sql: include_str!("../../../migrations/sqlite/0003_catalog_generation.sql"),
+    },
+];
+
+/// The PostgreSQL migrations (`migrations/postgres/`), in order.
+const POSTGRES_MIGRATIONS: &[Embedded] =
+    &[Embedded { version: 1, description: "catalog", sql: include_str!("../../../migrations/postgres/0001_catalog.sql") }];
+
+/// A migrator over embedded migrations: what sqlx's `migrate!` macro would make (same versions,
+/// descriptions and checksums, so databases migrated by either agree), without building sqlx's
+/// proc-macro crate and a second copy of its drivers and SQLite for the host at every cold build.
+fn migrator(files: &[Embedded]) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType};
+    use sqlx::SqlSafeStr;
+    sqlx::migrate::Migrator::with_migrations(
+        files
+            .iter()
+            .map(|m| {
+                let sql = sqlx::AssertSqlSafe(m.sql).into_sql_str();
+                Migration::new(m.version, m.description.into(), MigrationType::Simple, sql, m.sql.starts_with("-- no-transaction"))
+            })
+            .collect(),
+    )
+}
+
 /// Apply the pending migrations of `migrator`; a database migrated by a newer cinevec (a migration this
 /// build does not have) is refused with one line.
 async fn migrate<'c, A>(migrator: sqlx::migrate::Migrator, pool: A, location: &str) -> Result<(), StoreError>
@@ -373,6 +418,26 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::redacted;
+
+    /// The embedded lists hold every file of `migrations/<backend>/` with the version, description,
+    /// type and checksum sqlx gives it when it reads the folder (what `migrate!` embedded before):
+    /// a file added to a folder but not to its list, or a list naming another text, fails here.
+    #[test]
+    fn embedded_migrations_match_the_folders() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (folder, files) in [("sqlite", super::SQLITE_MIGRATIONS), ("postgres", super::POSTGRES_MIGRATIONS)] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(folder);
+            let read = rt.block_on(sqlx::migrate::Migrator::new(path.as_path())).unwrap();
+            let embedded = super::migrator(files);
+            let key = |m: &sqlx::migrate::Migration| {
+                (m.version, m.description.to_string(), m.migration_type, m.checksum.to_vec(), m.no_tx)
+            };
+            let (read, embedded): (Vec<_>, Vec<_>) =
+                (read.iter().map(key).collect(), embedded.iter().map(key).collect());
+            assert!(!read.is_empty(), "{folder}: no migrations read");
+            assert_eq!(embedded, read, "{folder}: the embedded migrations differ from the folder's");
+        }
+    }
 
     #[test]
     fn redacted_urls_keep_everything_but_the_password() {

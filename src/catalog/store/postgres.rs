@@ -88,7 +88,7 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(unreachable)?;
-        super::migrate(sqlx::migrate!("./migrations/postgres"), &pool, &name).await?;
+        super::migrate(super::migrator(super::POSTGRES_MIGRATIONS), &pool, &name).await?;
         Ok(PostgresStore { pool, name })
     }
 

@@ -110,7 +110,7 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await
         }
         .map_err(open_err)?;
-        super::migrate(sqlx::migrate!("./migrations/sqlite"), &pool, location).await?;
+        super::migrate(super::migrator(super::SQLITE_MIGRATIONS), &pool, location).await?;
         Ok(SqliteStore { pool })
     }
 
