@@ -350,8 +350,10 @@ def main():
     results["wrk_socket_errors"] = WRK_SOCKET_ERRORS
     data = {
         "matrix": size(os.path.join(SET_DIR, "embeddings.safetensors")),
-        # The nearest-neighbour index the server holds: the graph and the neighbour table.
-        "graph": size(os.path.join(SET_DIR, "index.graph")) + size(os.path.join(SET_DIR, "index.knn")),
+        # The nearest-neighbour index the server holds: the graph, the neighbour table and the row
+        # sketches of filtered scans.
+        "graph": size(os.path.join(SET_DIR, "index.graph")) + size(os.path.join(SET_DIR, "index.knn"))
+        + size(os.path.join(SET_DIR, "index.sketch")),
         "model": size(os.path.join(MODEL_DIR, "model.safetensors")),
     }
     results["q8_bytes"] = size(os.path.join(SET_DIR, "index.q8"))  # held only with --int8-walk

@@ -15,10 +15,12 @@ pub mod graph;
 pub mod layout;
 mod quantized;
 pub mod sidecar;
+pub mod sketch;
 pub mod table;
 
 pub use distance::{dot, UnitCosine};
 pub use quantized::Quantized;
+pub use sketch::Sketch;
 pub use layout::{Layout, LayoutParams};
 pub use table::NeighbourTable;
 
@@ -35,6 +37,8 @@ const MANIFEST: &str = "index.manifest.json";
 const Q8_FILE: &str = "index.q8";
 /// Every matrix row's nearest neighbours (see [`table`]).
 const KNN_FILE: &str = "index.knn";
+/// Every matrix row's sketch, for scanning many rows (see [`sketch`]).
+const SKETCH_FILE: &str = "index.sketch";
 /// The catalog map, made from the neighbour table (see [`layout`]).
 const MAP_FILE: &str = "index.map";
 const GRAPH_FORMAT: &str = "cinevec-graph/1";
@@ -102,6 +106,8 @@ pub struct VectorIndex {
     quantized: Option<Quantized>,
     /// The matrix rows' neighbours, for more like this by id ([`VectorIndex::neighbours_of`]).
     table: Option<NeighbourTable>,
+    /// The matrix rows' sketches, for filtered scans over many rows ([`VectorIndex::sketch`]).
+    sketch: Option<Sketch>,
     dim: usize,
     params: IndexParams,
 }
@@ -127,7 +133,8 @@ impl VectorIndex {
         let graph = Graph::from_hnsw(&hnsw, rows).expect("hnsw_rs numbers points by the rows given to it");
         drop(hnsw);
         let quantized = Some(Quantized::build(&matrix, dim));
-        let mut index = VectorIndex { graph, matrix, quantized, table: None, dim, params };
+        let sketch = Some(Sketch::build(&matrix, dim));
+        let mut index = VectorIndex { graph, matrix, quantized, table: None, sketch, dim, params };
         index.table = Some(index.build_table());
         if !params.int8_walk {
             // It served the table's searches; the graph is walked on the f32 vectors from now on.
@@ -148,6 +155,11 @@ impl VectorIndex {
     /// The neighbour table, when there is one (for reports).
     pub fn table(&self) -> Option<&NeighbourTable> {
         self.table.as_ref()
+    }
+
+    /// The matrix rows' sketches, when held (a scan over many rows estimates with them first).
+    pub fn sketch(&self) -> Option<&Sketch> {
+        self.sketch.as_ref().filter(|s| s.rows() == self.graph.rows())
     }
 
     /// More like this for matrix row `row`: its `k` nearest rows accepted by `keep` (which must
@@ -274,6 +286,9 @@ impl VectorIndex {
         if let Some(t) = &self.table {
             t.save(&dir.join(KNN_FILE), run_id).context("cannot write the neighbour table")?;
         }
+        if let Some(s) = &self.sketch {
+            s.save(&dir.join(SKETCH_FILE), run_id).context("cannot write the row sketches")?;
+        }
         let graph_bytes = self.graph.save(&dir.join(GRAPH_FILE)).context("cannot write the HNSW graph")?;
         let manifest = IndexManifest {
             format: GRAPH_FORMAT.to_string(),
@@ -333,9 +348,10 @@ impl VectorIndex {
         match Graph::load(&path) {
             Ok(graph) if graph.rows() == rows => {
                 let mut index =
-                    VectorIndex { graph, matrix, quantized: None, table: None, dim, params };
+                    VectorIndex { graph, matrix, quantized: None, table: None, sketch: None, dim, params };
                 // Building a missing table loads the int8 codes; they stay only for an int8 walk.
                 index.load_or_build_table(dir, run_id);
+                index.sketch = Some(load_or_build_sketch(dir, run_id, &index.matrix, rows, dim));
                 if !params.int8_walk {
                     index.quantized = None;
                 } else if index.quantized.is_none() {
@@ -397,6 +413,27 @@ pub fn load_table(dir: &Path, run_id: &str, rows: usize) -> Result<NeighbourTabl
 /// Where the catalog map of the artifacts in `dir` is saved.
 pub fn map_path(dir: &Path) -> std::path::PathBuf {
     dir.join(MAP_FILE)
+}
+
+/// The row sketches saved in `dir` when they were made from the embedding set `run_id`; else (missing,
+/// stale or damaged) made from `matrix` now and saved for the next start.
+fn load_or_build_sketch(dir: &Path, run_id: &str, matrix: &[f32], rows: usize, dim: usize) -> Sketch {
+    let path = dir.join(SKETCH_FILE);
+    match Sketch::load(&path, run_id, rows, dim) {
+        Ok(s) => s,
+        Err(e) => {
+            if path.exists() {
+                tracing::warn!("saved row sketches {} unusable ({e:#}): rebuilding them", path.display());
+            } else {
+                tracing::info!("sketching the rows (for filtered scans; saved for later starts)");
+            }
+            let s = Sketch::build(matrix, dim);
+            if let Err(e) = s.save(&path, run_id) {
+                tracing::warn!("could not save the row sketches ({e:#}); they will be rebuilt next start");
+            }
+            s
+        }
+    }
 }
 
 /// The int8 codes saved in `dir` when they were made from the embedding set `run_id`; else (missing,

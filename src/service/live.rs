@@ -22,7 +22,7 @@ mod snapshot;
 pub mod titles;
 
 pub use journal::{Journal, FILE as JOURNAL_FILE};
-pub use plan::{FieldStats, Plan};
+pub use plan::{sketch_keeps, FieldStats, Plan};
 pub use snapshot::{snapshot_generation, SnapshotKey, FILE as SNAPSHOT_FILE};
 pub use titles::TitleQuery;
 
@@ -518,9 +518,10 @@ impl LiveCatalog {
             }
         }
         let ef = if start.is_some() { index.params().ef_search_by_row } else { index.params().ef_search };
+        let sketch = index.sketch();
         let plan = match force {
-            Some(p @ (Plan::Walk | Plan::Scan)) => p,
-            _ => self.plan_for(&resolved, ef),
+            Some(p @ (Plan::Walk | Plan::Scan | Plan::Sketch)) => p,
+            _ => self.plan_for(&resolved, k, ef, sketch.is_some()),
         };
         if plan == Plan::Walk {
             let hits = index.search_from(query, start, k, ef, &keep);
@@ -529,8 +530,13 @@ impl LiveCatalog {
                 return (hits, Plan::Walk);
             }
         }
-        let hits = self.scan_matching(query, k, &resolved, &keep);
-        (self.with_run_time_rows(hits, query, k, &keep), Plan::Scan)
+        // The walk's fallback scans exactly; the sketch only when planned (or asked for) and held.
+        let (sketch, how) = match (plan, sketch) {
+            (Plan::Sketch, Some(s)) => (Some(s), Plan::Sketch),
+            _ => (None, Plan::Scan),
+        };
+        let hits = self.scan_matching(query, k, &resolved, &keep, sketch);
+        (self.with_run_time_rows(hits, query, k, &keep), how)
     }
 
     /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time

@@ -11,9 +11,13 @@
 //!    walk by the cost model in [`FieldStats::plan`]); the candidates come from the shortest of the
 //!    lists kept per genre, per decade, and of rows by votes and by rating, so finding them costs a
 //!    slice, not a pass over the catalog;
-//! 3. [`Plan::Walk`]: the graph walk with the filter inside, when many pass (falls back to the scan
-//!    when it finds fewer than `k`);
-//! 4. [`Plan::Exhaustive`]: every row (`exact=true`, the reference the others are measured against).
+//! 3. [`Plan::Sketch`]: the same rows, but estimated first from their sketches ([`Sketch`]: 64 int8
+//!    numbers a row, a twenty-fourth of its f32 vector) and only the best few hundred re-scored in
+//!    f32, when so many pass that reading their f32 vectors would cost more than the walk (a common
+//!    genre, a recent decade); its recall against the exact answer is measured, not assumed;
+//! 4. [`Plan::Walk`]: the graph walk with the filter inside, when most rows pass (falls back to the
+//!    scan when it finds fewer than `k`);
+//! 5. [`Plan::Exhaustive`]: every row (`exact=true`, the reference the others are measured against).
 //!
 //! The statistics ([`FieldStats`]: per genre and per decade the rows that have it, rows sorted by
 //! votes and by rating; about 4 bytes per row per list) cover the matrix rows, which never change;
@@ -22,7 +26,7 @@
 //! ([`LiveCatalog::field_stats`]).
 
 use super::{LiveCatalog, Resolved};
-use crate::index::{best_k, dot, graph::prefetch, Hit};
+use crate::index::{best_k, dot, graph::prefetch, Hit, Sketch};
 
 /// How a search was (or is to be) answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -34,6 +38,8 @@ pub enum Plan {
     Walk,
     /// An exact scan over the rows the filter can let through (from the per-field lists).
     Scan,
+    /// The same rows ranked by their sketches, the best few hundred re-scored exactly.
+    Sketch,
     /// An exact scan over every row.
     Exhaustive,
 }
@@ -78,6 +84,14 @@ const WALK_COST: f64 = 30.0;
 const CHECK_COST: f64 = 0.25;
 /// Relative cost of scoring one matching row in a scan (rows in ascending order).
 const SCAN_COST: f64 = 1.0;
+/// Relative cost of estimating one matching row from its sketch (one cache line instead of 24).
+const SKETCH_COST: f64 = 0.08;
+
+/// Rows a sketch scan re-scores exactly for `k` results: enough that the sketch's errors do not
+/// change the `k` best (measured: tests/filtered_search.rs, BENCHMARKS.md issue 19).
+pub fn sketch_keeps(k: usize) -> usize {
+    (50 * k).max(500)
+}
 
 impl FieldStats {
     /// The statistics of the first `rows` rows of `catalog`.
@@ -184,7 +198,7 @@ impl FieldStats {
     /// The walk scores about `WALK_COST × ef / selectivity` rows to find `ef` that pass; the scan checks the
     /// shortest list's rows and scores those that pass (estimated as `rows × Π shares`, the fields
     /// taken as independent).
-    fn plan(&self, filter: &Resolved, ef: usize) -> Plan {
+    fn plan(&self, filter: &Resolved, k: usize, ef: usize, sketch: bool) -> Plan {
         if filter.everything {
             return Plan::Walk;
         }
@@ -197,11 +211,18 @@ impl FieldStats {
         }
         let candidates = narrowest(&lists, self.rows).1;
         let matches = share * n;
-        let scan = candidates as f64 * CHECK_COST + matches * SCAN_COST;
+        let check = candidates as f64 * CHECK_COST;
+        let scan = check + matches * SCAN_COST;
+        // The sketch only where it at least halves the exact scan: an estimate is not taken for a
+        // small saving.
+        let sketched = check + matches * SKETCH_COST + sketch_keeps(k) as f64 * SCAN_COST;
+        let sketched = if sketch && sketched * 2.0 <= scan { sketched } else { f64::INFINITY };
         let walk = (ef as f64 * n / matches.max(1.0)).min(n) * WALK_COST;
-        tracing::debug!(matches, candidates, scan, walk, "filtered search plan");
-        if scan <= walk {
+        tracing::debug!(matches, candidates, scan, sketched, walk, "filtered search plan");
+        if scan <= walk && scan <= sketched {
             Plan::Scan
+        } else if sketched <= walk {
+            Plan::Sketch
         } else {
             Plan::Walk
         }
@@ -224,19 +245,30 @@ impl LiveCatalog {
         Some(self.stats.get_or_init(|| FieldStats::build(self, rows)))
     }
 
-    /// How a search of `k` under `filter` that the table could not answer goes, with a walk of `ef`.
-    pub(super) fn plan_for(&self, filter: &Resolved, ef: usize) -> Plan {
-        self.field_stats().map_or(Plan::Walk, |s| s.plan(filter, ef))
+    /// How a search of `k` under `filter` that the table could not answer goes, with a walk of `ef`
+    /// (`sketch`: whether row sketches are at hand).
+    pub(super) fn plan_for(&self, filter: &Resolved, k: usize, ef: usize, sketch: bool) -> Plan {
+        self.field_stats().map_or(Plan::Walk, |s| s.plan(filter, k, ef, sketch))
     }
 
     /// The `k` best matrix rows accepted by `keep` (which applies `filter`), scoring only the rows of
-    /// the shortest list that covers the filter: exact, like a scan of every row.
-    pub(super) fn scan_matching(&self, query: &[f32], k: usize, filter: &Resolved, keep: &impl Fn(usize) -> bool) -> Vec<Hit> {
+    /// the shortest list that covers the filter: exact, like a scan of every row. With `sketch`, the
+    /// rows are ranked by their sketches and only the best [`sketch_keeps`] scored exactly (when
+    /// there are more than that).
+    pub(super) fn scan_matching(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Resolved,
+        keep: &impl Fn(usize) -> bool,
+        sketch: Option<&Sketch>,
+    ) -> Vec<Hit> {
+        let scan_rows = |rows: &mut dyn Iterator<Item = usize>| self.scan_rows(rows, query, k, keep, sketch);
         let Some(stats) = self.field_stats() else {
-            return self.scan_rows(0..self.matrix_rows(), query, k, keep);
+            return scan_rows(&mut (0..self.matrix_rows()));
         };
         match narrowest(&stats.lists(filter), stats.rows).0 {
-            Narrow::All => self.scan_rows(0..stats.rows, query, k, keep),
+            Narrow::All => scan_rows(&mut (0..stats.rows)),
             Narrow::Genres => {
                 // A movie of two asked genres is in both lists: each is taken from its first asked genre's.
                 let asked = &filter.genres;
@@ -245,28 +277,38 @@ impl LiveCatalog {
                         i == 0 || !self.entries[row as usize].traits.genres().iter().any(|g| asked[..i].contains(g))
                     })
                 });
-                self.scan_rows(rows.map(|r| r as usize), query, k, keep)
+                scan_rows(&mut rows.map(|r| r as usize))
             }
             Narrow::Decades => {
                 let rows = stats.decades(filter.filter.min_year, filter.filter.max_year).flat_map(|(_, rows)| rows);
-                self.scan_rows(rows.map(|&r| r as usize), query, k, keep)
+                scan_rows(&mut rows.map(|&r| r as usize))
             }
             Narrow::Votes => {
                 let len = stats.votes_len(filter.filter.min_votes.unwrap_or(0));
-                self.scan_rows(stats.votes_rows[..len].iter().map(|&r| r as usize), query, k, keep)
+                scan_rows(&mut stats.votes_rows[..len].iter().map(|&r| r as usize))
             }
             Narrow::Rating => {
                 let len = stats.rating_len(filter.filter.min_rating.unwrap_or(0.0));
-                self.scan_rows(stats.rating_rows[..len].iter().map(|&r| r as usize), query, k, keep)
+                scan_rows(&mut stats.rating_rows[..len].iter().map(|&r| r as usize))
             }
         }
     }
 
     /// The `k` best of `rows` accepted by `keep`: the accepted ones first (a cheap check per row),
     /// then scored, each vector asked for a few rows ahead.
-    fn scan_rows(&self, rows: impl Iterator<Item = usize>, query: &[f32], k: usize, keep: &impl Fn(usize) -> bool) -> Vec<Hit> {
+    fn scan_rows(
+        &self,
+        rows: &mut dyn Iterator<Item = usize>,
+        query: &[f32],
+        k: usize,
+        keep: &impl Fn(usize) -> bool,
+        sketch: Option<&Sketch>,
+    ) -> Vec<Hit> {
         const AHEAD: usize = 8;
         let matching: Vec<usize> = rows.filter(|&r| keep(r)).collect();
+        if let Some(sketch) = sketch.filter(|s| matching.len() > sketch_keeps(k) && s.rows() >= self.matrix_rows()) {
+            return self.sketch_rows(sketch, &matching, query, k);
+        }
         let mut hits = Vec::with_capacity(matching.len());
         for (i, &row) in matching.iter().enumerate() {
             if let Some(&next) = matching.get(i + AHEAD) {
@@ -274,6 +316,42 @@ impl LiveCatalog {
             }
             hits.push(Hit { row, score: dot(query, self.vector(row)) });
         }
+        best_k(hits, k)
+    }
+
+    /// The `k` best of the matrix rows `matching` (ascending): the [`sketch_keeps`] best by their
+    /// sketches (a bounded heap), then those scored exactly.
+    fn sketch_rows(&self, sketch: &Sketch, matching: &[usize], query: &[f32], k: usize) -> Vec<Hit> {
+        use std::cmp::Reverse;
+        const AHEAD: usize = 16;
+        let keeps = sketch_keeps(k);
+        let estimate = sketch.query(query);
+        // The worst kept estimate on top.
+        let mut kept: std::collections::BinaryHeap<Reverse<(i32, usize)>> = std::collections::BinaryHeap::with_capacity(keeps + 1);
+        for (i, &row) in matching.iter().enumerate() {
+            if let Some(&next) = matching.get(i + AHEAD) {
+                prefetch(sketch.row(next));
+            }
+            let s = sketch.score(&estimate, row);
+            if kept.len() < keeps {
+                kept.push(Reverse((s, row)));
+            } else if s > kept.peek().expect("full").0 .0 {
+                kept.pop();
+                kept.push(Reverse((s, row)));
+            }
+        }
+        let rows: Vec<usize> = kept.into_iter().map(|Reverse((_, row))| row).collect();
+        rows.iter().take(AHEAD).for_each(|&r| prefetch(self.vector(r)));
+        let hits = rows
+            .iter()
+            .enumerate()
+            .map(|(i, &row)| {
+                if let Some(&next) = rows.get(i + AHEAD) {
+                    prefetch(self.vector(next));
+                }
+                Hit { row, score: dot(query, self.vector(row)) }
+            })
+            .collect();
         best_k(hits, k)
     }
 }
