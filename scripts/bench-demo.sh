@@ -65,7 +65,7 @@ cp target/cargo-timings/cargo-timing.html "$work/cargo-timing.html" 2>/dev/null 
 demo_start=$SECONDS
 run_demo "$work/first.log"
 first=$((SECONDS - compile_start))
-demo=$((SECONDS - demo_start))
+demo_s=$((SECONDS - demo_start))
 stop_demo
 run_demo "$work/second.log"
 second=$elapsed
@@ -74,7 +74,7 @@ stop_demo
 printf '\n| run | wall time to the first correct curl answer | target |\n|---|---|---|\n'
 printf '| first (fresh clone: cold build, model, catalog, embed, train, index) | %d min %02d s (%d s) | <= 15 min |\n' $((first / 60)) $((first % 60)) "$first"
 printf '| — of which the compile (cargo build --release, every dependency) | %d min %02d s (%d s) | |\n' $((compile / 60)) $((compile % 60)) "$compile"
-printf '| — of which scripts/demo.sh after it (model, catalog, embed, train, index, start) | %d s | |\n' "$demo"
+printf '| — of which scripts/demo.sh after it (model, catalog, embed, train, index, start) | %d s | |\n' "$demo_s"
 printf '| second (everything reused) | %d s | seconds |\n' "$second"
 echo
 echo "the compile: $(grep -E 'Finished .release' "$work/compile.log" || true)"

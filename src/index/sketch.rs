@@ -26,9 +26,9 @@ const SAMPLE: usize = 20_000;
 const ITERATIONS: usize = 12;
 
 /// Sketch coordinates for vectors of `dim`: a sixth of the dimension, a multiple of 16 (the integer dot
-/// product's step), 16 to 64.
+/// product's step), 16 to 64, never more than `dim`.
 pub fn dims_for(dim: usize) -> usize {
-    (dim / 6 / 16 * 16).clamp(16, 64).min(dim.div_ceil(16) * 16)
+    (dim / 6 / 16 * 16).clamp(16, 64).min(dim.max(1))
 }
 
 /// The sketch of every row of a `[rows, dim]` matrix.
@@ -269,7 +269,7 @@ mod tests {
         assert_eq!(dims_for(768), 64);
         assert_eq!(dims_for(96), 16);
         assert_eq!(dims_for(32), 16);
-        assert_eq!(dims_for(8), 16);
+        assert_eq!(dims_for(8), 8);
     }
 
     #[test]
