@@ -232,9 +232,21 @@ struct Resolved<'f> {
     everything: bool,
     genres: Vec<u32>,
     exclude_genres: Vec<u32>,
+    /// The matrix rows' filter fields, with the asked and excluded genres as their bits, when they
+    /// can answer ([`plan::Columns`]); rows past them are tested on their entries.
+    columns: Option<(&'f plan::Columns, u64, u64)>,
 }
 
 impl Resolved<'_> {
+    /// Whether row `row` (its entry `entries[row]`) passes: from the columns when they cover it.
+    #[inline]
+    fn accepts_row(&self, row: usize, entries: &[Entry]) -> bool {
+        match self.columns {
+            Some((c, want, unwanted)) if row < c.rows() => c.passes(row, self.filter, want, unwanted),
+            _ => self.accepts(&entries[row]),
+        }
+    }
+
     fn accepts(&self, e: &Entry) -> bool {
         let f = self.filter;
         let year_ok = match (f.min_year, f.max_year, e.year()) {
@@ -435,10 +447,17 @@ impl LiveCatalog {
         }
     }
 
-    fn resolve<'f>(&self, filter: &'f Filter) -> Resolved<'f> {
-        let ids = |names: &[String]| names.iter().map(|g| self.genres.find(g)).filter(|&g| g != UNKNOWN).collect();
+    fn resolve<'f>(&'f self, filter: &'f Filter) -> Resolved<'f> {
+        let ids = |names: &[String]| -> Vec<u32> {
+            names.iter().map(|g| self.genres.find(g)).filter(|&g| g != UNKNOWN).collect()
+        };
         let everything = *filter == Filter::default();
-        Resolved { filter, everything, genres: ids(&filter.genres), exclude_genres: ids(&filter.exclude_genres) }
+        let (genres, exclude_genres) = (ids(&filter.genres), ids(&filter.exclude_genres));
+        let columns = match (self.stats.get().and_then(FieldStats::columns), plan::genre_mask(&genres), plan::genre_mask(&exclude_genres)) {
+            (Some(c), Some(want), Some(unwanted)) => Some((c, want, unwanted)),
+            _ => None,
+        };
+        Resolved { filter, everything, genres, exclude_genres, columns }
     }
 
     /// Whether `row` may be returned by a search under `filter`, excluding `exclude`.
@@ -449,7 +468,7 @@ impl LiveCatalog {
     fn keep_resolved(&self, row: usize, filter: &Resolved, exclude: &[usize]) -> bool {
         self.alive.get(row).is_some_and(|&alive| alive)
             && !exclude.contains(&row)
-            && (filter.everything || filter.accepts(&self.entries[row]))
+            && (filter.everything || filter.accepts_row(row, &self.entries))
     }
 
     /// Why `row` is similar to a query with `query` traits.

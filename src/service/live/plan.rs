@@ -59,6 +59,109 @@ pub struct FieldStats {
     /// Rows with a rating, best first, and their ratings.
     rating_rows: Vec<u32>,
     ratings: Vec<f64>,
+    /// The fields filters test, per row.
+    columns: Columns,
+}
+
+/// The fields a filter tests, one array per field over the matrix rows, so that testing a row reads a
+/// few bytes from arrays that stay in cache instead of its entry and its trait list (two cache misses
+/// a row, which made a scan of many rows cost more than scoring them). Used only when they hold
+/// every value exactly (`usable`): every genre number below 64, no year or vote count equal to the
+/// "none" marker; otherwise rows are tested on their entries.
+#[derive(Debug, Default)]
+pub(super) struct Columns {
+    usable: bool,
+    /// Per row: bit `g` for each genre number `g` it has.
+    genre_bits: Vec<u64>,
+    /// Per row: the year, or [`NO_YEAR`].
+    years: Vec<i32>,
+    /// Per row: the vote count, or [`NO_VOTES`].
+    votes: Vec<u64>,
+    /// Per row: the rating, or NaN (which passes no `min_rating`, like a missing one).
+    ratings: Vec<f64>,
+}
+
+const NO_YEAR: i32 = i32::MIN;
+const NO_VOTES: u64 = u64::MAX;
+
+impl Columns {
+    fn build(entries: &[super::Entry]) -> Columns {
+        let mut usable = true;
+        let mut c = Columns {
+            usable: false,
+            genre_bits: Vec::with_capacity(entries.len()),
+            years: Vec::with_capacity(entries.len()),
+            votes: Vec::with_capacity(entries.len()),
+            ratings: Vec::with_capacity(entries.len()),
+        };
+        for e in entries {
+            let mut bits = 0u64;
+            for &g in e.traits.genres() {
+                if g < 64 {
+                    bits |= 1 << g;
+                } else {
+                    usable = false;
+                }
+            }
+            c.genre_bits.push(bits);
+            let year = e.traits.year.unwrap_or(NO_YEAR);
+            usable &= e.traits.year != Some(NO_YEAR);
+            c.years.push(year);
+            usable &= e.votes != Some(NO_VOTES);
+            c.votes.push(e.votes.unwrap_or(NO_VOTES));
+            c.ratings.push(e.rating.unwrap_or(f64::NAN));
+        }
+        c.usable = usable;
+        c
+    }
+
+    /// The columns, when they can answer for the rows they cover.
+    pub(super) fn usable(&self) -> Option<&Columns> {
+        self.usable.then_some(self)
+    }
+
+    /// Rows covered.
+    pub(super) fn rows(&self) -> usize {
+        self.years.len()
+    }
+
+    /// Whether row `row` (`< rows`) passes `filter`, whose asked and excluded genres are the bits
+    /// `want` and `unwanted`: the same answer as [`Resolved::accepts`] on its entry.
+    #[inline]
+    pub(super) fn passes(&self, row: usize, filter: &crate::service::Filter, want: u64, unwanted: u64) -> bool {
+        if filter.min_year.is_some() || filter.max_year.is_some() {
+            let y = self.years[row];
+            if y == NO_YEAR {
+                return false;
+            }
+            let y = i64::from(y);
+            if filter.min_year.is_some_and(|lo| y < lo) || filter.max_year.is_some_and(|hi| y > hi) {
+                return false;
+            }
+        }
+        let bits = self.genre_bits[row];
+        if (!filter.genres.is_empty() && bits & want == 0) || bits & unwanted != 0 {
+            return false;
+        }
+        if let Some(m) = filter.min_votes {
+            let v = self.votes[row];
+            if v == NO_VOTES || v < m {
+                return false;
+            }
+        }
+        filter.min_rating.is_none_or(|m| self.ratings[row] >= m)
+    }
+
+    /// Whether row `row` has any genre of the bits `mask`.
+    #[inline]
+    fn has_any(&self, row: usize, mask: u64) -> bool {
+        self.genre_bits[row] & mask != 0
+    }
+}
+
+/// The bits of genre numbers, when every one is below 64.
+pub(super) fn genre_mask(genres: &[u32]) -> Option<u64> {
+    genres.iter().try_fold(0u64, |m, &g| (g < 64).then(|| m | 1 << g))
 }
 
 /// Where a scan finds its candidates: the shortest list covering every row the filter accepts.
@@ -80,8 +183,9 @@ enum Narrow {
 /// (up to `2 M`). Measured (BENCHMARKS.md, issue 19): at 40k movies a by-id walk (`ef` 400) under a
 /// genre two in five movies have took 16 ms, twice a parallel scan of all 40k rows.
 const WALK_COST: f64 = 30.0;
-/// Relative cost of checking one candidate against the filter (one row scored costs 1).
-const CHECK_COST: f64 = 0.25;
+/// Relative cost of checking one candidate against the filter (one row scored costs 1), from the
+/// per-row columns ([`Columns`]: a few bytes in cache).
+const CHECK_COST: f64 = 0.03;
 /// Relative cost of scoring one matching row in a scan (rows in ascending order).
 const SCAN_COST: f64 = 1.0;
 /// Relative cost of estimating one matching row from its sketch (one cache line instead of 24).
@@ -128,7 +232,13 @@ impl FieldStats {
             votes: votes.iter().map(|v| v.0).collect(),
             rating_rows: ratings.iter().map(|r| r.1).collect(),
             ratings: ratings.iter().map(|r| r.0).collect(),
+            columns: Columns::build(&catalog.entries[..rows]),
         }
+    }
+
+    /// The per-row filter fields, when usable.
+    pub(super) fn columns(&self) -> Option<&Columns> {
+        self.columns.usable()
     }
 
     /// Matrix rows covered.
@@ -272,9 +382,15 @@ impl LiveCatalog {
             Narrow::Genres => {
                 // A movie of two asked genres is in both lists: each is taken from its first asked genre's.
                 let asked = &filter.genres;
+                let columns = stats.columns();
                 let rows = asked.iter().enumerate().flat_map(|(i, &g)| {
+                    let earlier = genre_mask(&asked[..i]);
                     stats.by_genre.get(g as usize).into_iter().flatten().copied().filter(move |&row| {
-                        i == 0 || !self.entries[row as usize].traits.genres().iter().any(|g| asked[..i].contains(g))
+                        i == 0
+                            || match (columns, earlier) {
+                                (Some(c), Some(mask)) => !c.has_any(row as usize, mask),
+                                _ => !self.entries[row as usize].traits.genres().iter().any(|g| asked[..i].contains(g)),
+                            }
                     })
                 });
                 scan_rows(&mut rows.map(|r| r as usize))
@@ -353,5 +469,74 @@ impl LiveCatalog {
             })
             .collect();
         best_k(hits, k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Facts, LiveCatalog, NewMovie};
+    use crate::service::Filter;
+    use std::sync::Arc;
+
+    /// The per-row columns give every filter the same answer as the entries, for every row: movies
+    /// with and without genres, years, votes and ratings (one NaN), filters on each field and their
+    /// combinations, unknown genres among the asked ones.
+    #[test]
+    fn columns_answer_like_the_entries() {
+        let (n, dim) = (400, 4);
+        let names = ["Drama", "Comedy", "Horror", "Western", "Film-Noir", "Music"];
+        let mut live = LiveCatalog::new(Arc::new(vec![0.5f32; n * dim]), dim);
+        for i in 0..n {
+            let genres = (0..names.len()).filter(|g| (i * 7 + g * 3) % 5 == 0).map(|g| names[g].into()).collect();
+            let facts = Facts {
+                title: format!("Movie {i}").into(),
+                genres,
+                release_year: (i % 9 != 0).then_some(1900 + (i as i64 * 37) % 125),
+                ..Default::default()
+            };
+            let rating = match i % 11 {
+                0 => None,
+                1 => Some(f64::NAN),
+                _ => Some(1.0 + (i % 90) as f64 / 10.0),
+            };
+            let votes = (i % 13 != 0).then_some((i as u64 * 7919) % 100_000);
+            let movie = NewMovie { id: format!("m{i}"), rating, votes, facts, source: "test" };
+            let entry = live.entry_for(movie, format!("movie {i}"));
+            live.push_matrix_row(entry);
+        }
+        assert!(live.field_stats().and_then(super::FieldStats::columns).is_some(), "columns usable");
+        let g = |xs: &[&str]| xs.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        let filters = [
+            Filter { genres: g(&["Drama"]), ..Default::default() },
+            Filter { genres: g(&["Western", "Film-Noir"]), ..Default::default() },
+            Filter { genres: g(&["Space Opera"]), ..Default::default() },
+            Filter { genres: g(&["Space Opera", "Horror"]), ..Default::default() },
+            Filter { exclude_genres: g(&["Drama", "Comedy"]), ..Default::default() },
+            Filter { exclude_genres: g(&["Space Opera"]), ..Default::default() },
+            Filter { min_year: Some(1970), max_year: Some(1979), ..Default::default() },
+            Filter { min_year: Some(2000), ..Default::default() },
+            Filter { max_year: Some(1950), ..Default::default() },
+            Filter { min_votes: Some(50_000), ..Default::default() },
+            Filter { min_votes: Some(0), ..Default::default() },
+            Filter { min_rating: Some(7.3), ..Default::default() },
+            Filter { min_rating: Some(0.0), ..Default::default() },
+            Filter {
+                genres: g(&["Comedy", "Music"]),
+                exclude_genres: g(&["Drama"]),
+                min_year: Some(1990),
+                min_votes: Some(100),
+                min_rating: Some(5.0),
+                ..Default::default()
+            },
+        ];
+        for f in &filters {
+            let resolved = live.resolve(f);
+            assert!(resolved.columns.is_some(), "{f:?}: answered from the columns");
+            let passing = (0..n).filter(|&r| resolved.accepts(&live.entries[r])).count();
+            for row in 0..n {
+                assert_eq!(resolved.accepts_row(row, &live.entries), resolved.accepts(&live.entries[row]), "{f:?}, row {row}");
+            }
+            assert!(passing < n || f.min_votes == Some(0) || f.exclude_genres == g(&["Space Opera"]), "{f:?} lets every row through");
+        }
     }
 }
