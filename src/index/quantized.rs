@@ -118,7 +118,8 @@ fn dot_i8_portable(a: &[u8], b: &[u8]) -> i32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dot_i8_avx2(a: &[u8], b: &[u8]) -> i32 {
+#[inline]
+pub(super) unsafe fn dot_i8_avx2(a: &[u8], b: &[u8]) -> i32 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
     let mut acc = _mm256_setzero_si256();

@@ -194,8 +194,10 @@ const SKETCH_COST: f64 = 0.08;
 /// Rows a sketch scan re-scores exactly for `k` results: enough that the sketch's errors do not
 /// change the `k` best (measured: tests/filtered_search.rs, BENCHMARKS.md issue 19).
 pub fn sketch_keeps(k: usize) -> usize {
-    (50 * k).max(500)
+    (25 * k).max(250)
 }
+/// Relative cost of re-scoring one kept row (scattered over the matrix, and kept in a heap first).
+const KEEP_COST: f64 = 2.0;
 
 impl FieldStats {
     /// The statistics of the first `rows` rows of `catalog`.
@@ -325,7 +327,7 @@ impl FieldStats {
         let scan = check + matches * SCAN_COST;
         // The sketch only where it at least halves the exact scan: an estimate is not taken for a
         // small saving.
-        let sketched = check + matches * SKETCH_COST + sketch_keeps(k) as f64 * SCAN_COST;
+        let sketched = check + matches * SKETCH_COST + sketch_keeps(k) as f64 * KEEP_COST;
         let sketched = if sketch && sketched * 2.0 <= scan { sketched } else { f64::INFINITY };
         let walk = (ef as f64 * n / matches.max(1.0)).min(n) * WALK_COST;
         tracing::debug!(matches, candidates, scan, sketched, walk, "filtered search plan");
@@ -438,25 +440,8 @@ impl LiveCatalog {
     /// The `k` best of the matrix rows `matching` (ascending): the [`sketch_keeps`] best by their
     /// sketches (a bounded heap), then those scored exactly.
     fn sketch_rows(&self, sketch: &Sketch, matching: &[usize], query: &[f32], k: usize) -> Vec<Hit> {
-        use std::cmp::Reverse;
         const AHEAD: usize = 16;
-        let keeps = sketch_keeps(k);
-        let estimate = sketch.query(query);
-        // The worst kept estimate on top.
-        let mut kept: std::collections::BinaryHeap<Reverse<(i32, usize)>> = std::collections::BinaryHeap::with_capacity(keeps + 1);
-        for (i, &row) in matching.iter().enumerate() {
-            if let Some(&next) = matching.get(i + AHEAD) {
-                prefetch(sketch.row(next));
-            }
-            let s = sketch.score(&estimate, row);
-            if kept.len() < keeps {
-                kept.push(Reverse((s, row)));
-            } else if s > kept.peek().expect("full").0 .0 {
-                kept.pop();
-                kept.push(Reverse((s, row)));
-            }
-        }
-        let rows: Vec<usize> = kept.into_iter().map(|Reverse((_, row))| row).collect();
+        let rows = sketch.best(&sketch.query(query), matching, sketch_keeps(k));
         rows.iter().take(AHEAD).for_each(|&r| prefetch(self.vector(r)));
         let hits = rows
             .iter()
