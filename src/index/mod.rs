@@ -419,40 +419,53 @@ pub fn map_path(dir: &Path) -> std::path::PathBuf {
 /// stale or damaged) made from `matrix` now and saved for the next start.
 fn load_or_build_sketch(dir: &Path, run_id: &str, matrix: &[f32], rows: usize, dim: usize) -> Sketch {
     let path = dir.join(SKETCH_FILE);
-    match Sketch::load(&path, run_id, rows, dim) {
-        Ok(s) => s,
-        Err(e) => {
-            if path.exists() {
-                tracing::warn!("saved row sketches {} unusable ({e:#}): rebuilding them", path.display());
-            } else {
-                tracing::info!("sketching the rows (for filtered scans; saved for later starts)");
-            }
-            let s = Sketch::build(matrix, dim);
-            if let Err(e) = s.save(&path, run_id) {
-                tracing::warn!("could not save the row sketches ({e:#}); they will be rebuilt next start");
-            }
-            s
-        }
-    }
+    load_or_build(
+        &path,
+        "row sketches",
+        "sketching the rows (for filtered scans; saved for later starts)",
+        || Sketch::load(&path, run_id, rows, dim),
+        || Sketch::build(matrix, dim),
+        |s| s.save(&path, run_id),
+    )
 }
 
 /// The int8 codes saved in `dir` when they were made from the embedding set `run_id`; else (missing,
 /// stale or damaged) made from `matrix` now and saved for the next start.
 fn load_or_build_quantized(dir: &Path, run_id: &str, matrix: &[f32], rows: usize, dim: usize) -> Quantized {
     let path = dir.join(Q8_FILE);
-    match Quantized::load(&path, run_id, rows, dim) {
-        Ok(q) => q,
+    load_or_build(
+        &path,
+        "quantized vectors",
+        "quantizing the vectors (int8, saved for later starts)",
+        || Quantized::load(&path, run_id, rows, dim),
+        || Quantized::build(matrix, dim),
+        |q| q.save(&path, run_id),
+    )
+}
+
+/// A sidecar (`what`, at `path`) as `load` reads it; else (missing, stale or damaged) made by `build`
+/// now, saying so (`building` when there was no file), and saved by `save` for the next start.
+fn load_or_build<T>(
+    path: &Path,
+    what: &str,
+    building: &str,
+    load: impl FnOnce() -> Result<T>,
+    build: impl FnOnce() -> T,
+    save: impl FnOnce(&T) -> Result<u64>,
+) -> T {
+    match load() {
+        Ok(found) => found,
         Err(e) => {
             if path.exists() {
-                tracing::warn!("saved quantized vectors {} unusable ({e:#}): rebuilding them", path.display());
+                tracing::warn!("saved {what} {} unusable ({e:#}): rebuilding them", path.display());
             } else {
-                tracing::info!("quantizing the vectors (int8, saved for later starts)");
+                tracing::info!("{building}");
             }
-            let q = Quantized::build(matrix, dim);
-            if let Err(e) = q.save(&path, run_id) {
-                tracing::warn!("could not save the quantized vectors ({e:#}); they will be rebuilt next start");
+            let made = build();
+            if let Err(e) = save(&made) {
+                tracing::warn!("could not save the {what} ({e:#}); they will be rebuilt next start");
             }
-            q
+            made
         }
     }
 }

@@ -10,12 +10,13 @@
 //!
 //! The directions: the top eigenvectors of the rows' second-moment matrix `XᵀX` (not centred: the
 //! direction every sentence embedding shares is the first, and a dot product needs it), found by
-//! subspace iteration on a sample of rows (`gemm` for the products). Each coordinate has its own code
+//! subspace iteration on a sample of rows (candle's CPU products). Each coordinate has its own code
 //! step (`max |z| / 127`), since the first directions carry far more of a row than the last.
 //! Saved beside the graph as `index.sketch` (see [`super::sidecar`]); a damaged or stale file is
 //! rebuilt, never trusted.
 
 use anyhow::{bail, ensure, Context, Result};
+use candle_core::{Device, Tensor};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"CVSKETC1";
@@ -62,9 +63,11 @@ impl Sketch {
         let rows = matrix.len() / dim;
         let dims = dims_for(dim);
         let basis = principal_directions(&matrix[..rows * dim], rows, dim, dims);
-        // Coordinates of every row: [rows, dim] × [dim, dims].
-        let transposed = transpose(&basis, dims, dim);
-        let coords = matmul(&matrix[..rows * dim], rows, dim, &transposed, dims);
+        // Coordinates of every row: [rows, dim] × [dim, dims], a block of rows at a time (a copy of
+        // the whole matrix as one tensor would double the memory of a large catalog while building).
+        let directions = cpu(&basis, dims, dim).t().expect("a matrix transposes");
+        let coords: Vec<f32> =
+            matrix[..rows * dim].chunks(dim * 16_384).flat_map(|block| product(&cpu(block, block.len() / dim, dim), &directions)).collect();
         let mut steps = vec![0f32; dims];
         for row in coords.chunks_exact(dims) {
             for (s, &z) in steps.iter_mut().zip(row) {
@@ -80,15 +83,6 @@ impl Sketch {
         self.rows
     }
 
-    pub fn dims(&self) -> usize {
-        self.dims
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.codes.len() + 4 * (self.basis.len() + self.steps.len())
-    }
-
     /// Prepare a query vector (of the matrix's dimension).
     pub fn query(&self, query: &[f32]) -> SketchQuery {
         // Its coordinate on each direction times that coordinate's step, so that the sum over the
@@ -99,12 +93,6 @@ impl Sketch {
         let max = weighted.iter().fold(0f32, |m, w| m.max(w.abs()));
         let scale = if max.is_finite() && max > 0.0 { 127.0 / max } else { 1.0 };
         SketchQuery { codes: weighted.iter().map(|&w| code(w * scale)).collect() }
-    }
-
-    /// The estimate for `row` (`< rows`): larger is more similar, on a scale of its own per query.
-    #[inline(always)]
-    pub fn score(&self, query: &SketchQuery, row: usize) -> i32 {
-        super::quantized::dot_i8(&query.codes, self.row(row))
     }
 
     /// The `keeps` rows of `rows` with the best estimates (in no particular order; ties by the later
@@ -191,50 +179,14 @@ fn code(x: f32) -> u8 {
     x.round().clamp(-127.0, 127.0) as i8 as u8
 }
 
-/// `[m, k] × [k, n]`, row-major, with `gemm` over every core.
-fn matmul(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f32> {
-    assert!(a.len() >= m * k && b.len() >= k * n, "matmul: operands too short");
-    let mut out = vec![0f32; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return out;
-    }
-    // SAFETY: `a` holds m × k, `b` k × n and `out` m × n row-major values (checked above); the strides
-    // keep every access inside them.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        )
-    };
-    out
+/// A `[rows, cols]` row-major slice as a CPU tensor.
+fn cpu(values: &[f32], rows: usize, cols: usize) -> Tensor {
+    Tensor::from_slice(values, (rows, cols), &Device::Cpu).expect("rows × cols values")
 }
 
-/// `[r, c]` → `[c, r]`.
-fn transpose(a: &[f32], r: usize, c: usize) -> Vec<f32> {
-    let mut t = vec![0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            t[j * r + i] = a[i * c + j];
-        }
-    }
-    t
+/// `a × b`, row-major (candle's CPU product: `gemm` over every core).
+fn product(a: &Tensor, b: &Tensor) -> Vec<f32> {
+    a.matmul(b).and_then(|p| p.flatten_all()).and_then(|p| p.to_vec1()).expect("operands of matching shapes")
 }
 
 /// The `dims` leading eigenvectors (as rows of a `[dims, dim]` matrix) of the second-moment matrix of
@@ -244,17 +196,22 @@ fn principal_directions(matrix: &[f32], rows: usize, dim: usize, dims: usize) ->
     let sample: Vec<f32> = matrix.chunks_exact(dim).step_by(step).flatten().copied().collect();
     let n = sample.len() / dim;
     // XᵀX ([dim, dim]) of the sample.
-    let xt = transpose(&sample, n, dim);
-    let moment = matmul(&xt, dim, n, &sample, dim);
+    let moment = if n == 0 {
+        cpu(&vec![0f32; dim * dim], dim, dim)
+    } else {
+        let x = cpu(&sample, n, dim);
+        cpu(&product(&x.t().expect("a matrix transposes"), &x), dim, dim)
+    };
     // Start: a seeded pseudo-random [dim, dims] block.
     let mut rng = crate::rng::Rng::new(0x5ce7c4);
     let mut q: Vec<f32> = (0..dim * dims).map(|_| rng.next_f32() - 0.5).collect();
     orthonormalise_columns(&mut q, dim, dims);
     for _ in 0..ITERATIONS {
-        q = matmul(&moment, dim, dim, &q, dims);
+        q = product(&moment, &cpu(&q, dim, dims));
         orthonormalise_columns(&mut q, dim, dims);
     }
-    transpose(&q, dim, dims)
+    let directions = cpu(&q, dim, dims).t().and_then(|t| t.contiguous()).and_then(|t| t.flatten_all());
+    directions.and_then(|t| t.to_vec1()).expect("a matrix transposes")
 }
 
 /// Modified Gram-Schmidt over the columns of a `[r, c]` matrix (in f64). A column that vanishes
@@ -340,10 +297,9 @@ mod tests {
             let mut exact: Vec<(f32, usize)> =
                 (0..rows).map(|r| (super::super::dot(query, &m[r * dim..(r + 1) * dim]), r)).collect();
             exact.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let sq = s.query(query);
-            let mut approx: Vec<(i32, usize)> = (0..rows).map(|r| (s.score(&sq, r), r)).collect();
-            approx.sort_by(|a, b| b.0.cmp(&a.0));
-            let top: std::collections::HashSet<usize> = approx[..100].iter().map(|a| a.1).collect();
+            let all: Vec<usize> = (0..rows).collect();
+            let top: std::collections::HashSet<usize> = s.best(&s.query(query), &all, 100).into_iter().collect();
+            assert_eq!(top.len(), 100);
             kept += exact[..10].iter().filter(|e| top.contains(&e.1)).count();
             total += 10;
         }
