@@ -33,13 +33,17 @@ pub enum Workload {
     Server,
 }
 
-/// glibc's allocator settings, the one place they are made (call before any thread starts; either
-/// setting given in the environment, `MALLOC_ARENA_MAX` or `MALLOC_TRIM_THRESHOLD_`, wins).
+/// glibc's allocator settings, the one place they are made (call before any thread starts; a
+/// setting given in the environment, `MALLOC_MMAP_THRESHOLD_`, `MALLOC_ARENA_MAX` or
+/// `MALLOC_TRIM_THRESHOLD_`, wins).
 ///
 /// Both workloads: blocks of up to 32 MiB come from the heap rather than a fresh `mmap` each. A
 /// forward pass allocates and frees activations of a few MB each, dozens of times; with glibc's
 /// defaults each of those is a fresh `mmap`, and page faults plus zeroing cost several percent of the
-/// embedding time.
+/// embedding time (a 1 MiB threshold made `/v1/embed` 25 % slower for one document and 20-80 % for 32,
+/// though it cut the server's peak RSS at 242k movies by 20 MiB: BENCHMARKS.md, issue 19). The heap
+/// keeps what large temporaries freed, so the server hands it back after its start-up work
+/// (`malloc_trim`, see `server::listen::trim`).
 ///
 /// The trim threshold (free memory at the top of the heap above it goes back to the system) differs on
 /// purpose, and each value was measured where it matters:
@@ -54,7 +58,9 @@ pub fn tune_allocator(workload: Workload) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only adjusts allocator parameters; called before worker threads start.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        }
         if workload == Workload::Server && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }

@@ -20,7 +20,7 @@ pub mod table;
 
 pub use distance::{dot, UnitCosine};
 pub use quantized::Quantized;
-pub use sketch::Sketch;
+pub use sketch::{Best, Sketch};
 pub use layout::{Layout, LayoutParams};
 pub use table::NeighbourTable;
 
@@ -160,6 +160,17 @@ impl VectorIndex {
     /// The matrix rows' sketches, when held (a scan over many rows estimates with them first).
     pub fn sketch(&self) -> Option<&Sketch> {
         self.sketch.as_ref().filter(|s| s.rows() == self.graph.rows())
+    }
+
+    /// The int8 copy of the matrix rows, when held (the graph is walked on it; a sketch scan's
+    /// candidates are narrowed with it before the f32 re-score).
+    pub fn quantized(&self) -> Option<&Quantized> {
+        self.quantized.as_ref().filter(|q| q.rows() == self.graph.rows())
+    }
+
+    /// Whether a neighbour table is held (else [`VectorIndex::neighbours_of`] answers nothing).
+    pub fn has_table(&self) -> bool {
+        self.table.is_some()
     }
 
     /// More like this for matrix row `row`: its `k` nearest rows accepted by `keep` (which must

@@ -51,7 +51,48 @@ impl std::fmt::Debug for Sketch {
     }
 }
 
-/// A query prepared for [`Sketch::score`]: its coordinates times each coordinate's step, as int8.
+/// The best `keeps` rows offered by estimate: a buffer cut back to the best `keeps` whenever it holds
+/// twice that, so that most rows are dropped by one comparison with the last cut's floor (no heap
+/// kept in order on every row).
+pub struct Best {
+    keeps: usize,
+    kept: Vec<(i32, u32)>,
+    /// The `keeps`-th best estimate at the last cut: a row must beat it to be kept.
+    floor: i32,
+}
+
+impl Best {
+    pub fn new(keeps: usize) -> Best {
+        Best { keeps, kept: Vec::with_capacity(2 * keeps), floor: i32::MIN }
+    }
+
+    #[inline(always)]
+    pub fn offer(&mut self, estimate: i32, row: usize) {
+        if estimate > self.floor && self.keeps > 0 {
+            self.kept.push((estimate, row as u32));
+            if self.kept.len() >= 2 * self.keeps {
+                self.cut();
+            }
+        }
+    }
+
+    fn cut(&mut self) {
+        let k = self.keeps;
+        self.kept.select_nth_unstable_by(k - 1, |a, b| b.0.cmp(&a.0));
+        self.kept.truncate(k);
+        self.floor = self.kept[k - 1].0;
+    }
+
+    /// The rows kept (at most `keeps`, in no particular order).
+    pub fn rows(mut self) -> Vec<usize> {
+        if self.kept.len() > self.keeps {
+            self.cut();
+        }
+        self.kept.into_iter().map(|(_, row)| row as usize).collect()
+    }
+}
+
+/// A query prepared for [`Sketch::offer`]: its coordinates times each coordinate's step, as int8.
 pub struct SketchQuery {
     codes: Vec<u8>,
 }
@@ -95,46 +136,56 @@ impl Sketch {
         SketchQuery { codes: weighted.iter().map(|&w| code(w * scale)).collect() }
     }
 
-    /// The `keeps` rows of `rows` with the best estimates (in no particular order; ties by the later
-    /// row). One pass, the next rows' sketches asked for ahead, the integer dot product inlined.
-    pub fn best(&self, query: &SketchQuery, rows: &[usize], keeps: usize) -> Vec<usize> {
+    /// Offer every row of `rows` that `pass` accepts to `best`, by its estimate. One pass: the
+    /// sketch of the row some places further is asked for ahead (whether or not it will pass), the
+    /// integer dot product inlined.
+    pub fn offer<R, P>(&self, query: &SketchQuery, rows: R, pass: P, best: &mut Best)
+    where
+        R: Iterator<Item = usize> + Clone,
+        P: Fn(usize) -> bool,
+    {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { self.best_avx2(query, rows, keeps) };
+            return unsafe { self.offer_avx2(query, rows, pass, best) };
         }
-        self.best_by(query, rows, keeps, super::quantized::dot_i8)
+        self.offer_by(query, rows, pass, best, super::quantized::dot_i8)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn best_avx2(&self, query: &SketchQuery, rows: &[usize], keeps: usize) -> Vec<usize> {
+    unsafe fn offer_avx2<R, P>(&self, query: &SketchQuery, rows: R, pass: P, best: &mut Best)
+    where
+        R: Iterator<Item = usize> + Clone,
+        P: Fn(usize) -> bool,
+    {
         // SAFETY (of the closure): this function runs only where AVX2 is present.
-        self.best_by(query, rows, keeps, |a, b| unsafe { super::quantized::dot_i8_avx2(a, b) })
+        self.offer_by(query, rows, pass, best, |a, b| unsafe { super::quantized::dot_i8_avx2(a, b) })
     }
 
     #[inline(always)]
-    fn best_by(&self, query: &SketchQuery, rows: &[usize], keeps: usize, dot: impl Fn(&[u8], &[u8]) -> i32) -> Vec<usize> {
-        use std::cmp::Reverse;
+    fn offer_by<R, P>(&self, query: &SketchQuery, rows: R, pass: P, best: &mut Best, dot: impl Fn(&[u8], &[u8]) -> i32)
+    where
+        R: Iterator<Item = usize> + Clone,
+        P: Fn(usize) -> bool,
+    {
         const AHEAD: usize = 16;
-        if keeps == 0 {
-            return Vec::new();
-        }
-        // The worst kept estimate on top.
-        let mut kept: std::collections::BinaryHeap<Reverse<(i32, usize)>> = std::collections::BinaryHeap::with_capacity(keeps + 1);
-        for (i, &row) in rows.iter().enumerate() {
-            if let Some(&next) = rows.get(i + AHEAD) {
+        let mut ahead = rows.clone().skip(AHEAD);
+        for row in rows {
+            if let Some(next) = ahead.next() {
                 super::graph::prefetch(self.row(next));
             }
-            let s = dot(&query.codes, self.row(row));
-            if kept.len() < keeps {
-                kept.push(Reverse((s, row)));
-            } else if s > kept.peek().expect("full").0 .0 {
-                kept.pop();
-                kept.push(Reverse((s, row)));
+            if pass(row) {
+                best.offer(dot(&query.codes, self.row(row)), row);
             }
         }
-        kept.into_iter().map(|Reverse((_, row))| row).collect()
+    }
+
+    /// The `keeps` rows of `rows` with the best estimates (in no particular order).
+    pub fn best(&self, query: &SketchQuery, rows: &[usize], keeps: usize) -> Vec<usize> {
+        let mut best = Best::new(keeps);
+        self.offer(query, rows.iter().copied(), |_| true, &mut best);
+        best.rows()
     }
 
     /// The codes of `row`.
@@ -157,7 +208,7 @@ impl Sketch {
     /// damage, truncation or mismatch is an error (the caller rebuilds).
     pub fn load(path: &Path, run_id: &str, rows: usize, dim: usize) -> Result<Sketch> {
         let dims = dims_for(dim);
-        let ([_, _, _], payload) = super::sidecar::load::<3>(path, MAGIC, run_id, |f| {
+        let ([_, _, _], mut payload) = super::sidecar::load::<3>(path, MAGIC, run_id, |f| {
             if f[0] != rows as u64 || f[1] != dim as u64 || f[2] != dims as u64 {
                 bail!("sketch was made for {} rows of {} ({} coordinates), not {rows} of {dim} ({dims})", f[0], f[1], f[2]);
             }
@@ -169,7 +220,10 @@ impl Sketch {
         ensure!(values.iter().all(|v| v.is_finite()), "sketch is damaged (a direction or step is not a number)");
         let (basis, steps) = (values[..dims * dim].to_vec(), values[dims * dim..].to_vec());
         ensure!(steps.iter().all(|&s| s > 0.0), "sketch is damaged (a step is not positive)");
-        Ok(Sketch { rows, dim, dims, basis, steps, codes: payload[4 * floats..].to_vec() })
+        // The codes are the payload's tail: moved down in place, not copied into a second buffer of
+        // their size (whose first one the heap would keep).
+        payload.drain(..4 * floats);
+        Ok(Sketch { rows, dim, dims, basis, steps, codes: payload })
     }
 }
 
@@ -269,6 +323,30 @@ mod tests {
         assert_eq!(dims_for(96), 16);
         assert_eq!(dims_for(32), 16);
         assert_eq!(dims_for(8), 8);
+    }
+
+    /// `Best` keeps the best `keeps` of what it is offered, whatever the order and however many
+    /// cuts it makes on the way.
+    #[test]
+    fn best_keeps_the_best_offered() {
+        for (n, keeps) in [(0usize, 5usize), (3, 5), (10, 5), (1000, 7), (5000, 250)] {
+            let estimates: Vec<i32> = (0..n).map(|i| ((i * 7919 + 13) % 1009) as i32 - 500).collect();
+            let mut best = Best::new(keeps);
+            estimates.iter().enumerate().for_each(|(row, &e)| best.offer(e, row));
+            let mut rows = best.rows();
+            rows.sort_unstable();
+            let mut sorted: Vec<i32> = estimates.clone();
+            sorted.sort_unstable_by(|a, b| b.cmp(a));
+            assert_eq!(rows.len(), n.min(keeps), "{n} offered, {keeps} kept");
+            if let Some(&floor) = sorted.get(keeps.min(n).wrapping_sub(1)) {
+                assert!(rows.iter().all(|&r| estimates[r] >= floor), "{n}/{keeps}: a kept row below the k-th best");
+            }
+            rows.dedup();
+            assert_eq!(rows.len(), n.min(keeps), "each row kept once");
+        }
+        let mut none = Best::new(0);
+        none.offer(5, 1);
+        assert!(none.rows().is_empty());
     }
 
     #[test]

@@ -257,7 +257,8 @@ fn connection_closed(stats: &ConnStats) {
     }
 }
 
-fn trim() {
+/// Hand the heap's free memory back to the system (glibc keeps what large temporaries freed).
+pub(crate) fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap memory to the system.
     unsafe {

@@ -138,7 +138,12 @@ impl Application {
             let _ = loader.loaded.set(loaded.clone());
             loaded.follow_store();
             let warm = loaded.clone();
-            tokio::task::spawn_blocking(move || warm.warm_map());
+            tokio::task::spawn_blocking(move || {
+                warm.warm_map();
+                // The map's temporaries (every movie's prediction and point) are free again; without
+                // this the heap would keep their pages.
+                listen::trim();
+            });
             if loaded.snapshot_due() {
                 tokio::task::spawn_blocking(move || loaded.save_snapshot_if_due());
             }

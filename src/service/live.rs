@@ -532,8 +532,8 @@ impl LiveCatalog {
             return (search_exact(&rows, self.rows(), query, k, &keep), Plan::Exhaustive);
         }
         if matches!(force, None | Some(Plan::Table)) {
-            if let Some(hits) = start.and_then(|row| index.neighbours_of(row, k, &keep)) {
-                return (self.with_run_time_rows(hits, query, k, &keep), Plan::Table);
+            if let Some(hits) = start.and_then(|row| self.from_table(index, row, query, k, &keep)) {
+                return (hits, Plan::Table);
             }
         }
         let ef = if start.is_some() { index.params().ef_search_by_row } else { index.params().ef_search };
@@ -554,8 +554,35 @@ impl LiveCatalog {
             (Plan::Sketch, Some(s)) => (Some(s), Plan::Sketch),
             _ => (None, Plan::Scan),
         };
-        let hits = self.scan_matching(query, k, &resolved, &keep, sketch);
+        let hits = self.scan_matching(query, k, &resolved, exclude, &keep, sketch, index.quantized());
         (self.with_run_time_rows(hits, query, k, &keep), how)
+    }
+
+    /// More like row `start` from the index's neighbour table alone, when `k` of its stored neighbours
+    /// pass `filter` (`None` otherwise): the first step of a planned [`LiveCatalog::nearest_by`] by id,
+    /// for a caller that answers it in place (a few microseconds) and queues only what needs a scan.
+    pub fn nearest_from_table(
+        &self,
+        index: &VectorIndex,
+        start: usize,
+        k: usize,
+        filter: &Filter,
+        exclude: &[usize],
+    ) -> Option<Vec<Hit>> {
+        let resolved = self.resolve(filter);
+        let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
+        self.from_table(index, start, self.vector(start), k, &keep)
+    }
+
+    fn from_table(
+        &self,
+        index: &VectorIndex,
+        start: usize,
+        query: &[f32],
+        k: usize,
+        keep: &(impl Fn(usize) -> bool + Sync),
+    ) -> Option<Vec<Hit>> {
+        index.neighbours_of(start, k, keep).map(|hits| self.with_run_time_rows(hits, query, k, keep))
     }
 
     /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time

@@ -71,6 +71,10 @@ pub struct Service {
     on_search: Option<SearchObserver>,
     /// The catalog map (`None`: this server has none; see [`Service::with_map`]).
     map: Option<map::CatalogMap>,
+    /// Searches that scan (filtered, exact, posted documents, recommendations) run here, one per
+    /// core, first come first served (see [`Service::in_search_lane`]); `None` if its threads could
+    /// not be started (they then go to the blocking pool).
+    search_lanes: Option<rayon::ThreadPool>,
 }
 
 /// Where run-time writes are journaled, and the store generation the live rows are current at.
@@ -104,6 +108,18 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(f).await.map_err(ServiceError::internal)?
+}
+
+/// The search lanes: one thread per core the process may use.
+fn search_lanes() -> Option<rayon::ThreadPool> {
+    let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+    match rayon::ThreadPoolBuilder::new().num_threads(lanes).thread_name(|i| format!("search-{i}")).build() {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            tracing::warn!("could not start the search lanes ({e}); scanning searches go to the blocking pool");
+            None
+        }
+    }
 }
 
 /// Validate posted documents: at least one, at most `max`, each a movie.
@@ -205,6 +221,7 @@ impl Service {
             journal: Mutex::default(),
             on_search: p.on_search,
             map: None,
+            search_lanes: search_lanes(),
         }
     }
 
@@ -224,6 +241,29 @@ impl Service {
 
     fn rows(&self) -> Result<RwLockReadGuard<'_, LiveCatalog>, ServiceError> {
         self.live.read().map_err(ServiceError::internal)
+    }
+
+    /// Run a scanning search `f` on a search lane, in the order the searches came. Given to the
+    /// blocking pool at once, concurrent scans would all share the cores: each would take as long as
+    /// all of them together (32 clients, 32 scans at a time), so that a costly filter's request waits
+    /// 30 × its own time. On lanes one per core a scan waits for those ahead of it, then runs alone
+    /// on its core: the wait no longer grows with the request's own cost, and a lane that finishes
+    /// takes the next search at once (BENCHMARKS.md, issue 19).
+    async fn in_search_lane<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let Some(lanes) = &self.search_lanes else {
+            return blocking(f).await;
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        lanes.spawn_fifo(move || {
+            // A panic is the caller's 500, never the lane's end (rayon would abort the process).
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .unwrap_or_else(|_| Err(ServiceError::internal("the search failed unexpectedly")));
+            let _ = done.send(out);
+        });
+        answer.await.map_err(ServiceError::internal)?
     }
 
     fn searched(&self, exhaustive: bool, started: Instant) {
@@ -423,17 +463,36 @@ impl Service {
         let started = Instant::now();
         let heavy = exact || filter != Filter::default();
         let service = self.clone();
-        let work = move || {
+        // `only_table`: answer only from the movie's stored neighbours (`None` when fewer than `k` pass).
+        let answer = move |only_table: bool| -> Result<Option<SimilarResponse>, ServiceError> {
             let catalog = service.rows()?;
             let row = catalog.row_of(&id).ok_or_else(|| ServiceError::no_movie(&id))?;
-            let hits = catalog.nearest(&service.index, catalog.vector(row), Some(row), k.0, &filter, &[row], exact);
+            let hits = if only_table {
+                match catalog.nearest_from_table(&service.index, row, k.0, &filter, &[row]) {
+                    Some(hits) => hits,
+                    None => return Ok(None),
+                }
+            } else {
+                catalog.nearest(&service.index, catalog.vector(row), Some(row), k.0, &filter, &[row], exact)
+            };
             let results = neighbours(&catalog, catalog.traits(row), &hits);
-            Ok(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None })
+            Ok(Some(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None }))
         };
-        // A graph search is a fraction of a millisecond: handing it to the blocking pool would cost about
-        // as much as the search (and a thread per concurrent request). A brute-force scan of the whole
-        // catalog, or a selective filter that falls back to one, is not: that goes to the pool.
-        let response = if heavy { blocking(work).await? } else { work()? };
+        // A table or graph answer is a fraction of a millisecond: handing it to the blocking pool would
+        // cost about as much as the search. A scan (exact, or a filter the table cannot answer) is
+        // not: that waits for a search lane.
+        let response = if !heavy || (!exact && self.index.has_table()) {
+            answer(heavy)?
+        } else {
+            None
+        };
+        let response = match response {
+            Some(r) => r,
+            None => self
+                .in_search_lane(move || answer(false))
+                .await?
+                .ok_or_else(|| ServiceError::internal("a planned search gave no answer"))?,
+        };
         self.searched(exact, started);
         Ok(response)
     }
@@ -450,7 +509,7 @@ impl Service {
         let embedded = self.embed_documents(std::slice::from_ref(&doc)).await?;
         let started = Instant::now();
         let service = self.clone();
-        let response = blocking(move || {
+        let response = self.in_search_lane(move || {
             let catalog = service.rows()?;
             let hits = catalog.nearest(&service.index, embedded.row(0), None, k.0, &filter, &[], exact);
             let traits = catalog.traits_of(&Facts::of(&doc));
@@ -481,7 +540,7 @@ impl Service {
     ) -> Result<RecommendResponse, ServiceError> {
         let started = Instant::now();
         let service = self.clone();
-        let response = blocking(move || {
+        let response = self.in_search_lane(move || {
             let catalog = service.rows()?;
             let pos = recommend::example_rows(&catalog, &positive, "positive")?;
             let neg = recommend::example_rows(&catalog, &negative, "negative")?;

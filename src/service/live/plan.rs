@@ -26,7 +26,7 @@
 //! ([`LiveCatalog::field_stats`]).
 
 use super::{LiveCatalog, Resolved};
-use crate::index::{best_k, dot, graph::prefetch, Hit, Sketch};
+use crate::index::{best_k, dot, graph::prefetch, Best, Hit, Quantized, Sketch};
 
 /// How a search was (or is to be) answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -303,6 +303,46 @@ impl FieldStats {
         out
     }
 
+    /// The rows a scan under `filter` looks at: the shortest list that covers it (see [`Candidates`]).
+    fn candidates(&self, f: &Resolved) -> Candidates<'_> {
+        let filter = f.filter;
+        let all = Candidates { parts: vec![(Part::All(self.rows), 0)], exact: false };
+        let (narrow, _) = narrowest(&self.lists(f), self.rows);
+        // Which fields the filter sets besides the list's own.
+        let years = filter.min_year.is_some() || filter.max_year.is_some();
+        let (genres, votes, rating) = (!filter.genres.is_empty(), filter.min_votes.is_some(), filter.min_rating.is_some());
+        let excluded = !filter.exclude_genres.is_empty();
+        let only = |own: bool| own && !excluded && usize::from(years) + usize::from(genres) + usize::from(votes) + usize::from(rating) == 1;
+        match narrow {
+            Narrow::All => all,
+            Narrow::Genres => {
+                // A movie of two asked genres is in both lists: each part skips the genres before it.
+                let mut parts = Vec::with_capacity(f.genres.len());
+                for (i, &g) in f.genres.iter().enumerate() {
+                    let Some(skip) = genre_mask(&f.genres[..i]) else {
+                        return all;
+                    };
+                    parts.push((Part::List(self.by_genre.get(g as usize).map_or(&[][..], Vec::as_slice)), skip));
+                }
+                Candidates { parts, exact: only(genres) }
+            }
+            Narrow::Decades => {
+                let parts = self.decades(filter.min_year, filter.max_year).map(|(_, rows)| (Part::List(rows), 0)).collect();
+                // Whole decades only: a range that cuts one leaves rows of the list outside it.
+                let whole = filter.min_year.is_none_or(|y| y.rem_euclid(10) == 0) && filter.max_year.is_none_or(|y| y.rem_euclid(10) == 9);
+                Candidates { parts, exact: only(years) && whole }
+            }
+            Narrow::Votes => {
+                let len = self.votes_len(filter.min_votes.unwrap_or(0));
+                Candidates { parts: vec![(Part::List(&self.votes_rows[..len]), 0)], exact: only(votes) }
+            }
+            Narrow::Rating => {
+                let len = self.rating_len(filter.min_rating.unwrap_or(0.0));
+                Candidates { parts: vec![(Part::List(&self.rating_rows[..len]), 0)], exact: only(rating) }
+            }
+        }
+    }
+
     /// The plan for a search under `filter` when the table cannot answer, with a walk of candidate
     /// list `ef`: the scan when it scores fewer
     /// rows (weighted by cost) than the walk would, i.e. when few rows pass.
@@ -363,86 +403,110 @@ impl LiveCatalog {
         self.field_stats().map_or(Plan::Walk, |s| s.plan(filter, k, ef, sketch))
     }
 
-    /// The `k` best matrix rows accepted by `keep` (which applies `filter`), scoring only the rows of
-    /// the shortest list that covers the filter: exact, like a scan of every row. With `sketch`, the
-    /// rows are ranked by their sketches and only the best [`sketch_keeps`] scored exactly (when
-    /// there are more than that).
+    /// The `k` best matrix rows accepted by `keep` (which applies `filter` and leaves out `exclude`),
+    /// scoring only the rows of the shortest list that covers the filter: exact, like a scan of every
+    /// row. With `sketch`, the rows are ranked by their sketches and only the best [`sketch_keeps`]
+    /// scored again (when more than that pass): with `q8`'s int8 codes first, down to
+    /// [`shortlist`], then those exactly.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn scan_matching(
         &self,
         query: &[f32],
         k: usize,
         filter: &Resolved,
+        exclude: &[usize],
         keep: &impl Fn(usize) -> bool,
         sketch: Option<&Sketch>,
+        q8: Option<&Quantized>,
     ) -> Vec<Hit> {
-        let scan_rows = |rows: &mut dyn Iterator<Item = usize>| self.scan_rows(rows, query, k, keep, sketch);
+        let sketch = sketch.filter(|s| s.rows() >= self.matrix_rows());
+        let q8 = q8.filter(|q| q.rows() >= self.matrix_rows());
         let Some(stats) = self.field_stats() else {
-            return scan_rows(&mut (0..self.matrix_rows()));
+            let candidates = Candidates { parts: vec![(Part::All(self.matrix_rows()), 0)], exact: false };
+            return self.rank(&candidates, keep, query, k, sketch, q8);
         };
-        match narrowest(&stats.lists(filter), stats.rows).0 {
-            Narrow::All => scan_rows(&mut (0..stats.rows)),
-            Narrow::Genres => {
-                // A movie of two asked genres is in both lists: each is taken from its first asked genre's.
-                let asked = &filter.genres;
-                let columns = stats.columns();
-                let rows = asked.iter().enumerate().flat_map(|(i, &g)| {
-                    let earlier = genre_mask(&asked[..i]);
-                    stats.by_genre.get(g as usize).into_iter().flatten().copied().filter(move |&row| {
-                        i == 0
-                            || match (columns, earlier) {
-                                (Some(c), Some(mask)) => !c.has_any(row as usize, mask),
-                                _ => !self.entries[row as usize].traits.genres().iter().any(|g| asked[..i].contains(g)),
-                            }
-                    })
-                });
-                scan_rows(&mut rows.map(|r| r as usize))
+        let candidates = stats.candidates(filter);
+        let alive = |row: usize| self.alive.get(row).is_some_and(|&a| a) && !exclude.contains(&row);
+        match filter.columns {
+            // Every row of the lists passes the filter's fields: only whether it is live and not
+            // excluded is left to check.
+            _ if candidates.exact => self.rank(&candidates, &alive, query, k, sketch, q8),
+            Some((c, want, unwanted)) => {
+                let f = filter.filter;
+                self.rank(&candidates, &|row| alive(row) && c.passes(row, f, want, unwanted), query, k, sketch, q8)
             }
-            Narrow::Decades => {
-                let rows = stats.decades(filter.filter.min_year, filter.filter.max_year).flat_map(|(_, rows)| rows);
-                scan_rows(&mut rows.map(|&r| r as usize))
-            }
-            Narrow::Votes => {
-                let len = stats.votes_len(filter.filter.min_votes.unwrap_or(0));
-                scan_rows(&mut stats.votes_rows[..len].iter().map(|&r| r as usize))
-            }
-            Narrow::Rating => {
-                let len = stats.rating_len(filter.filter.min_rating.unwrap_or(0.0));
-                scan_rows(&mut stats.rating_rows[..len].iter().map(|&r| r as usize))
-            }
+            None => self.rank(&candidates, keep, query, k, sketch, q8),
         }
     }
 
-    /// The `k` best of `rows` accepted by `keep`: the accepted ones first (a cheap check per row),
-    /// then scored, each vector asked for a few rows ahead.
-    fn scan_rows(
+    /// The `k` best of the candidate rows that `pass` accepts (see [`LiveCatalog::scan_matching`]).
+    fn rank(
         &self,
-        rows: &mut dyn Iterator<Item = usize>,
+        candidates: &Candidates,
+        pass: &impl Fn(usize) -> bool,
         query: &[f32],
         k: usize,
-        keep: &impl Fn(usize) -> bool,
         sketch: Option<&Sketch>,
+        q8: Option<&Quantized>,
     ) -> Vec<Hit> {
-        const AHEAD: usize = 8;
-        let matching: Vec<usize> = rows.filter(|&r| keep(r)).collect();
-        if let Some(sketch) = sketch.filter(|s| matching.len() > sketch_keeps(k) && s.rows() >= self.matrix_rows()) {
-            return self.sketch_rows(sketch, &matching, query, k);
-        }
-        let mut hits = Vec::with_capacity(matching.len());
-        for (i, &row) in matching.iter().enumerate() {
-            if let Some(&next) = matching.get(i + AHEAD) {
-                prefetch(self.vector(next));
+        let columns = self.field_stats().and_then(FieldStats::columns);
+        // Whether `row` has one of the genres `skip` (it was in an earlier part).
+        let skipped = |row: usize, skip: u64| match columns {
+            Some(c) => c.has_any(row, skip),
+            None => self.entries[row].traits.genres().iter().any(|&g| g < 64 && skip & (1 << g) != 0),
+        };
+        let keeps = sketch_keeps(k);
+        if let Some(sketch) = sketch.filter(|_| candidates.rows() > keeps) {
+            let (q, mut best) = (sketch.query(query), Best::new(keeps));
+            for &(part, skip) in &candidates.parts {
+                let pass = |row: usize| (skip == 0 || !skipped(row, skip)) && pass(row);
+                match part {
+                    Part::All(n) => sketch.offer(&q, 0..n, pass, &mut best),
+                    Part::List(rows) => sketch.offer(&q, rows.iter().map(|&r| r as usize), pass, &mut best),
+                }
             }
-            hits.push(Hit { row, score: dot(query, self.vector(row)) });
+            let rows = best.rows();
+            let rows = match q8 {
+                Some(q8) if rows.len() > shortlist(k) => self.shortlist(q8, &rows, query, shortlist(k)),
+                _ => rows,
+            };
+            return self.score_rows(&rows, query, k);
         }
-        best_k(hits, k)
+        let mut matching = Vec::new();
+        for &(part, skip) in &candidates.parts {
+            let pass = |row: usize| (skip == 0 || !skipped(row, skip)) && pass(row);
+            match part {
+                Part::All(n) => matching.extend((0..n).filter(|&r| pass(r))),
+                Part::List(rows) => matching.extend(rows.iter().map(|&r| r as usize).filter(|&r| pass(r))),
+            }
+        }
+        self.score_rows(&matching, query, k)
     }
 
-    /// The `k` best of the matrix rows `matching` (ascending): the [`sketch_keeps`] best by their
-    /// sketches (a bounded heap), then those scored exactly.
-    fn sketch_rows(&self, sketch: &Sketch, matching: &[usize], query: &[f32], k: usize) -> Vec<Hit> {
-        const AHEAD: usize = 16;
-        let rows = sketch.best(&sketch.query(query), matching, sketch_keeps(k));
-        rows.iter().take(AHEAD).for_each(|&r| prefetch(self.vector(r)));
+    /// The `keep` of `rows` with the best scores on the int8 codes `q8`.
+    fn shortlist(&self, q8: &Quantized, rows: &[usize], query: &[f32], keep: usize) -> Vec<usize> {
+        const AHEAD: usize = 8;
+        let code = q8.encode(query);
+        let mut scored: Vec<(f32, usize)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, &row)| {
+                if let Some(&next) = rows.get(i + AHEAD) {
+                    prefetch(q8.row(next));
+                }
+                (q8.score(&code, q8.row(row)), row)
+            })
+            .collect();
+        if scored.len() > keep {
+            scored.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0));
+            scored.truncate(keep);
+        }
+        scored.into_iter().map(|(_, row)| row).collect()
+    }
+
+    /// The `k` best of `rows` by their exact scores, each vector asked for a few rows ahead.
+    fn score_rows(&self, rows: &[usize], query: &[f32], k: usize) -> Vec<Hit> {
+        const AHEAD: usize = 8;
         let hits = rows
             .iter()
             .enumerate()
@@ -457,6 +521,39 @@ impl LiveCatalog {
     }
 }
 
+/// Rows a sketch scan's kept rows are cut down to by their int8 scores before the exact re-score:
+/// the int8 codes order rows almost exactly as the f32 vectors do (the graph walk relies on them
+/// too), so a few times `k` is ample (recall measured: tests/filtered_search.rs, BENCHMARKS.md).
+pub fn shortlist(k: usize) -> usize {
+    (5 * k).max(50)
+}
+
+/// The rows a filtered scan looks at: parts of the per-field lists, each with the genre bits of the
+/// rows it skips (they are in an earlier part), and whether every row in them passes the filter's
+/// fields (a list that is the whole filter: one field, or genres alone).
+pub(super) struct Candidates<'a> {
+    parts: Vec<(Part<'a>, u64)>,
+    exact: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    /// The first `n` matrix rows.
+    All(usize),
+    /// A list of rows, ascending.
+    List(&'a [u32]),
+}
+
+impl Candidates<'_> {
+    /// How many rows the parts hold (counting a row in two parts twice).
+    fn rows(&self) -> usize {
+        self.parts.iter().map(|(p, _)| match p {
+            Part::All(n) => *n,
+            Part::List(rows) => rows.len(),
+        }).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Facts, LiveCatalog, NewMovie};
@@ -466,9 +563,8 @@ mod tests {
     /// The per-row columns give every filter the same answer as the entries, for every row: movies
     /// with and without genres, years, votes and ratings (one NaN), filters on each field and their
     /// combinations, unknown genres among the asked ones.
-    #[test]
-    fn columns_answer_like_the_entries() {
-        let (n, dim) = (400, 4);
+    /// The catalog of the tests: 400 movies with and without genres, years, votes and ratings.
+    fn catalog(n: usize, dim: usize) -> LiveCatalog {
         let names = ["Drama", "Comedy", "Horror", "Western", "Film-Noir", "Music"];
         let mut live = LiveCatalog::new(Arc::new(vec![0.5f32; n * dim]), dim);
         for i in 0..n {
@@ -489,9 +585,12 @@ mod tests {
             let entry = live.entry_for(movie, format!("movie {i}"));
             live.push_matrix_row(entry);
         }
-        assert!(live.field_stats().and_then(super::FieldStats::columns).is_some(), "columns usable");
+        live
+    }
+
+    fn filters() -> Vec<Filter> {
         let g = |xs: &[&str]| xs.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
-        let filters = [
+        vec![
             Filter { genres: g(&["Drama"]), ..Default::default() },
             Filter { genres: g(&["Western", "Film-Noir"]), ..Default::default() },
             Filter { genres: g(&["Space Opera"]), ..Default::default() },
@@ -499,12 +598,15 @@ mod tests {
             Filter { exclude_genres: g(&["Drama", "Comedy"]), ..Default::default() },
             Filter { exclude_genres: g(&["Space Opera"]), ..Default::default() },
             Filter { min_year: Some(1970), max_year: Some(1979), ..Default::default() },
+            Filter { min_year: Some(1972), max_year: Some(1989), ..Default::default() },
             Filter { min_year: Some(2000), ..Default::default() },
             Filter { max_year: Some(1950), ..Default::default() },
             Filter { min_votes: Some(50_000), ..Default::default() },
             Filter { min_votes: Some(0), ..Default::default() },
             Filter { min_rating: Some(7.3), ..Default::default() },
             Filter { min_rating: Some(0.0), ..Default::default() },
+            Filter { genres: g(&["Drama"]), min_year: Some(1990), max_year: Some(1999), ..Default::default() },
+            Filter { genres: g(&["Comedy"]), exclude_genres: g(&["Music"]), ..Default::default() },
             Filter {
                 genres: g(&["Comedy", "Music"]),
                 exclude_genres: g(&["Drama"]),
@@ -513,8 +615,52 @@ mod tests {
                 min_rating: Some(5.0),
                 ..Default::default()
             },
-        ];
-        for f in &filters {
+        ]
+    }
+
+    /// A scan's candidates hold every row the filter lets through, each once (a movie of two asked
+    /// genres in its first genre's part only); when they are marked exact, every one of them passes.
+    #[test]
+    fn candidates_cover_the_filter_and_exact_ones_pass() {
+        let n = 400;
+        let live = catalog(n, 4);
+        let stats = live.field_stats().expect("every matrix row is in");
+        let mut exact = 0;
+        for f in &filters() {
+            let resolved = live.resolve(f);
+            let candidates = stats.candidates(&resolved);
+            let columns = stats.columns().expect("columns usable");
+            let mut seen = vec![0u32; n];
+            for &(part, skip) in &candidates.parts {
+                let rows: Vec<usize> = match part {
+                    super::Part::All(m) => (0..m).collect(),
+                    super::Part::List(rows) => rows.iter().map(|&r| r as usize).collect(),
+                };
+                rows.into_iter().filter(|&r| skip == 0 || !columns.has_any(r, skip)).for_each(|r| seen[r] += 1);
+            }
+            for row in 0..n {
+                let passes = resolved.accepts(&live.entries[row]);
+                if passes {
+                    assert_eq!(seen[row], 1, "{f:?}: row {row} passes, so it is a candidate once");
+                }
+                if candidates.exact && seen[row] > 0 {
+                    assert!(passes, "{f:?}: marked exact, but candidate row {row} does not pass");
+                }
+            }
+            exact += usize::from(candidates.exact);
+        }
+        // Genres alone (known or not), whole decades, votes alone and rating alone are exact lists (10
+        // of the filters); cut decades, combinations and exclusions are not.
+        assert_eq!(exact, 10, "exact candidate lists");
+    }
+
+    #[test]
+    fn columns_answer_like_the_entries() {
+        let n = 400;
+        let live = catalog(n, 4);
+        assert!(live.field_stats().and_then(super::FieldStats::columns).is_some(), "columns usable");
+        let g = |xs: &[&str]| xs.iter().map(|s| s.to_lowercase()).collect::<Vec<_>>();
+        for f in &filters() {
             let resolved = live.resolve(f);
             assert!(resolved.columns.is_some(), "{f:?}: answered from the columns");
             let passing = (0..n).filter(|&r| resolved.accepts(&live.entries[r])).count();
