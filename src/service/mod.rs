@@ -258,6 +258,12 @@ impl Service {
         };
         let (done, answer) = tokio::sync::oneshot::channel();
         lanes.spawn_fifo(move || {
+            // Its request gone while it queued (the client left, or its deadline passed and it was
+            // answered 503): the lane goes on to the next one, so that an overload does not make the
+            // searches behind it late too.
+            if done.is_closed() {
+                return;
+            }
             // A panic is the caller's 500, never the lane's end (rayon would abort the process).
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
                 .unwrap_or_else(|_| Err(ServiceError::internal("the search failed unexpectedly")));
