@@ -181,13 +181,6 @@ impl Sketch {
         }
     }
 
-    /// The `keeps` rows of `rows` with the best estimates (in no particular order).
-    pub fn best(&self, query: &SketchQuery, rows: &[usize], keeps: usize) -> Vec<usize> {
-        let mut best = Best::new(keeps);
-        self.offer(query, rows.iter().copied(), |_| true, &mut best);
-        best.rows()
-    }
-
     /// The codes of `row`.
     #[inline(always)]
     pub fn row(&self, row: usize) -> &[u8] {
@@ -375,8 +368,9 @@ mod tests {
             let mut exact: Vec<(f32, usize)> =
                 (0..rows).map(|r| (super::super::dot(query, &m[r * dim..(r + 1) * dim]), r)).collect();
             exact.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let all: Vec<usize> = (0..rows).collect();
-            let top: std::collections::HashSet<usize> = s.best(&s.query(query), &all, 100).into_iter().collect();
+            let mut best = Best::new(100);
+            s.offer(&s.query(query), 0..rows, |_| true, &mut best);
+            let top: std::collections::HashSet<usize> = best.rows().into_iter().collect();
             assert_eq!(top.len(), 100);
             kept += exact[..10].iter().filter(|e| top.contains(&e.1)).count();
             total += 10;

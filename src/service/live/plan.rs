@@ -524,7 +524,7 @@ impl LiveCatalog {
 /// Rows a sketch scan's kept rows are cut down to by their int8 scores before the exact re-score:
 /// the int8 codes order rows almost exactly as the f32 vectors do (the graph walk relies on them
 /// too), so a few times `k` is ample (recall measured: tests/filtered_search.rs, BENCHMARKS.md).
-pub fn shortlist(k: usize) -> usize {
+fn shortlist(k: usize) -> usize {
     (5 * k).max(50)
 }
 
