@@ -112,11 +112,8 @@ pub fn write_embeddings(dir: &Path, manifest: &Manifest, ids: &[String], matrix:
     ensure!(ids.len() == manifest.rows, "{} ids for {} rows", ids.len(), manifest.rows);
     ensure!(matrix.len() == manifest.rows * manifest.dim, "matrix size does not match rows × dim");
     let bytes = f32_bytes(matrix);
-    let view = safetensors::tensor::TensorView::new(
-        safetensors::Dtype::F32,
-        vec![manifest.rows, manifest.dim],
-        &bytes,
-    )?;
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![manifest.rows, manifest.dim], &bytes)?;
     let metadata = HashMap::from([("run_id".to_string(), manifest.run_id.clone())]);
     let st = safetensors::serialize([(MATRIX_TENSOR, view)], Some(metadata))?;
     write_atomic(&dir.join(MATRIX_FILE), &st)?;

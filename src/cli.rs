@@ -3,24 +3,24 @@
 use crate::bench::service::{SearchStart, Traversal};
 use crate::catalog::store::{self, Store};
 use crate::engine::lowp::CpuPrecision;
+use crate::engine::worker::QueueLimits;
 use crate::engine::{Embedder, Pooling};
-use crate::models::{self, ModelOptions, ModelSource};
 use crate::head::fit::{Blend, HeadTraining};
 use crate::head::train::MlpTraining;
 use crate::head::TargetKind;
-use crate::engine::worker::QueueLimits;
 use crate::index::{IndexParams, LayoutParams};
-use crate::server::listen::ConnLimits;
-use crate::server::{ApiKeys, ServeConfig};
-use crate::service::ServiceConfig;
-use std::time::Duration;
+use crate::models::{self, ModelOptions, ModelSource};
 use crate::pipeline::build::{BuildOptions, Split};
 use crate::pipeline::embed::{self, BatchLimits};
 use crate::pipeline::ingest::{self, IngestOptions, IngestSource};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
+use crate::server::listen::ConnLimits;
+use crate::server::{ApiKeys, ServeConfig};
+use crate::service::ServiceConfig;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "cinevec", version, about = "Movie similarity search and rating prediction over text embeddings")]
@@ -958,7 +958,9 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -1076,8 +1078,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::GenImdb(args) => {
-            let opts =
-                crate::bench::imdb_synth::SynthOptions { scale: args.scale, seed: args.seed, level: args.level };
+            let opts = crate::bench::imdb_synth::SynthOptions { scale: args.scale, seed: args.seed, level: args.level };
             let started = std::time::Instant::now();
             let s = crate::bench::imdb_synth::generate(&args.out, opts)?;
             println!(

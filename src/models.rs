@@ -201,17 +201,17 @@ pub fn locate(source: &ModelSource, models_dir: &Path) -> Result<PathBuf> {
         ModelSource::Default => {
             let dir = models_dir.join(DEFAULT_MODEL_DIR);
             if !dir.join("model.safetensors").is_file() {
-                bail!(
-                    "the default model is not in {} yet: run `cinevec model fetch` first",
-                    models_dir.display()
-                );
+                bail!("the default model is not in {} yet: run `cinevec model fetch` first", models_dir.display());
             }
             dir
         }
         ModelSource::Mpnet => {
             let dir = models_dir.join(MPNET_MODEL_DIR);
             if !dir.join("model.safetensors").is_file() {
-                bail!("all-mpnet-base-v2 is not in {} yet: run `cinevec model fetch mpnet` first", models_dir.display());
+                bail!(
+                    "all-mpnet-base-v2 is not in {} yet: run `cinevec model fetch mpnet` first",
+                    models_dir.display()
+                );
             }
             dir
         }

@@ -7,14 +7,9 @@ use std::time::Duration;
 /// A bar over a known number of items, showing rate and ETA, e.g. `embed [=====>   ] 512/4890 93 docs/s ETA 47s`.
 pub fn bar(len: u64, prefix: &str, unit: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(4));
-    let template = format!(
-        "{{prefix:>8}} [{{bar:30}}] {{human_pos}}/{{human_len}} {{per_sec:.1}} {unit}/s ETA {{eta}} {{msg}}"
-    );
-    pb.set_style(
-        ProgressStyle::with_template(&template)
-            .expect("static template is valid")
-            .progress_chars("=> "),
-    );
+    let template =
+        format!("{{prefix:>8}} [{{bar:30}}] {{human_pos}}/{{human_len}} {{per_sec:.1}} {unit}/s ETA {{eta}} {{msg}}");
+    pb.set_style(ProgressStyle::with_template(&template).expect("static template is valid").progress_chars("=> "));
     pb.set_prefix(prefix.to_string());
     pb
 }
@@ -36,7 +31,9 @@ pub fn bytes_bar(len: u64, prefix: &str) -> ProgressBar {
 /// A spinner for steps of unknown length.
 pub fn spinner(prefix: &str) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
-    pb.set_style(ProgressStyle::with_template("{prefix:>8} {spinner} {msg} {elapsed}").expect("static template is valid"));
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>8} {spinner} {msg} {elapsed}").expect("static template is valid"),
+    );
     pb.set_prefix(prefix.to_string());
     pb.enable_steady_tick(Duration::from_millis(250));
     pb

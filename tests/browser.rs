@@ -22,7 +22,8 @@ fn browser_dir() -> PathBuf {
 
 /// The Chromium binary, or one sentence saying what to install.
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("CINEVEC_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let path =
+        std::env::var_os("CINEVEC_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     assert!(
         path.is_file(),
         "Chromium not found at {}: install it with `apt-get install -y chromium` (or set CINEVEC_CHROMIUM to a Chromium binary).",
@@ -94,23 +95,43 @@ async fn the_page_and_the_widget_work_in_headless_chromium() {
     serve_host_page(blocked, host_page(&server.base, "origin not allowed")).await;
 
     // The assets' headers: what a browser and a CDN in front of the server go by.
-    for (path, content_type) in
-        [("/", "text/html; charset=utf-8"), ("/widget.js", "text/javascript; charset=utf-8"), ("/embed-demo", "text/html; charset=utf-8")]
-    {
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/widget.js", "text/javascript; charset=utf-8"),
+        ("/embed-demo", "text/html; charset=utf-8"),
+    ] {
         let r = server.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert_eq!(r.headers()[header::CONTENT_TYPE], content_type, "{path}");
         assert!(r.headers().contains_key(header::CACHE_CONTROL), "{path} has no cache-control");
         let etag = r.headers()[header::ETAG].clone();
-        let again = server.client.get(format!("{}{path}", server.base)).header(header::IF_NONE_MATCH, etag).send().await.unwrap();
+        let again = server
+            .client
+            .get(format!("{}{path}", server.base))
+            .header(header::IF_NONE_MATCH, etag)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path} with its own ETag");
     }
     let widget = server.get("/widget.js").await;
     assert!(widget.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("max-age=3600"));
     // A cross-origin call from the allowed host page carries its origin back; the other does not.
-    let r = server.client.get(format!("{}/v1/movies/tt0468569/similar?k=1", server.base)).header("origin", &allowed_origin).send().await.unwrap();
+    let r = server
+        .client
+        .get(format!("{}/v1/movies/tt0468569/similar?k=1", server.base))
+        .header("origin", &allowed_origin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["access-control-allow-origin"], allowed_origin.as_str());
-    let r = server.client.get(format!("{}/v1/movies/tt0468569/similar?k=1", server.base)).header("origin", &blocked_origin).send().await.unwrap();
+    let r = server
+        .client
+        .get(format!("{}/v1/movies/tt0468569/similar?k=1", server.base))
+        .header("origin", &blocked_origin)
+        .send()
+        .await
+        .unwrap();
     assert!(!r.headers().contains_key("access-control-allow-origin"));
 
     let shots = screenshot_dir();

@@ -192,7 +192,8 @@ fn refuses_without_a_store_or_while_another_build_runs() {
     assert!(err.contains("no catalog store at") && err.contains("--demo"), "{err}");
 
     std::fs::create_dir_all(art.join(".build")).unwrap();
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(art.join(".build/lock")).unwrap();
+    let lock =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(art.join(".build/lock")).unwrap();
     lock.lock().unwrap();
     let out = cinevec(&art).arg("--catalog").arg(slice(tmp.path(), 0, 5)).output().unwrap();
     assert!(!out.status.success());

@@ -36,8 +36,7 @@ fn extra_fields_follow_in_input_order() {
 
 #[test]
 fn renders_two_space_indented_json_with_unicode_kept() {
-    let doc = MovieDoc::parse(&json!({"genres": ["Comedy"], "title": "Amélie 日本", "runtime_minutes": null}))
-        .unwrap();
+    let doc = MovieDoc::parse(&json!({"genres": ["Comedy"], "title": "Amélie 日本", "runtime_minutes": null})).unwrap();
     assert_eq!(
         doc.render(),
         "{\n  \"title\": \"Amélie 日本\",\n  \"genres\": [\n    \"Comedy\"\n  ],\n  \"runtime_minutes\": null\n}"
@@ -104,8 +103,8 @@ fn every_invalid_input_is_a_typed_error_naming_the_field() {
 
 #[test]
 fn nulls_are_allowed_where_the_reference_has_them() {
-    let doc = MovieDoc::parse(&json!({"title": "X", "genres": null, "runtime_minutes": null, "release_year": null}))
-        .unwrap();
+    let doc =
+        MovieDoc::parse(&json!({"title": "X", "genres": null, "runtime_minutes": null, "release_year": null})).unwrap();
     assert_eq!(doc.genres(), Vec::<&str>::new());
     assert_eq!(doc.runtime_minutes(), None);
 }

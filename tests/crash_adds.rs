@@ -109,6 +109,10 @@ async fn acknowledged_adds_survive_kill_9() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    eprintln!("{cycles} kill -9 cycles: {} acknowledged adds, {} missing after restart", acknowledged.len(), missing.len());
+    eprintln!(
+        "{cycles} kill -9 cycles: {} acknowledged adds, {} missing after restart",
+        acknowledged.len(),
+        missing.len()
+    );
     assert!(missing.is_empty(), "acknowledged but missing after restart: {missing:?}");
 }

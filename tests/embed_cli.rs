@@ -32,7 +32,14 @@ fn embeds_a_catalog_into_a_loadable_set() {
     let tmp = tempfile::tempdir().unwrap();
     let catalog = catalog_slice(tmp.path(), 40);
     let out = tmp.path().join("artifacts");
-    let run = cinevec().args(["embed", "--catalog"]).arg(&catalog).arg("--out").arg(&out).args(["--batch-size", "7"]).output().unwrap();
+    let run = cinevec()
+        .args(["embed", "--catalog"])
+        .arg(&catalog)
+        .arg("--out")
+        .arg(&out)
+        .args(["--batch-size", "7"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "embed failed: {}", String::from_utf8_lossy(&run.stderr));
     assert!(stdout.contains("embedded 40 movies"), "{stdout}");
@@ -47,11 +54,8 @@ fn embeds_a_catalog_into_a_loadable_set() {
     // Rows are in catalog order and equal the engine's own embedding of the canonical document.
     let embedder = Embedder::load(&common::minilm_dir(), &EngineOptions::default()).unwrap();
     let text = std::fs::read_to_string(&catalog).unwrap();
-    let records: Vec<_> = text
-        .lines()
-        .filter_map(|l| cinevec::catalog::jsonl::CatalogRecord::parse_line(l).ok())
-        .take(40)
-        .collect();
+    let records: Vec<_> =
+        text.lines().filter_map(|l| cinevec::catalog::jsonl::CatalogRecord::parse_line(l).ok()).take(40).collect();
     assert_eq!(set.ids, records.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
     for i in [0usize, 17, 39] {
         let doc: &MovieDoc = &records[i].movie;

@@ -108,7 +108,11 @@ async fn at_twice_capacity_requests_are_answered_in_time_or_refused_at_once() {
             tokio::time::sleep(*retry_after).await;
             continue;
         }
-        assert!(answers.iter().all(Result::is_ok), "calibration: {:?}", answers.iter().filter_map(|a| a.as_ref().err()).next());
+        assert!(
+            answers.iter().all(Result::is_ok),
+            "calibration: {:?}",
+            answers.iter().filter_map(|a| a.as_ref().err()).next()
+        );
         if round > 0 {
             best = best.min(took);
             complete += 1;
@@ -122,7 +126,17 @@ async fn at_twice_capacity_requests_are_answered_in_time_or_refused_at_once() {
     // Offer twice that for 8 s, in requests of 8 documents, evenly spaced. If nothing was refused, the
     // host was busier during the calibration than now (the offer was no overload): measure again at
     // twice the rate the model just sustained, at most three times.
-    let (mut ok, mut refused, mut other, mut worst, mut refusal_wait, mut latencies, mut elapsed, mut embedded, mut requests);
+    let (
+        mut ok,
+        mut refused,
+        mut other,
+        mut worst,
+        mut refusal_wait,
+        mut latencies,
+        mut elapsed,
+        mut embedded,
+        mut requests,
+    );
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -171,7 +185,9 @@ async fn at_twice_capacity_requests_are_answered_in_time_or_refused_at_once() {
             break;
         }
         let sustained = (ok * 8) as f64 / elapsed;
-        eprintln!("attempt {attempt}: {ok} × 8 docs at {sustained:.0} docs/s, none refused: no overload; offering more");
+        eprintln!(
+            "attempt {attempt}: {ok} × 8 docs at {sustained:.0} docs/s, none refused: no overload; offering more"
+        );
         capacity = capacity.max(sustained) * 1.5;
     }
     latencies.sort();

@@ -228,7 +228,8 @@ fn one_weight_copy_embeds_the_same_vectors() {
     let cases = reference["cases"].as_array().unwrap();
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     let both = minilm();
-    let one = Embedder::load(&common::minilm_dir(), &EngineOptions { one_weight_copy: true, ..Default::default() }).unwrap();
+    let one =
+        Embedder::load(&common::minilm_dir(), &EngineOptions { one_weight_copy: true, ..Default::default() }).unwrap();
     // All cases in one batch: hundreds of rows (the stored-layout path of `both`); then one at a time.
     let rows: usize = both.encode(&texts).unwrap().iter().map(|e| e.ids.len()).sum();
     assert!(rows > 512, "the batch must be large: {rows} rows");
@@ -289,8 +290,12 @@ fn mpnet_matches_sentence_transformers_alone_and_in_a_padded_batch() {
 #[ignore = "needs all-mpnet-base-v2 (cinevec model fetch mpnet): run scripts/test.sh"]
 fn mpnet_padded_half_precision_path_stays_close_to_the_reference() {
     let reference = mpnet_reference();
-    let cases: Vec<&Value> =
-        reference["cases"].as_array().unwrap().iter().filter(|c| c["tokens_untruncated"].as_u64().unwrap() < 200).collect();
+    let cases: Vec<&Value> = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tokens_untruncated"].as_u64().unwrap() < 200)
+        .collect();
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     let options = EngineOptions { dtype: Some(candle_core::DType::F16), allow_cpu_half: true, ..Default::default() };
     let embedder = Embedder::load(&common::mpnet_dir(), &options).unwrap();

@@ -8,7 +8,8 @@ use cinevec::service::live::{Facts, NewMovie, Plan};
 use cinevec::service::{Filter, LiveCatalog};
 use std::sync::Arc;
 
-const GENRES: [(&str, u32); 6] = [("Drama", 40), ("Comedy", 25), ("Horror", 10), ("Western", 2), ("Film-Noir", 1), ("Music", 5)];
+const GENRES: [(&str, u32); 6] =
+    [("Drama", 40), ("Comedy", 25), ("Horror", 10), ("Western", 2), ("Film-Noir", 1), ("Music", 5)];
 
 /// A deterministic stream of numbers in [0, 1).
 struct Lcg(u64);
@@ -109,7 +110,10 @@ fn filters() -> Vec<(&'static str, Filter)> {
         ("since 2000", Filter { min_year: Some(2000), ..Default::default() }),
         ("min_votes", Filter { min_votes: Some(1000), ..Default::default() }),
         ("min_rating", Filter { min_rating: Some(8.0), ..Default::default() }),
-        ("genre and decade", Filter { genres: g(&["Horror"]), min_year: Some(1980), max_year: Some(1989), ..Default::default() }),
+        (
+            "genre and decade",
+            Filter { genres: g(&["Horror"]), min_year: Some(1980), max_year: Some(1989), ..Default::default() },
+        ),
         (
             "genres, years, votes, exclusion",
             Filter {
@@ -197,7 +201,13 @@ fn every_plan_gives_the_exact_filtered_answer() {
                 estimated += 1;
             }
         }
-        let recall = |i: usize| if wanted[i] == 0 { "-".to_string() } else { format!("{:.4}", found[i] as f64 / wanted[i] as f64) };
+        let recall = |i: usize| {
+            if wanted[i] == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.4}", found[i] as f64 / wanted[i] as f64)
+            }
+        };
         report.push(format!(
             "{name:34} walk {} table {} planned {} ({planned:?}) scan {} sketch {} (f32 only {})",
             recall(0),
@@ -235,7 +245,8 @@ fn few_matching_movies_are_scanned_and_many_sketched() {
         let row = (0..n)
             .find(|&r| {
                 let ok = |f: &Filter| (0..n).filter(|&o| o != r && live.keep(o, f, &[])).count() > 0;
-                ok(&filters[name]) && index.neighbours_of(r, 10, &|o| o != r && live.keep(o, &filters[name], &[r])).is_none()
+                ok(&filters[name])
+                    && index.neighbours_of(r, 10, &|o| o != r && live.keep(o, &filters[name], &[r])).is_none()
             })
             .expect("a movie the table cannot answer for");
         live.nearest_by(&index, live.vector(row), Some(row), 10, &filters[name], &[row], None).1

@@ -15,9 +15,32 @@ use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 const FIELDS: &[&str] = &[
-    "title", "genres", "is_adult", "release_year", "runtime_minutes", "directors", "writers", "producers",
-    "actors", "principals", "id", "rating", "votes", "movie", "movies", "k", "exact", "min_year", "max_year",
-    "min_votes", "min_rating", "positive", "negative", "strategy", "extra", "",
+    "title",
+    "genres",
+    "is_adult",
+    "release_year",
+    "runtime_minutes",
+    "directors",
+    "writers",
+    "producers",
+    "actors",
+    "principals",
+    "id",
+    "rating",
+    "votes",
+    "movie",
+    "movies",
+    "k",
+    "exact",
+    "min_year",
+    "max_year",
+    "min_votes",
+    "min_rating",
+    "positive",
+    "negative",
+    "strategy",
+    "extra",
+    "",
 ];
 
 fn leaf() -> impl Strategy<Value = Value> {
@@ -75,7 +98,10 @@ fn tsv_line() -> impl Strategy<Value = Vec<u8>> {
 }
 
 const HEADERS: [(Dump, &str); 4] = [
-    (Dump::TitleBasics, "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\truntimeMinutes\tgenres"),
+    (
+        Dump::TitleBasics,
+        "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\truntimeMinutes\tgenres",
+    ),
     (Dump::TitleRatings, "tconst\taverageRating\tnumVotes"),
     (Dump::TitlePrincipals, "tconst\tordering\tnconst\tcategory\tjob\tcharacters"),
     (Dump::NameBasics, "nconst\tprimaryName\tbirthYear\tdeathYear\tprimaryProfession\tknownForTitles"),

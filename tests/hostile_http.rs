@@ -2,10 +2,10 @@
 //! server is not loaded: routes that need artifacts answer 503, which is enough for what is tested
 //! here — connections, transport errors, and request parsing that happens before any artifact is used).
 
-use clap::Parser;
+use cinevec::cli::ServeArgs;
 use cinevec::server::listen::{self, ConnLimits, ConnStats};
 use cinevec::server::state::AppState;
-use cinevec::cli::ServeArgs;
+use clap::Parser;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,8 +104,7 @@ async fn idle_and_half_sent_connections_are_closed_after_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_throughout_a_storm_of_slow_connections() {
     let max = 16;
-    let (addr, stats, _stop) =
-        start(ConnLimits { header_timeout: Duration::from_secs(5), max_connections: max }).await;
+    let (addr, stats, _stop) = start(ConnLimits { header_timeout: Duration::from_secs(5), max_connections: max }).await;
     let storm = 64;
     let mut slow = Vec::new();
     for i in 0..storm {
@@ -126,9 +125,10 @@ async fn healthz_answers_throughout_a_storm_of_slow_connections() {
     let mut probes = 0;
     while storm_started.elapsed() < Duration::from_secs(3) {
         let t = Instant::now();
-        let answer = tokio::time::timeout(bound, raw(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-            .await
-            .unwrap_or_else(|_| panic!("/healthz did not answer within {bound:?} during the storm"));
+        let answer =
+            tokio::time::timeout(bound, raw(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+                .await
+                .unwrap_or_else(|_| panic!("/healthz did not answer within {bound:?} during the storm"));
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         worst = worst.max(t.elapsed());
         probes += 1;
@@ -142,7 +142,9 @@ async fn healthz_answers_throughout_a_storm_of_slow_connections() {
     assert_eq!(open, 0, "{open} of {storm} slow connections still open after {limit:?}");
     let shed = stats.shed.load(std::sync::atomic::Ordering::Relaxed);
     assert!(shed > 0, "a full house must shed its oldest connections");
-    eprintln!("storm of {storm} slow connections, {max} slots: {probes} /healthz probes, slowest {worst:?}, {shed} shed");
+    eprintln!(
+        "storm of {storm} slow connections, {max} slots: {probes} /healthz probes, slowest {worst:?}, {shed} shed"
+    );
 }
 
 async fn futures_all<F: std::future::Future + Send + 'static>(fs: impl Iterator<Item = F>) -> Vec<F::Output>

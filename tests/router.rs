@@ -17,8 +17,8 @@ use cinevec::head::EmbeddingLink;
 use cinevec::index::{IndexParams, Layout, LayoutParams, VectorIndex};
 use cinevec::models::ModelOptions;
 use cinevec::movie::MovieDoc;
-use cinevec::server::state::AppState;
 use cinevec::server::listen::ConnLimits;
+use cinevec::server::state::AppState;
 use cinevec::server::{ApiKeys, ServeConfig};
 use cinevec::service::live::{fold, Facts, LiveCatalog, NewMovie};
 use cinevec::service::{Parts, Service, ServiceConfig};
@@ -60,7 +60,8 @@ impl TextEmbedder for HashEmbedder {
         Ok(texts
             .iter()
             .map(|t| {
-                let all: Vec<u32> = t.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(word_id).collect();
+                let all: Vec<u32> =
+                    t.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(word_id).collect();
                 let ids = all.iter().copied().take(self.info.max_tokens).collect();
                 Encoded { ids, untruncated_len: all.len() }
             })
@@ -155,7 +156,13 @@ async fn fixture() -> Fixture {
     let rows: Vec<MovieRow> = docs
         .iter()
         .enumerate()
-        .map(|(i, d)| MovieRow { id: format!("m{i}"), rating: Some(rating(i)), votes: Some(100 + i as u64), movie: d.clone(), source: "test".into() })
+        .map(|(i, d)| MovieRow {
+            id: format!("m{i}"),
+            rating: Some(rating(i)),
+            votes: Some(100 + i as u64),
+            movie: d.clone(),
+            source: "test".into(),
+        })
         .collect();
     store.upsert_movies(&rows).await.unwrap();
 
@@ -180,7 +187,12 @@ async fn fixture() -> Fixture {
 
     let mut manifest = head_support::manifest(MOVIES, DIM);
     manifest.model.weights_sha256 = model.info.weights_sha256.clone();
-    let data = Dataset { dim: DIM, ids: rows.iter().map(|r| r.id.clone()).collect(), x: matrix.to_vec(), y: (0..MOVIES).map(rating).collect() };
+    let data = Dataset {
+        dim: DIM,
+        ids: rows.iter().map(|r| r.id.clone()).collect(),
+        x: matrix.to_vec(),
+        y: (0..MOVIES).map(rating).collect(),
+    };
     let split = |range: std::ops::Range<usize>| Dataset {
         dim: DIM,
         ids: data.ids[range.clone()].to_vec(),
@@ -190,12 +202,14 @@ async fn fixture() -> Fixture {
     let (train, val) = (split(0..30), split(30..MOVIES));
     let ridge = fit_ridge(&train, &val, &lambda_grid()).unwrap();
     let (all, folds) = one_split(&train, &val);
-    let head = fit_head(&all, &folds, &ridge, EmbeddingLink::of(&manifest), &head_support::small_training(2), &mut |_| {})
-        .unwrap()
-        .head;
+    let head =
+        fit_head(&all, &folds, &ridge, EmbeddingLink::of(&manifest), &head_support::small_training(2), &mut |_| {})
+            .unwrap()
+            .head;
 
     let info = model.info.clone();
-    let layout = Layout::compute(&matrix, DIM, index.table().unwrap(), LayoutParams { seed: 1, epochs: Some(100) }).unwrap();
+    let layout =
+        Layout::compute(&matrix, DIM, index.table().unwrap(), LayoutParams { seed: 1, epochs: Some(100) }).unwrap();
     let queue = EmbedQueue::start(model, config.service.queue, None).unwrap();
     let service = Service::from_parts(Parts {
         live,
@@ -216,7 +230,13 @@ async fn fixture() -> Fixture {
 }
 
 /// One request through the whole service (router and layers); the status and the JSON body.
-async fn call(state: &AppState, method: &str, uri: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if body.is_some() {
         req = req.header("content-type", "application/json");
@@ -282,13 +302,19 @@ async fn reads_answer_from_the_live_rows() {
     let (_, ready) = get(&f.state, "/readyz").await;
     assert_eq!(ready["movies"], MOVIES);
     let (_, info) = get(&f.state, "/v1/info").await;
-    assert_eq!((info["model"]["dim"].as_u64(), info["counts"]["index_points"].as_u64()), (Some(DIM as u64), Some(MOVIES as u64)));
+    assert_eq!(
+        (info["model"]["dim"].as_u64(), info["counts"]["index_points"].as_u64()),
+        (Some(DIM as u64), Some(MOVIES as u64))
+    );
     assert_eq!(info["limits"]["max_documents_per_request"], 4);
     assert_eq!(info["writes_enabled"], true);
 
     let (status, movie) = get(&f.state, "/v1/movies/m7").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((movie["title"].as_str(), movie["document"]["directors"][0].as_str()), (Some("Film number 7 Day"), Some("Cy Do")));
+    assert_eq!(
+        (movie["title"].as_str(), movie["document"]["directors"][0].as_str()),
+        (Some("Film number 7 Day"), Some("Cy Do"))
+    );
     let p = &movie["predicted"];
     assert!(p["low"].as_f64() <= p["rating"].as_f64() && p["rating"].as_f64() <= p["high"].as_f64(), "{p}");
 
@@ -296,7 +322,8 @@ async fn reads_answer_from_the_live_rows() {
     let found = ids(&similar);
     assert_eq!(found.len(), 5);
     assert!(!found.contains(&"m7".to_string()));
-    let scores: Vec<f64> = similar["results"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    let scores: Vec<f64> =
+        similar["results"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     let (_, exact) = get(&f.state, "/v1/movies/m7/similar?k=5&exact=true").await;
     assert_eq!(ids(&exact), found, "the graph finds the exact neighbours of a 40-movie catalog");
@@ -307,7 +334,12 @@ async fn reads_answer_from_the_live_rows() {
     let (_, search) = get(&f.state, "/v1/search?q=NIGHT&limit=50").await;
     assert_eq!(ids(&search).len(), MOVIES.div_ceil(3));
 
-    let (_, rec) = post(&f.state, "/v1/recommend", json!({"positive": ["m1", "m2"], "negative": ["m3"], "k": 4, "strategy": "linear"})).await;
+    let (_, rec) = post(
+        &f.state,
+        "/v1/recommend",
+        json!({"positive": ["m1", "m2"], "negative": ["m3"], "k": 4, "strategy": "linear"}),
+    )
+    .await;
     let rec_ids = ids(&rec);
     assert_eq!(rec_ids.len(), 4);
     assert!(rec_ids.iter().all(|id| !["m1", "m2", "m3"].contains(&id.as_str())));
@@ -352,25 +384,96 @@ async fn bad_requests_get_the_one_error_shape() {
         (get(s, "/v1/movies/nope/similar").await, StatusCode::NOT_FOUND, "not_found", None),
         (get(s, "/v1/movies/m1/similar?k=0").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
         (get(s, "/v1/movies/m1/similar?k=101").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
-        (post(s, "/v1/similar", json!({"movie": {"title": "A"}, "k": null})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
-        (post(s, "/v1/similar", json!({"movie": {"title": "A"}, "min_votes": 1.5})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+        (
+            post(s, "/v1/similar", json!({"movie": {"title": "A"}, "k": null})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            None,
+        ),
+        (
+            post(s, "/v1/similar", json!({"movie": {"title": "A"}, "min_votes": 1.5})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            None,
+        ),
         (get(s, "/v1/movies/m1/similar?colour=red").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         (get(s, "/v1/search?q=%20").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("q")),
         (get(s, "/v1/search?q=a&limit=51").await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("limit")),
-        (post(s, "/v1/predict", json!({"movies": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movies")),
-        (post(s, "/v1/predict", json!({"movies": [{}, {}, {}, {}, {}]})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movies")),
-        (post(s, "/v1/embed", json!({"movies": [{"title": "A"}, {"genres": ["Drama"]}]})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movies[1].title")),
-        (post(s, "/v1/similar", json!({"movie": {"title": ""}})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("movie.title")),
-        (post(s, "/v1/similar", json!({"movie": {"title": "A"}, "k": 0})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("k")),
-        (post(s, "/v1/recommend", json!({"positive": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("positive")),
-        (post(s, "/v1/recommend", json!({"positive": ["m1"], "strategy": "linear"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("negative")),
-        (post(s, "/v1/recommend", json!({"positive": ["m1"], "negative": ["m1"]})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("negative")),
+        (
+            post(s, "/v1/predict", json!({"movies": []})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("movies"),
+        ),
+        (
+            post(s, "/v1/predict", json!({"movies": [{}, {}, {}, {}, {}]})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("movies"),
+        ),
+        (
+            post(s, "/v1/embed", json!({"movies": [{"title": "A"}, {"genres": ["Drama"]}]})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("movies[1].title"),
+        ),
+        (
+            post(s, "/v1/similar", json!({"movie": {"title": ""}})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("movie.title"),
+        ),
+        (
+            post(s, "/v1/similar", json!({"movie": {"title": "A"}, "k": 0})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("k"),
+        ),
+        (
+            post(s, "/v1/recommend", json!({"positive": []})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("positive"),
+        ),
+        (
+            post(s, "/v1/recommend", json!({"positive": ["m1"], "strategy": "linear"})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("negative"),
+        ),
+        (
+            post(s, "/v1/recommend", json!({"positive": ["m1"], "negative": ["m1"]})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("negative"),
+        ),
         (post(s, "/v1/recommend", json!({"positive": ["nope"]})).await, StatusCode::NOT_FOUND, "not_found", None),
         (post(s, "/v1/predict", json!({"films": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
-        (call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), None).await, StatusCode::UNAUTHORIZED, "unauthorized", None),
-        (call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), Some("wrong")).await, StatusCode::UNAUTHORIZED, "unauthorized", None),
-        (call(s, "POST", "/v1/movies", Some(json!({"id": "x", "rating": 11, "movie": {"title": "X"}})), Some(KEY)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("rating")),
-        (call(s, "POST", "/v1/movies", Some(json!({"id": " ", "movie": {"title": "X"}})), Some(KEY)).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", Some("id")),
+        (
+            call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), None).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+        ),
+        (
+            call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), Some("wrong")).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            None,
+        ),
+        (
+            call(s, "POST", "/v1/movies", Some(json!({"id": "x", "rating": 11, "movie": {"title": "X"}})), Some(KEY))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("rating"),
+        ),
+        (
+            call(s, "POST", "/v1/movies", Some(json!({"id": " ", "movie": {"title": "X"}})), Some(KEY)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("id"),
+        ),
     ];
     for (i, ((status, body), want_status, want_code, want_field)) in cases.iter().enumerate() {
         assert_eq!((*status, error(body).0), (*want_status, *want_code), "case {i}: {body}");
@@ -380,7 +483,8 @@ async fn bad_requests_get_the_one_error_shape() {
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "case {i}: {body}");
     }
     // Not JSON at all, and too large a body.
-    let req = Request::post("/v1/predict").header("content-type", "application/json").body(Body::from("{not json")).unwrap();
+    let req =
+        Request::post("/v1/predict").header("content-type", "application/json").body(Body::from("{not json")).unwrap();
     let response = cinevec::server::app(s.clone()).oneshot(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let big = json!({"movies": [{"title": "x".repeat(70 * 1024)}]});
@@ -411,7 +515,10 @@ async fn an_added_movie_is_found_at_once_and_a_failed_store_write_changes_nothin
     let (status, again) = call(s, "POST", "/v1/movies", Some(movie.clone()), Some(KEY)).await;
     assert_eq!((status, again["created"].as_bool()), (StatusCode::OK, Some(false)));
     let (_, info) = get(s, "/v1/info").await;
-    assert_eq!((info["counts"]["movies"].as_u64(), info["counts"]["added_at_run_time"].as_u64()), (Some(MOVIES as u64 + 1), Some(2)));
+    assert_eq!(
+        (info["counts"]["movies"].as_u64(), info["counts"]["added_at_run_time"].as_u64()),
+        (Some(MOVIES as u64 + 1), Some(2))
+    );
 
     // The store is gone (closed) for the next write: 503 (retry later), and nothing changed in memory.
     f.store.close().await;
@@ -439,12 +546,22 @@ async fn title_search_forgives_word_order_skipped_words_typos_and_takes_a_year()
     assert_eq!(ids(&typing).len(), 10, "the last word is a prefix: every film matches");
     assert_eq!(first(&typing), "m39", "equal matches by votes");
     // Movies added at run time are found at once, by the same rules.
-    for (id, title, year) in [("gf", "The Godfather", 1972), ("lotr", "The Lord of the Rings: The Return of the King", 2003), ("gf3", "The Godfather Part III", 1990)] {
+    for (id, title, year) in [
+        ("gf", "The Godfather", 1972),
+        ("lotr", "The Lord of the Rings: The Return of the King", 2003),
+        ("gf3", "The Godfather Part III", 1990),
+    ] {
         let movie = json!({"id": id, "votes": 1000, "movie": {"title": title, "release_year": year}});
         let (status, body) = call(s, "POST", "/v1/movies", Some(movie), Some(KEY)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    for (q, want) in [("godfater", "gf"), ("lord%20rings", "lotr"), ("king%20return", "lotr"), ("godf", "gf"), ("godfather%201990", "gf3")] {
+    for (q, want) in [
+        ("godfater", "gf"),
+        ("lord%20rings", "lotr"),
+        ("king%20return", "lotr"),
+        ("godf", "gf"),
+        ("godfather%201990", "gf3"),
+    ] {
         let (status, body) = get(s, &format!("/v1/search?q={q}")).await;
         assert_eq!((status, first(&body)), (StatusCode::OK, want.to_string()), "{q}: {body}");
     }
@@ -453,7 +570,11 @@ async fn title_search_forgives_word_order_skipped_words_typos_and_takes_a_year()
     let long = "a".repeat(201);
     for uri in ["/v1/search?q=god%07father".to_string(), format!("/v1/search?q={long}")] {
         let (status, body) = get(s, &uri).await;
-        assert_eq!((status, error(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_request", Some("q"))), "{uri}: {body}");
+        assert_eq!(
+            (status, error(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_request", Some("q"))),
+            "{uri}: {body}"
+        );
     }
     let (status, body) = get(s, "/v1/search?q=%3F%21").await;
     assert_eq!((status, ids(&body).len()), (StatusCode::OK, 0));
@@ -519,10 +640,18 @@ async fn the_map_holds_every_movie_and_places_an_added_one_among_its_neighbours(
     let (_, similar) = get(&f.state, "/v1/movies/m7/similar?k=3").await;
     let near: Vec<(f64, f64)> = self::ids(&similar).iter().map(|id| at(id)).chain([at("m7")]).collect();
     let to_near = near.iter().map(|(x, y)| ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()).fold(f64::INFINITY, f64::min);
-    let mut all: Vec<f64> =
-        ids.iter().filter(|id| **id != "copy7").map(|id| at(id)).map(|(x, y)| ((x - cx).powi(2) + (y - cy).powi(2)).sqrt()).collect();
+    let mut all: Vec<f64> = ids
+        .iter()
+        .filter(|id| **id != "copy7")
+        .map(|id| at(id))
+        .map(|(x, y)| ((x - cx).powi(2) + (y - cy).powi(2)).sqrt())
+        .collect();
     all.sort_by(f64::total_cmp);
-    assert!(to_near <= all[all.len() / 4], "the copy sits nearer its neighbours ({to_near}) than most movies ({:?})", &all[..5]);
+    assert!(
+        to_near <= all[all.len() / 4],
+        "the copy sits nearer its neighbours ({to_near}) than most movies ({:?})",
+        &all[..5]
+    );
 }
 
 #[tokio::test]
@@ -532,7 +661,10 @@ async fn the_map_picture_is_a_png_of_the_size_asked_and_bad_parameters_are_refus
     assert_eq!((status, kind.as_str()), (StatusCode::OK, "image/png"));
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     // IHDR: width and height, big-endian, after the signature, the chunk length and its name.
-    assert_eq!((&png[12..16], &png[16..20], &png[20..24]), (&b"IHDR"[..], &200u32.to_be_bytes()[..], &200u32.to_be_bytes()[..]));
+    assert_eq!(
+        (&png[12..16], &png[16..20], &png[20..24]),
+        (&b"IHDR"[..], &200u32.to_be_bytes()[..], &200u32.to_be_bytes()[..])
+    );
     let (_, _, by_rating) = get_raw(&f.state, "/v1/map.png?size=200").await;
     assert_ne!(by_rating, png, "another colouring, another picture");
     let (_, _, again) = get_raw(&f.state, "/v1/map.png?size=200").await;
@@ -545,6 +677,10 @@ async fn the_map_picture_is_a_png_of_the_size_asked_and_bad_parameters_are_refus
         ("/v1/map.png?zoom=2", None),
     ] {
         let (status, body) = get(&f.state, uri).await;
-        assert_eq!((status, error(&body)), (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_request", field)), "{uri}: {body}");
+        assert_eq!(
+            (status, error(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, ("invalid_request", field)),
+            "{uri}: {body}"
+        );
     }
 }

@@ -44,7 +44,10 @@ async fn checked(method: &str, path_template: &str, response: reqwest::Response)
     let schema = response_schema(method, path_template, status.as_u16());
     let validator = jsonschema::validator_for(&schema).unwrap();
     let errors: Vec<String> = validator.iter_errors(&body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "{method} {path_template} {status}: body does not match openapi.yaml: {errors:?}\n{body}");
+    assert!(
+        errors.is_empty(),
+        "{method} {path_template} {status}: body does not match openapi.yaml: {errors:?}\n{body}"
+    );
     (status, body)
 }
 
@@ -136,7 +139,8 @@ async fn read_endpoints_answer_with_documented_shapes() {
     for r in results {
         let m = s.get(&format!("/v1/movies/{}", r["id"].as_str().unwrap())).await.json::<Value>().await.unwrap();
         let year = m["year"].as_i64().unwrap();
-        let genres: Vec<&str> = m["document"]["genres"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+        let genres: Vec<&str> =
+            m["document"]["genres"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
         assert!((2005..=2012).contains(&year), "{m}");
         assert!(genres.contains(&"Comedy") || genres.contains(&"Drama"), "{m}");
         assert!(!genres.contains(&"Animation"), "{m}");
@@ -148,7 +152,10 @@ async fn read_endpoints_answer_with_documented_shapes() {
     let (_, posted) = checked("POST", "/v1/similar", s.post("/v1/similar", &body).await).await;
     assert_eq!(posted["results"].as_array().unwrap().len(), 3);
     assert_eq!(posted["truncated"], false);
-    assert!(ids(&posted["results"]).contains(&AVATAR.to_string()), "the original should be among the nearest: {posted}");
+    assert!(
+        ids(&posted["results"]).contains(&AVATAR.to_string()),
+        "the original should be among the nearest: {posted}"
+    );
 
     // Recommendations exclude their examples.
     let dark_knight = "tt1345836";
@@ -168,7 +175,8 @@ async fn read_endpoints_answer_with_documented_shapes() {
     assert_eq!(pred["predictions"].as_array().unwrap().len(), 2);
     assert_eq!(pred["predictions"][1]["title"], "Laser Sharks 3");
     let (_, emb) = checked("POST", "/v1/embed", s.post("/v1/embed", &docs).await).await;
-    let v: Vec<f32> = emb["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let v: Vec<f32> =
+        emb["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
     assert_eq!(v.len(), 384);
     assert!((v.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-4);
     // The request path embeds the canonical rendering, exactly like the batch path.
@@ -204,7 +212,8 @@ async fn read_endpoints_answer_with_documented_shapes() {
 async fn exact_and_hnsw_agree_on_the_slice() {
     let s = Server::start(config(fixture())).await;
     let text = std::fs::read_to_string(fixture().join("slice.jsonl")).unwrap();
-    let all: Vec<String> = text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let all: Vec<String> =
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
     let (mut same, mut overlap, n) = (0, 0, 60);
     for id in all.iter().step_by(SLICE / n).take(n) {
         let a: Value = s.get(&format!("/v1/movies/{id}/similar?k=10")).await.json().await.unwrap();
@@ -237,7 +246,8 @@ async fn every_error_has_the_one_json_shape() {
     let (st, b) = checked("GET", "/v1/movies/{id}/similar", s.get("/v1/movies/tt0000000/similar").await).await;
     expect(st, &b, StatusCode::NOT_FOUND, "not_found");
     for bad in ["k=0", "k=101", "k=ten", "min_rating=11", "colour=red"] {
-        let (st, b) = checked("GET", "/v1/movies/{id}/similar", s.get(&format!("/v1/movies/{AVATAR}/similar?{bad}")).await).await;
+        let (st, b) =
+            checked("GET", "/v1/movies/{id}/similar", s.get(&format!("/v1/movies/{AVATAR}/similar?{bad}")).await).await;
         expect(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
     }
     // An empty year range is no error (the spec cannot state a bound between two fields): no results.
@@ -272,13 +282,24 @@ async fn every_error_has_the_one_json_shape() {
             assert_eq!(b["error"]["field"], f, "{body}: {b}");
         }
     }
-    let (st, b) = checked("POST", "/v1/similar", s.post("/v1/similar", &json!({"movie": {"title": "A"}, "k": 1000})).await).await;
+    let (st, b) =
+        checked("POST", "/v1/similar", s.post("/v1/similar", &json!({"movie": {"title": "A"}, "k": 1000})).await).await;
     expect(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
     let (st, b) = checked("POST", "/v1/recommend", s.post("/v1/recommend", &json!({"positive": ["nope"]})).await).await;
     expect(st, &b, StatusCode::NOT_FOUND, "not_found");
-    let (st, b) = checked("POST", "/v1/recommend", s.post("/v1/recommend", &json!({"positive": [AVATAR], "strategy": "linear"})).await).await;
+    let (st, b) = checked(
+        "POST",
+        "/v1/recommend",
+        s.post("/v1/recommend", &json!({"positive": [AVATAR], "strategy": "linear"})).await,
+    )
+    .await;
     expect(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
-    let (st, b) = checked("POST", "/v1/recommend", s.post("/v1/recommend", &json!({"positive": [AVATAR], "strategy": "magic"})).await).await;
+    let (st, b) = checked(
+        "POST",
+        "/v1/recommend",
+        s.post("/v1/recommend", &json!({"positive": [AVATAR], "strategy": "magic"})).await,
+    )
+    .await;
     expect(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
 
     // Body over the limit.
@@ -292,9 +313,19 @@ async fn every_error_has_the_one_json_shape() {
     expect(st, &b, StatusCode::UNAUTHORIZED, "unauthorized");
     let (st, b) = checked("POST", "/v1/movies", s.post_auth("/v1/movies", &add, "wrong-key").await).await;
     expect(st, &b, StatusCode::UNAUTHORIZED, "unauthorized");
-    let (st, b) = checked("POST", "/v1/movies", s.post_auth("/v1/movies", &json!({"id": "", "movie": {"title": "A"}}), KEY).await).await;
+    let (st, b) = checked(
+        "POST",
+        "/v1/movies",
+        s.post_auth("/v1/movies", &json!({"id": "", "movie": {"title": "A"}}), KEY).await,
+    )
+    .await;
     expect(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
-    let (st, b) = checked("POST", "/v1/movies", s.post_auth("/v1/movies", &json!({"id": "x", "rating": 12, "movie": {"title": "A"}}), KEY).await).await;
+    let (st, b) = checked(
+        "POST",
+        "/v1/movies",
+        s.post_auth("/v1/movies", &json!({"id": "x", "rating": 12, "movie": {"title": "A"}}), KEY).await,
+    )
+    .await;
     expect(st, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
     assert_eq!(s.get("/v1/movies/tt9999999").await.status(), StatusCode::NOT_FOUND);
     let info: Value = s.get("/v1/info").await.json().await.unwrap();
@@ -382,7 +413,8 @@ async fn request_time_embedding_uses_the_chosen_dtype() {
     assert_eq!(info["model"]["dtype"], "bf16");
     let docs = json!({"movies": [{"title": "The Quiet Orchard", "genres": ["Drama"], "release_year": 1987}]});
     let (_, emb) = checked("POST", "/v1/embed", s.post("/v1/embed", &docs).await).await;
-    let v: Vec<f32> = emb["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let v: Vec<f32> =
+        emb["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
     let text = cinevec::movie::MovieDoc::parse(&docs["movies"][0]).unwrap().render();
     let load = |p| {
         let options = EngineOptions { cpu_precision: Some(p), ..Default::default() };
@@ -399,10 +431,16 @@ async fn request_time_embedding_uses_the_chosen_dtype() {
 #[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
 async fn concurrent_embedding_requests_are_batched_and_equal_one_by_one() {
     let s = Server::start(config(fixture())).await;
-    let titles: Vec<String> = (0..24).map(|i| format!("Concurrent Movie {i} and the {} Affair", ["Red", "Blue", "Green"][i % 3])).collect();
+    let titles: Vec<String> =
+        (0..24).map(|i| format!("Concurrent Movie {i} and the {} Affair", ["Red", "Blue", "Green"][i % 3])).collect();
     let requests: Vec<_> = titles
         .iter()
-        .map(|t| s.client.post(format!("{}/v1/embed", s.base)).json(&json!({"movies": [{"title": t, "genres": ["Drama"]}]})).send())
+        .map(|t| {
+            s.client
+                .post(format!("{}/v1/embed", s.base))
+                .json(&json!({"movies": [{"title": t, "genres": ["Drama"]}]}))
+                .send()
+        })
         .collect();
     let answers = futures_join(requests).await;
     let info: Value = s.get("/v1/info").await.json().await.unwrap();
@@ -412,7 +450,8 @@ async fn concurrent_embedding_requests_are_batched_and_equal_one_by_one() {
     let direct = cinevec::engine::Embedder::load(&common::minilm_dir(), &Default::default()).unwrap();
     for (t, answer) in titles.iter().zip(answers) {
         let body: Value = answer.unwrap().json().await.unwrap();
-        let got: Vec<f32> = body["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let got: Vec<f32> =
+            body["embeddings"][0]["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         let doc = cinevec::movie::MovieDoc::parse(&json!({"title": t, "genres": ["Drama"]})).unwrap();
         let want = direct.embed(&[&doc.render()]).unwrap();
         let cos = common::cosine(&got, want.row(0));
@@ -456,7 +495,10 @@ async fn an_added_movie_is_searchable_at_once_and_survives_a_restart() {
     let (_, found) = checked("GET", "/v1/search", s.get("/v1/search?q=amelie%20returns%20again").await).await;
     let results = found["results"].as_array().unwrap();
     assert_eq!(results.iter().filter(|r| r["id"] == "cv0000001").count(), 1, "{found}");
-    assert_eq!((results[0]["id"].as_str(), results[0]["title"].as_str()), (Some("cv0000001"), Some("Amélie Returns Again")));
+    assert_eq!(
+        (results[0]["id"].as_str(), results[0]["title"].as_str()),
+        (Some("cv0000001"), Some("Amélie Returns Again"))
+    );
     // Forgiving: a typo, another word order.
     let (_, found) = checked("GET", "/v1/search", s.get("/v1/search?q=retrns%20amelei").await).await;
     assert_eq!(found["results"][0]["id"], "cv0000001", "{found}");
@@ -483,8 +525,11 @@ async fn a_restart_reads_the_catalog_snapshot_until_the_store_changes() {
     let snapshot = dir.path().join("catalog.snapshot");
     let _ = std::fs::remove_file(&snapshot); // copied from the shared fixture if another test made one
     let text = std::fs::read_to_string(fixture().join("slice.jsonl")).unwrap();
-    let some: Vec<String> =
-        text.lines().step_by(37).map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    let some: Vec<String> = text
+        .lines()
+        .step_by(37)
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
     let mut paths = vec!["/v1/search?q=the&limit=50".to_string(), "/v1/search?q=STAR".to_string()];
     for id in &some {
         paths.push(format!("/v1/movies/{id}"));
@@ -559,13 +604,20 @@ async fn a_restart_reads_the_catalog_snapshot_until_the_store_changes() {
 async fn startup_refuses_artifacts_that_do_not_belong_together() {
     async fn refused(cfg: ServeConfig) -> String {
         let app = Application::build(cfg).await.unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(120), app.run_until_stopped(std::future::pending())).await;
+        let result =
+            tokio::time::timeout(Duration::from_secs(120), app.run_until_stopped(std::future::pending())).await;
         format!("{:#}", result.expect("a broken set must stop the server").expect_err("must refuse to start"))
     }
 
     // A catalog with a movie the matrix lacks.
     let dir = fixture_copy();
-    cinevec(&["ingest", "--catalog", common::shared().join("data/imdb5000/catalog.jsonl").to_str().unwrap(), "--db", dir.path().join("catalog.db").to_str().unwrap()]);
+    cinevec(&[
+        "ingest",
+        "--catalog",
+        common::shared().join("data/imdb5000/catalog.jsonl").to_str().unwrap(),
+        "--db",
+        dir.path().join("catalog.db").to_str().unwrap(),
+    ]);
     let msg = refused(config(dir.path())).await;
     assert!(msg.contains("have no embedding") && msg.contains("re-run"), "{msg}");
 
@@ -608,7 +660,11 @@ async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     outputs.into_iter().map(Option::unwrap).collect()

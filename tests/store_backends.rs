@@ -64,7 +64,11 @@ fn upserts_insert_then_update_only_what_changed() {
         assert_eq!(same, UpsertCounts { written: 0, unchanged: 1 }, "{backend}");
         let (_, g2) = store.generation().await.unwrap();
         let _ = store.upsert_movies(&[row("a", "Alien", Some(8.5))]).await.unwrap();
-        assert_eq!(store.generation().await.unwrap().1, g2, "{backend}: an identical rewrite leaves the generation alone");
+        assert_eq!(
+            store.generation().await.unwrap().1,
+            g2,
+            "{backend}: an identical rewrite leaves the generation alone"
+        );
 
         let after = store.get("a").await.unwrap().unwrap();
         assert_eq!(after.updated_at, before.updated_at, "{backend}: an identical row must not be touched");
@@ -107,7 +111,8 @@ fn ids_sort_byte_by_byte_and_pages_walk_every_movie_once() {
 fn both_backends_export_the_same_bytes() {
     let (tmp, locations) = locations("export");
     let rt = rt();
-    let rows: Vec<_> = (0..300).map(|i| row(&format!("tt{:07}", i * 7919 % 1000), &format!("Film {i}"), Some(5.5))).collect();
+    let rows: Vec<_> =
+        (0..300).map(|i| row(&format!("tt{:07}", i * 7919 % 1000), &format!("Film {i}"), Some(5.5))).collect();
     let mut exports = Vec::new();
     for (backend, location) in &locations {
         let out = tmp.path().join(format!("{backend}.jsonl"));
@@ -127,12 +132,18 @@ fn run_time_embeddings_are_kept_with_their_document() {
     on_every_backend("embeddings", |backend, location| async move {
         let store = Store::open(&location).await.unwrap();
         store.upsert_movies(&[row("a", "Alien", Some(8.5))]).await.unwrap();
-        let g1 = store.put_movie_with_embedding(&row("x", "Xanadu", None), "model-1", &[1.0, -2.5, 0.25]).await.unwrap();
-        let g2 = store.put_movie_with_embedding(&row("y", "Yol", Some(7.0)), "model-1", &[0.5, 0.5, 0.5]).await.unwrap();
+        let g1 =
+            store.put_movie_with_embedding(&row("x", "Xanadu", None), "model-1", &[1.0, -2.5, 0.25]).await.unwrap();
+        let g2 =
+            store.put_movie_with_embedding(&row("y", "Yol", Some(7.0)), "model-1", &[0.5, 0.5, 0.5]).await.unwrap();
         assert!(g2 > g1, "{backend}: generations {g1}, {g2}");
         assert_eq!(store.generation().await.unwrap().1, g2, "{backend}");
         let got = store.movie_embeddings("model-1").await.unwrap();
-        assert_eq!(got, [("x".to_string(), vec![1.0, -2.5, 0.25]), ("y".to_string(), vec![0.5, 0.5, 0.5])], "{backend}");
+        assert_eq!(
+            got,
+            [("x".to_string(), vec![1.0, -2.5, 0.25]), ("y".to_string(), vec![0.5, 0.5, 0.5])],
+            "{backend}"
+        );
         assert!(store.movie_embeddings("model-2").await.unwrap().is_empty());
         // The document changed after the embedding was made (a re-ingest): the vector is stale.
         store.upsert_movies(&[row("x", "Xanadu (1980)", None)]).await.unwrap();
@@ -189,7 +200,8 @@ fn postgres_notifies_each_committed_embedding_and_feeds_changes_in_order() {
         store.upsert_movies(&[row("a", "Alien", None)]).await.unwrap();
         let ga = store.put_movie_with_embedding(&row("a", "Alien", None), "m", &[1.0, 0.0]).await.unwrap();
         let gb = store.put_movie_with_embedding(&row("b", "Brazil", None), "m", &[0.0, 1.0]).await.unwrap();
-        let note = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.expect("no notification").unwrap();
+        let note =
+            tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.expect("no notification").unwrap();
         assert!(note.payload().parse::<u64>().unwrap() > start);
 
         let all = feed.changes_since(start, "m", 100).await.unwrap();
@@ -198,7 +210,8 @@ fn postgres_notifies_each_committed_embedding_and_feeds_changes_in_order() {
         assert_eq!(all[1].vector, [0.0, 1.0]);
         assert!(all[1].movie.document.contains("Brazil"));
         // Replacing `a` moves it after `b`; a reader that had applied `b` sees only the replacement.
-        let ga2 = store.put_movie_with_embedding(&row("a", "Alien (director's cut)", None), "m", &[0.6, 0.8]).await.unwrap();
+        let ga2 =
+            store.put_movie_with_embedding(&row("a", "Alien (director's cut)", None), "m", &[0.6, 0.8]).await.unwrap();
         let next = feed.changes_since(gb, "m", 100).await.unwrap();
         assert_eq!(next.iter().map(|c| (c.movie.id.as_str(), c.generation)).collect::<Vec<_>>(), [("a", ga2)]);
         assert!(feed.changes_since(ga2, "m", 100).await.unwrap().is_empty());
@@ -297,7 +310,10 @@ fn postgres_an_add_that_loses_a_deadlock_to_another_program_is_run_again() {
         let other = async {
             // The add is waiting for `x` by now (it holds the generation's lock).
             tokio::time::sleep(Duration::from_millis(300)).await;
-            sqlx::query("UPDATE catalog_meta SET generation = generation + 1 WHERE id = 1").execute(&mut foreign).await.unwrap();
+            sqlx::query("UPDATE catalog_meta SET generation = generation + 1 WHERE id = 1")
+                .execute(&mut foreign)
+                .await
+                .unwrap();
             sqlx::query("COMMIT").execute(&mut foreign).await.unwrap();
         };
         let (added, ()) = tokio::join!(add, other);

@@ -46,7 +46,9 @@ pub fn embed(args: &EmbedBenchOptions) -> Result<()> {
         for &bs in &args.batch_sizes {
             let n = (2 * bs).min(refs.len());
             let encoded = embedder.encode(&refs[..n])?;
-            embed_sorted(&embedder, &encoded, BatchLimits { max_batch: bs.max(1), max_tokens: usize::MAX }, |_, _| Ok(()))?;
+            embed_sorted(&embedder, &encoded, BatchLimits { max_batch: bs.max(1), max_tokens: usize::MAX }, |_, _| {
+                Ok(())
+            })?;
         }
     }
     let tokens: usize = embedder.encode(&refs)?.iter().map(|e| e.ids.len()).sum();

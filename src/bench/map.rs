@@ -36,7 +36,10 @@ pub fn run(o: &BenchMapOptions) -> Result<()> {
         let (overlap, chance) = overlap(&layout, &table, 10);
         println!("{}: {} rows, map_nn10_overlap {overlap:.3} (chance {chance:.4})", dir.display(), manifest.rows);
     }
-    println!("rows     layout_s  passes  map_nn10_overlap  chance   json_MB  json_s   (dim {}, {} rows a cluster)", o.dim, o.cluster);
+    println!(
+        "rows     layout_s  passes  map_nn10_overlap  chance   json_MB  json_s   (dim {}, {} rows a cluster)",
+        o.dim, o.cluster
+    );
     for &rows in &o.rows {
         let matrix = clustered(rows, o.dim, o.cluster, 42);
         let table = table_within_clusters(&matrix, o.dim, o.cluster);
@@ -71,7 +74,9 @@ fn table_within_clusters(matrix: &[f32], dim: usize, cluster: usize) -> Neighbou
     let v = |r: usize| &matrix[r * dim..(r + 1) * dim];
     NeighbourTable::build(rows, WIDTH, 0, |row| {
         let start = row / cluster * cluster;
-        let hits = (start..(start + cluster).min(rows)).filter(|&r| r != row).map(|r| Hit { row: r, score: dot(v(row), v(r)) });
+        let hits = (start..(start + cluster).min(rows))
+            .filter(|&r| r != row)
+            .map(|r| Hit { row: r, score: dot(v(row), v(r)) });
         crate::index::best_k(hits.collect(), WIDTH)
     })
 }

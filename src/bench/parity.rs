@@ -129,11 +129,8 @@ pub fn run(args: &ParityOptions) -> Result<()> {
     if spread > 0.99 {
         println!("  warning: the reference barely depends on the text, so this check cannot see much");
     }
-    let rows = [
-        ("single vs reference", &single_ref),
-        ("batch vs reference", &batch_ref),
-        ("batch vs single", &batch_single),
-    ];
+    let rows =
+        [("single vs reference", &single_ref), ("batch vs reference", &batch_ref), ("batch vs single", &batch_single)];
     let mut failed = !token_mismatches.is_empty();
     for (name, worst) in rows {
         let ok = worst.value >= args.min_cosine;

@@ -17,20 +17,19 @@
 use crate::artifacts::{self, Manifest, ModelRecord};
 use crate::catalog::jsonl::CatalogRecord;
 use crate::catalog::store::{MovieRow, Store};
-use crate::head::fit::HeadTraining;
-use crate::models::ModelOptions;
 use crate::engine::{Architecture, ModelSpec, Pooling};
+use crate::head::fit::HeadTraining;
 use crate::index::{search_exact, IndexParams, VectorIndex};
+use crate::models::ModelOptions;
 use crate::movie::{MovieDoc, DOC_FORMAT_VERSION};
 use crate::pipeline::train::{self, RatingsSource, TrainOptions};
-use anyhow::{Context, Result};
 use crate::rng::Rng;
+use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
 
 /// `cinevec gen-service`'s settings (see `crate::cli::GenServiceArgs` for each one's meaning).
 #[derive(Debug, Clone)]
@@ -140,31 +139,30 @@ const GENRES: &[(&str, f64)] = &[
 ];
 
 const TITLE_WORDS: &[&str] = &[
-    "Night", "Love", "House", "Blood", "Last", "Dark", "Man", "Woman", "City", "Dead", "Life", "World",
-    "Girl", "Boy", "Time", "Return", "Day", "Story", "Secret", "Home", "King", "Queen", "War", "Heart",
-    "Summer", "Winter", "River", "Road", "Game", "Shadow", "Fire", "Stranger", "Dream", "Island", "Lost",
-    "Murder", "Ghost", "Wild", "Silent", "Golden", "Red", "Black", "White", "Blue", "Sea", "Moon", "Sun",
-    "Angel", "Devil", "Brother", "Sister", "Mother", "Father", "Kiss", "Escape", "Hunter", "Empire",
-    "Journey", "Promise", "Storm", "Garden", "Train", "Letter", "Widow", "Thief", "Soldier", "Hotel",
-    "Café", "Amélie", "Señor", "Élan", "Noël",
+    "Night", "Love", "House", "Blood", "Last", "Dark", "Man", "Woman", "City", "Dead", "Life", "World", "Girl", "Boy",
+    "Time", "Return", "Day", "Story", "Secret", "Home", "King", "Queen", "War", "Heart", "Summer", "Winter", "River",
+    "Road", "Game", "Shadow", "Fire", "Stranger", "Dream", "Island", "Lost", "Murder", "Ghost", "Wild", "Silent",
+    "Golden", "Red", "Black", "White", "Blue", "Sea", "Moon", "Sun", "Angel", "Devil", "Brother", "Sister", "Mother",
+    "Father", "Kiss", "Escape", "Hunter", "Empire", "Journey", "Promise", "Storm", "Garden", "Train", "Letter",
+    "Widow", "Thief", "Soldier", "Hotel", "Café", "Amélie", "Señor", "Élan", "Noël",
 ];
 const FIRST_NAMES: &[&str] = &[
-    "John", "Mary", "James", "Anna", "Robert", "Linda", "Michael", "Sofia", "David", "Elena", "William",
-    "Claire", "Richard", "Marie", "Thomas", "Laura", "Charles", "Julia", "Daniel", "Nadia", "Paul", "Sarah",
-    "Mark", "Emma", "George", "Alice", "Kenji", "Yuki", "Luis", "Carmen", "Pierre", "Chloé", "Hans", "Ingrid",
-    "Raj", "Priya", "Ahmed", "Leila", "Ivan", "Olga", "Marco", "Giulia", "Seo-yeon", "Min-jun", "Kwame",
-    "Ama", "Diego", "Lucía", "Lars", "Astrid", "Omar", "Zeynep", "Tomás", "Inês", "Pavel", "Ewa", "Wei",
-    "Mei", "Jean", "Sanjay", "Aiko", "Björn", "Fatima", "Hugo",
+    "John", "Mary", "James", "Anna", "Robert", "Linda", "Michael", "Sofia", "David", "Elena", "William", "Claire",
+    "Richard", "Marie", "Thomas", "Laura", "Charles", "Julia", "Daniel", "Nadia", "Paul", "Sarah", "Mark", "Emma",
+    "George", "Alice", "Kenji", "Yuki", "Luis", "Carmen", "Pierre", "Chloé", "Hans", "Ingrid", "Raj", "Priya", "Ahmed",
+    "Leila", "Ivan", "Olga", "Marco", "Giulia", "Seo-yeon", "Min-jun", "Kwame", "Ama", "Diego", "Lucía", "Lars",
+    "Astrid", "Omar", "Zeynep", "Tomás", "Inês", "Pavel", "Ewa", "Wei", "Mei", "Jean", "Sanjay", "Aiko", "Björn",
+    "Fatima", "Hugo",
 ];
 const LAST_HEADS: &[&str] = &[
-    "Ander", "Bal", "Car", "Dal", "Eber", "Fal", "Gar", "Hal", "Ing", "Jar", "Kel", "Lind", "Mar", "Nor",
-    "Ols", "Pet", "Quin", "Ros", "Sal", "Tor", "Ul", "Van", "Wes", "Yor", "Zel", "Brand", "Crom", "Dun",
-    "Fern", "Holm", "Kirk", "Mont",
+    "Ander", "Bal", "Car", "Dal", "Eber", "Fal", "Gar", "Hal", "Ing", "Jar", "Kel", "Lind", "Mar", "Nor", "Ols", "Pet",
+    "Quin", "Ros", "Sal", "Tor", "Ul", "Van", "Wes", "Yor", "Zel", "Brand", "Crom", "Dun", "Fern", "Holm", "Kirk",
+    "Mont",
 ];
 const LAST_TAILS: &[&str] = &[
-    "son", "berg", "ton", "ley", "man", "ez", "ini", "ova", "sky", "ford", "well", "wood", "stein", "ström",
-    "ard", "ier", "elli", "oglu", "ski", "sen", "quist", "haus", "by", "worth", "dale", "more", "ridge",
-    "field", "ano", "escu", "ić", "ura",
+    "son", "berg", "ton", "ley", "man", "ez", "ini", "ova", "sky", "ford", "well", "wood", "stein", "ström", "ard",
+    "ier", "elli", "oglu", "ski", "sen", "quist", "haus", "by", "worth", "dale", "more", "ridge", "field", "ano",
+    "escu", "ić", "ura",
 ];
 
 /// A person's name: a bijection of the index (up to ~1.7 M people), so two people never share a name.

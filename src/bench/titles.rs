@@ -48,7 +48,11 @@ fn read_catalog(path: &PathBuf, into: &mut Vec<Movie>) -> Result<()> {
         }
         let v: Value = serde_json::from_str(&line).with_context(|| format!("a line of {}", path.display()))?;
         let Some(title) = v["movie"]["title"].as_str() else { continue };
-        into.push(Movie { title: title.to_string(), year: v["movie"]["release_year"].as_i64(), votes: v["votes"].as_u64().unwrap_or(0) });
+        into.push(Movie {
+            title: title.to_string(),
+            year: v["movie"]["release_year"].as_i64(),
+            votes: v["votes"].as_u64().unwrap_or(0),
+        });
     }
     Ok(())
 }
@@ -56,8 +60,8 @@ fn read_catalog(path: &PathBuf, into: &mut Vec<Movie>) -> Result<()> {
 /// A pronounceable made-up word ("Torvamel").
 fn made_up_word(rng: &mut Rng) -> String {
     const SYLLABLES: [&str; 24] = [
-        "ka", "lo", "mi", "ra", "ven", "tor", "sa", "del", "mar", "qui", "zo", "bel", "nu", "rik", "tha", "gor", "li", "an",
-        "eph", "ul", "dra", "mo", "sin", "ce",
+        "ka", "lo", "mi", "ra", "ven", "tor", "sa", "del", "mar", "qui", "zo", "bel", "nu", "rik", "tha", "gor", "li",
+        "an", "eph", "ul", "dra", "mo", "sin", "ce",
     ];
     let mut w = String::new();
     for _ in 0..2 + rng.below(3) {
@@ -121,7 +125,8 @@ fn substring_scan(folded: &[String], votes: &[u64], query: &str, limit: usize) -
             None
         }
     };
-    let mut found: Vec<(u8, usize)> = folded.iter().enumerate().filter_map(|(row, t)| rank(t).map(|r| (r, row))).collect();
+    let mut found: Vec<(u8, usize)> =
+        folded.iter().enumerate().filter_map(|(row, t)| rank(t).map(|r| (r, row))).collect();
     found.sort_by(|a, b| a.0.cmp(&b.0).then(votes[b.1].cmp(&votes[a.1])));
     found.into_iter().take(limit).map(|(_, row)| row).collect()
 }
@@ -175,14 +180,25 @@ pub fn bench_titles(o: &TitleBenchOptions) -> Result<()> {
             movies.push(Movie { title: m.title.clone(), year: m.year, votes: m.votes });
         } else {
             let title = format!("{} {}", m.title, made_up_word(&mut rng));
-            movies.push(Movie { title, year: m.year.map(|y| y + rng.below(11) as i64 - 5), votes: m.votes / (copy as u64 + 1) });
+            movies.push(Movie {
+                title,
+                year: m.year.map(|y| y + rng.below(11) as i64 - 5),
+                votes: m.votes / (copy as u64 + 1),
+            });
         }
     }
     let mut catalog = LiveCatalog::new(no_matrix(), 1);
     catalog.reserve(movies.len());
     for (i, m) in movies.iter().enumerate() {
-        let facts = Facts { title: Cow::Borrowed(&m.title), genres: vec![], release_year: m.year, directors: vec![], actors: vec![] };
-        catalog.push(NewMovie { id: format!("t{i}"), rating: None, votes: Some(m.votes), facts, source: "bench" }, &[1.0]);
+        let facts = Facts {
+            title: Cow::Borrowed(&m.title),
+            genres: vec![],
+            release_year: m.year,
+            directors: vec![],
+            actors: vec![],
+        };
+        catalog
+            .push(NewMovie { id: format!("t{i}"), rating: None, votes: Some(m.votes), facts, source: "bench" }, &[1.0]);
     }
     let folded: Vec<String> = movies.iter().map(|m| fold(&m.title)).collect();
     let votes: Vec<u64> = movies.iter().map(|m| m.votes).collect();

@@ -348,7 +348,16 @@ mod avx2 {
                 let outs: [*mut f32; QUERIES] =
                     std::array::from_fn(|r| out.add(task.out_offset(i0 + r.min(rows - 1)) + dc));
                 if hd - dc >= 16 {
-                    context16(probs, lp, values.add(dc), task.stride, len, &bias_v[dc..dc + 16], &inv_sum, &outs[..rows]);
+                    context16(
+                        probs,
+                        lp,
+                        values.add(dc),
+                        task.stride,
+                        len,
+                        &bias_v[dc..dc + 16],
+                        &inv_sum,
+                        &outs[..rows],
+                    );
                     dc += 16;
                 } else {
                     context8(probs, lp, values.add(dc), task.stride, len, &bias_v[dc..dc + 8], &inv_sum, &outs[..rows]);

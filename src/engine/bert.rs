@@ -44,7 +44,6 @@ fn default_eps() -> f64 {
     1e-12
 }
 
-
 pub(super) struct Linear {
     /// `[out, in]`, as stored; `None` when only the transposed copy is kept ([`Linear::new`]).
     weight: Option<Tensor>,
@@ -189,7 +188,8 @@ impl Layer {
     ) -> Result<Tensor> {
         let ctx = attention(&self.qkv, x)?;
         let x = self.attn_norm.forward(&self.attn_out.product(&ctx)?, x)?;
-        let hidden = if exact_gelu { self.intermediate.forward_gelu(&x)? } else { self.intermediate.forward(&x)?.gelu()? };
+        let hidden =
+            if exact_gelu { self.intermediate.forward_gelu(&x)? } else { self.intermediate.forward(&x)?.gelu()? };
         self.output_norm.forward(&self.output.product(&hidden)?, &x)
     }
 }
@@ -197,7 +197,12 @@ impl Layer {
 /// Attention with candle's ops on the padded layout: packed `[T, 3H]` (biased, the query part scaled by
 /// `1/sqrt(head_dim)`) → packed `[T, H]`. `scores_bias` is added to the `[B, heads, L, L]` scores: the
 /// padding mask, and any position bias.
-pub(super) fn padded_attention(qkv: &Tensor, batch: &PackedBatch, scores_bias: &Tensor, heads: usize) -> Result<Tensor> {
+pub(super) fn padded_attention(
+    qkv: &Tensor,
+    batch: &PackedBatch,
+    scores_bias: &Tensor,
+    heads: usize,
+) -> Result<Tensor> {
     let (b, l) = (batch.batch_size(), batch.longest);
     let (nh, hd) = (heads, qkv.dim(1)? / 3 / heads);
     let qkv = batch.pad(qkv)?.reshape((b, l, 3, nh, hd))?.permute((2, 0, 3, 1, 4))?; // [3, B, nh, L, hd]
@@ -278,7 +283,13 @@ impl Bert {
         Ok(x)
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, key_mask: Option<&Tensor>) -> Result<Tensor> {
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        batch: &PackedBatch,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         layer.forward(x, self.exact_gelu, |qkv, x| match key_mask {
             None => attention::packed_attention(&qkv.product(x)?, &qkv.bias, &batch.lengths, self.heads),
             Some(mask) => padded_attention(&qkv.forward(x)?, batch, mask, self.heads),
@@ -289,4 +300,3 @@ impl Bert {
         self.dtype
     }
 }
-

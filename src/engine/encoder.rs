@@ -20,7 +20,13 @@ pub enum Encoder {
 
 impl Encoder {
     /// Load the weights of `spec`'s family from `weights` (memory-mapped safetensors).
-    pub fn load(spec: &ModelSpec, weights: &Path, dtype: DType, device: &Device, options: WeightOptions) -> Result<Self> {
+    pub fn load(
+        spec: &ModelSpec,
+        weights: &Path,
+        dtype: DType,
+        device: &Device,
+        options: WeightOptions,
+    ) -> Result<Self> {
         // SAFETY: the file is memory-mapped read-only; cinevec never writes model files while serving.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], dtype, device)? };
         Ok(match spec.architecture {

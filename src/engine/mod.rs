@@ -26,8 +26,8 @@ pub use config::{Architecture, ModelSpec, Pooling};
 
 use anyhow::Result;
 use batch::PackedBatch;
-use encoder::Encoder;
 use candle_core::{DType, Device, Tensor};
+use encoder::Encoder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -112,8 +112,8 @@ pub struct Embedder {
 
 fn load_tokenizers(dir: &Path, max_tokens: usize) -> Result<(Tokenizer, Tokenizer)> {
     let path = dir.join("tokenizer.json");
-    let mut counter = Tokenizer::from_file(&path)
-        .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", path.display()))?;
+    let mut counter =
+        Tokenizer::from_file(&path).map_err(|e| anyhow::anyhow!("cannot load {}: {e}", path.display()))?;
     // Padding is ours to do (each batch is padded to its own longest input), so whatever the file says
     // about padding is switched off; truncation is set to the model's maximum, whatever the file says.
     counter.with_padding(None);
@@ -183,7 +183,11 @@ impl Embedder {
             max_tokens,
             weights_sha256,
             device: device::describe(&device),
-            dtype: if precision == lowp::CpuPrecision::F32 { device::dtype_name(dtype) } else { precision.name().into() },
+            dtype: if precision == lowp::CpuPrecision::F32 {
+                device::dtype_name(dtype)
+            } else {
+                precision.name().into()
+            },
         };
         Ok(Embedder { encoder, tokenizer, counter, device, info })
     }
@@ -212,11 +216,7 @@ impl Embedder {
                 let untruncated_len = if enc.get_overflowing().is_empty() && ids.len() < self.info.max_tokens {
                     ids.len()
                 } else {
-                    self.counter
-                        .encode(*text, true)
-                        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?
-                        .get_ids()
-                        .len()
+                    self.counter.encode(*text, true).map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?.get_ids().len()
                 };
                 Ok(Encoded { ids, untruncated_len })
             })

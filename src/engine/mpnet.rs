@@ -172,7 +172,11 @@ impl Mpnet {
     /// Last hidden states of every token, packed: `[total_tokens, hidden]`.
     pub fn forward(&self, batch: &PackedBatch) -> Result<Tensor> {
         if batch.longest > self.max_tokens() {
-            candle_core::bail!("MPNet: an input of {} tokens is longer than the model's {}", batch.longest, self.max_tokens());
+            candle_core::bail!(
+                "MPNet: an input of {} tokens is longer than the model's {}",
+                batch.longest,
+                self.max_tokens()
+            );
         }
         let words = self.word_embeddings.forward(&batch.ids)?;
         let positions = self.position_embeddings.forward(&self.position_ids(batch)?)?;
@@ -185,7 +189,13 @@ impl Mpnet {
         Ok(x)
     }
 
-    fn layer_forward(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, padded_bias: Option<&Tensor>) -> Result<Tensor> {
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        batch: &PackedBatch,
+        padded_bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
         layer.forward(x, true, |qkv, x| match padded_bias {
             None => attention::packed_attention_with_position_bias(
                 &qkv.product(x)?,
@@ -219,9 +229,36 @@ mod tests {
     /// Where PyTorch's `MPNetEncoder.relative_position_bucket` (transformers 4.x/5.x, default 32
     /// buckets) changes value, for relative positions -520..=520: (first relative position, bucket).
     const TORCH_CHANGES: [(i64, usize); 31] = [
-        (-520, 15), (-90, 14), (-63, 13), (-45, 12), (-31, 11), (-22, 10), (-15, 9), (-11, 8), (-7, 7),
-        (-6, 6), (-5, 5), (-4, 4), (-3, 3), (-2, 2), (-1, 1), (0, 0), (1, 17), (2, 18), (3, 19), (4, 20),
-        (5, 21), (6, 22), (7, 23), (8, 24), (12, 25), (16, 26), (23, 27), (32, 28), (46, 29), (64, 30),
+        (-520, 15),
+        (-90, 14),
+        (-63, 13),
+        (-45, 12),
+        (-31, 11),
+        (-22, 10),
+        (-15, 9),
+        (-11, 8),
+        (-7, 7),
+        (-6, 6),
+        (-5, 5),
+        (-4, 4),
+        (-3, 3),
+        (-2, 2),
+        (-1, 1),
+        (0, 0),
+        (1, 17),
+        (2, 18),
+        (3, 19),
+        (4, 20),
+        (5, 21),
+        (6, 22),
+        (7, 23),
+        (8, 24),
+        (12, 25),
+        (16, 26),
+        (23, 27),
+        (32, 28),
+        (46, 29),
+        (64, 30),
         (91, 31),
     ];
 

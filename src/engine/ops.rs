@@ -28,9 +28,7 @@ impl CustomOp2 for BiasGelu {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(b)) = (s1, s2) else {
-            candle_core::bail!("bias-gelu: f32 only")
-        };
+        let (CpuStorage::F32(x), CpuStorage::F32(b)) = (s1, s2) else { candle_core::bail!("bias-gelu: f32 only") };
         let (Some((xs, xe)), Some((bs, be))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
             candle_core::bail!("bias-gelu: contiguous inputs only")
         };
@@ -51,13 +49,11 @@ impl CustomOp2 for BiasGelu {
         }
         // Chunks of whole rows, big enough to amortise the hand-off to another thread.
         let rows_per_chunk = (16384 / n).max(1);
-        out.par_chunks_mut(rows_per_chunk * n)
-            .zip(x.par_chunks(rows_per_chunk * n))
-            .for_each(|(o, x)| {
-                for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    gelu_row(x, bias, o);
-                }
-            });
+        out.par_chunks_mut(rows_per_chunk * n).zip(x.par_chunks(rows_per_chunk * n)).for_each(|(o, x)| {
+            for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                gelu_row(x, bias, o);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -159,7 +155,12 @@ impl CustomOp3 for AddNorm {
         let (x, residual, params) = (&x[xs..xe], &r[rs..re], &p[ps..pe]);
         let n = params.len() / 3;
         if n == 0 || params.len() != 3 * n || l1.dims().last() != Some(&n) || l1.dims() != l2.dims() {
-            candle_core::bail!("add-layer-norm: shapes {:?}, {:?}, params {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
+            candle_core::bail!(
+                "add-layer-norm: shapes {:?}, {:?}, params {:?} do not fit",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
         }
         let (bias, gamma, beta) = (&params[..n], &params[n..2 * n], &params[2 * n..]);
         let mut out = vec![0f32; x.len()];
@@ -193,14 +194,7 @@ fn add_norm_row(x: &[f32], r: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32],
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn add_norm_row_avx2(x: &[f32], r: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
-    add_norm_row_portable(x, r, bias, gamma, beta, eps, out)
-}
-
-/// Two passes over the row (mean, then the variance of the centred values), which stays accurate
-/// when the mean is large compared with the spread.
-#[inline(always)]
-fn add_norm_row_portable(
+unsafe fn add_norm_row_avx2(
     x: &[f32],
     r: &[f32],
     bias: &[f32],
@@ -209,6 +203,13 @@ fn add_norm_row_portable(
     eps: f32,
     out: &mut [f32],
 ) {
+    add_norm_row_portable(x, r, bias, gamma, beta, eps, out)
+}
+
+/// Two passes over the row (mean, then the variance of the centred values), which stays accurate
+/// when the mean is large compared with the spread.
+#[inline(always)]
+fn add_norm_row_portable(x: &[f32], r: &[f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32, out: &mut [f32]) {
     for (((o, &x), &r), &b) in out.iter_mut().zip(x).zip(r).zip(bias) {
         *o = x + r + b;
     }
@@ -408,9 +409,7 @@ impl CustomOp2 for TeamProduct {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
-            candle_core::bail!("team-product: f32 only")
-        };
+        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else { candle_core::bail!("team-product: f32 only") };
         let (Some((xs, xe)), Some((ws, we))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
             candle_core::bail!("team-product: contiguous inputs only")
         };

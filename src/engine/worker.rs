@@ -157,7 +157,11 @@ pub type BatchObserver = Box<dyn Fn(usize, Duration) + Send>;
 
 impl EmbedQueue {
     /// Move the embedder onto its own thread and return the handle that feeds it.
-    pub fn start(embedder: impl TextEmbedder, limits: QueueLimits, observer: Option<BatchObserver>) -> std::io::Result<Self> {
+    pub fn start(
+        embedder: impl TextEmbedder,
+        limits: QueueLimits,
+        observer: Option<BatchObserver>,
+    ) -> std::io::Result<Self> {
         let embedder: Box<dyn TextEmbedder> = Box::new(embedder);
         let (tx, rx) = mpsc::sync_channel(limits.capacity.max(1));
         let stats = Arc::new(QueueStats::default());

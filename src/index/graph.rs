@@ -234,8 +234,7 @@ impl Graph {
                     }
                 }
             }
-            let mut hits: Vec<Hit> =
-                results.into_iter().map(|r| Hit { row: r.0 .1 as usize, score: r.0 .0 }).collect();
+            let mut hits: Vec<Hit> = results.into_iter().map(|r| Hit { row: r.0 .1 as usize, score: r.0 .0 }).collect();
             hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
             hits
         })
@@ -342,4 +341,3 @@ pub fn prefetch<T>(v: &[T]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
 }
-

@@ -267,7 +267,8 @@ fn principal_components(matrix: &[f32], dim: usize, seed: u64) -> Vec<f32> {
     }
     project(&basis, &mut xy);
     for axis in 0..2 {
-        let (lo, hi) = xy.iter().skip(axis).step_by(2).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) =
+            xy.iter().skip(axis).step_by(2).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         let scale = if hi > lo { 10.0 / (hi - lo) } else { 0.0 };
         xy.iter_mut().skip(axis).step_by(2).for_each(|v| *v = (*v - lo) * scale);
     }

@@ -19,9 +19,9 @@ pub mod sketch;
 pub mod table;
 
 pub use distance::{dot, UnitCosine};
+pub use layout::{Layout, LayoutParams};
 pub use quantized::Quantized;
 pub use sketch::{Best, Sketch};
-pub use layout::{Layout, LayoutParams};
 pub use table::NeighbourTable;
 
 use anyhow::{Context, Result};
@@ -350,7 +350,13 @@ impl VectorIndex {
     /// Load the graph saved in `dir` if it was built from the embedding set `run_id` (whose rows are
     /// `matrix`) with the same construction parameters. `Ok(None)` means "missing, stale or damaged:
     /// rebuild".
-    pub fn load(dir: &Path, run_id: &str, matrix: SharedMatrix, dim: usize, params: IndexParams) -> Result<Option<Self>> {
+    pub fn load(
+        dir: &Path,
+        run_id: &str,
+        matrix: SharedMatrix,
+        dim: usize,
+        params: IndexParams,
+    ) -> Result<Option<Self>> {
         let rows = matrix.len() / dim.max(1);
         if !Self::is_saved_for(dir, run_id, rows, dim, params) {
             return Ok(None);
@@ -358,8 +364,7 @@ impl VectorIndex {
         let path = dir.join(GRAPH_FILE);
         match Graph::load(&path) {
             Ok(graph) if graph.rows() == rows => {
-                let mut index =
-                    VectorIndex { graph, matrix, quantized: None, table: None, sketch: None, dim, params };
+                let mut index = VectorIndex { graph, matrix, quantized: None, table: None, sketch: None, dim, params };
                 // Building a missing table loads the int8 codes; they stay only for an int8 walk.
                 index.load_or_build_table(dir, run_id);
                 index.sketch = Some(load_or_build_sketch(dir, run_id, &index.matrix, rows, dim));

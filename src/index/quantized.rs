@@ -26,7 +26,11 @@ pub struct Quantized {
 
 impl std::fmt::Debug for Quantized {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Quantized").field("rows", &self.rows).field("dim", &self.dim).field("scale", &self.scale).finish()
+        f.debug_struct("Quantized")
+            .field("rows", &self.rows)
+            .field("dim", &self.dim)
+            .field("scale", &self.scale)
+            .finish()
     }
 }
 
@@ -37,7 +41,8 @@ impl Quantized {
         let dim = dim.max(1);
         let rows = matrix.len() / dim;
         let matrix = &matrix[..rows * dim];
-        let max = matrix.par_chunks(1 << 16).map(|c| c.iter().fold(0f32, |m, x| m.max(x.abs()))).reduce(|| 0.0, f32::max);
+        let max =
+            matrix.par_chunks(1 << 16).map(|c| c.iter().fold(0f32, |m, x| m.max(x.abs()))).reduce(|| 0.0, f32::max);
         let scale = if max.is_finite() && max > 0.0 { max / 127.0 } else { 1.0 };
         let mut codes = vec![0u8; rows * dim];
         codes.par_chunks_mut(1 << 16).zip(matrix.par_chunks(1 << 16)).for_each(|(out, xs)| {

@@ -107,8 +107,10 @@ impl Sketch {
         // Coordinates of every row: [rows, dim] × [dim, dims], a block of rows at a time (a copy of
         // the whole matrix as one tensor would double the memory of a large catalog while building).
         let directions = cpu(&basis, dims, dim).t().expect("a matrix transposes");
-        let coords: Vec<f32> =
-            matrix[..rows * dim].chunks(dim * 16_384).flat_map(|block| product(&cpu(block, block.len() / dim, dim), &directions)).collect();
+        let coords: Vec<f32> = matrix[..rows * dim]
+            .chunks(dim * 16_384)
+            .flat_map(|block| product(&cpu(block, block.len() / dim, dim), &directions))
+            .collect();
         let mut steps = vec![0f32; dims];
         for row in coords.chunks_exact(dims) {
             for (s, &z) in steps.iter_mut().zip(row) {
@@ -116,7 +118,8 @@ impl Sketch {
             }
         }
         steps.iter_mut().for_each(|s| *s = if s.is_finite() && *s > 0.0 { *s / 127.0 } else { 1.0 });
-        let codes = coords.chunks_exact(dims).flat_map(|row| row.iter().zip(&steps).map(|(&z, &s)| code(z / s))).collect();
+        let codes =
+            coords.chunks_exact(dims).flat_map(|row| row.iter().zip(&steps).map(|(&z, &s)| code(z / s))).collect();
         Sketch { rows, dim, dims, basis, steps, codes }
     }
 
@@ -203,7 +206,12 @@ impl Sketch {
         let dims = dims_for(dim);
         let ([_, _, _], mut payload) = super::sidecar::load::<3>(path, MAGIC, run_id, |f| {
             if f[0] != rows as u64 || f[1] != dim as u64 || f[2] != dims as u64 {
-                bail!("sketch was made for {} rows of {} ({} coordinates), not {rows} of {dim} ({dims})", f[0], f[1], f[2]);
+                bail!(
+                    "sketch was made for {} rows of {} ({} coordinates), not {rows} of {dim} ({dims})",
+                    f[0],
+                    f[1],
+                    f[2]
+                );
             }
             rows.checked_mul(dims).and_then(|c| c.checked_add(4 * dims * (dim + 1))).context("sketch header is damaged")
         })?;
@@ -387,7 +395,10 @@ mod tests {
         let path = dir.path().join("index.sketch");
         s.save(&path, "run").unwrap();
         let back = Sketch::load(&path, "run", rows, dim).unwrap();
-        assert_eq!((back.basis.clone(), back.steps.clone(), back.codes.clone()), (s.basis.clone(), s.steps.clone(), s.codes.clone()));
+        assert_eq!(
+            (back.basis.clone(), back.steps.clone(), back.codes.clone()),
+            (s.basis.clone(), s.steps.clone(), s.codes.clone())
+        );
         assert!(Sketch::load(&path, "other", rows, dim).is_err(), "another embedding set");
         assert!(Sketch::load(&path, "run", rows + 1, dim).is_err(), "other rows");
         let mut bytes = std::fs::read(&path).unwrap();

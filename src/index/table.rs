@@ -35,7 +35,11 @@ pub struct NeighbourTable {
 
 impl std::fmt::Debug for NeighbourTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NeighbourTable").field("rows", &self.rows).field("width", &self.width).field("ef", &self.ef).finish()
+        f.debug_struct("NeighbourTable")
+            .field("rows", &self.rows)
+            .field("width", &self.width)
+            .field("ef", &self.ef)
+            .finish()
     }
 }
 
@@ -124,7 +128,8 @@ mod tests {
 
     #[test]
     fn short_lists_are_padded_and_read_back_without_the_padding() {
-        let t = NeighbourTable::build(5, 3, 8, |row| hits(&[(row + 1) % 5, (row + 2) % 5][..if row == 0 { 1 } else { 2 }]));
+        let t =
+            NeighbourTable::build(5, 3, 8, |row| hits(&[(row + 1) % 5, (row + 2) % 5][..if row == 0 { 1 } else { 2 }]));
         assert_eq!(t.of(0).collect::<Vec<_>>(), [1]);
         assert_eq!(t.of(4).collect::<Vec<_>>(), [0, 1]);
         let dir = tempfile::tempdir().unwrap();

@@ -165,7 +165,11 @@ fn lock(state: &Path) -> Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("another `cinevec build` is running on {} (lock {})", state.parent().unwrap_or(state).display(), path.display())
+            bail!(
+                "another `cinevec build` is running on {} (lock {})",
+                state.parent().unwrap_or(state).display(),
+                path.display()
+            )
         }
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
@@ -191,7 +195,8 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         Err(_) => {
             let t = Instant::now();
             let fetched = models::fetch(&source, &args.model.models_dir)?;
-            report.push("model", Outcome::Ran(t.elapsed().as_secs_f64(), format!("fetched into {}", fetched.display())));
+            report
+                .push("model", Outcome::Ran(t.elapsed().as_secs_f64(), format!("fetched into {}", fetched.display())));
             fetched
         }
     };
@@ -209,7 +214,10 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
                 r.key == key && count.is_some() && r.facts.get("movies").and_then(Value::as_u64) == count
             });
             if current && !args.force {
-                report.push("ingest", Outcome::UpToDate(format!("{} movies from the same source in {shown}", count.unwrap_or(0))));
+                report.push(
+                    "ingest",
+                    Outcome::UpToDate(format!("{} movies from the same source in {shown}", count.unwrap_or(0))),
+                );
             } else {
                 let t = Instant::now();
                 let options = ingest::IngestOptions { strict: args.strict, batch_size: 5000 };
@@ -261,7 +269,10 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
             report.push("export", Outcome::UpToDate(format!("{} ({n} movies) matches the store", catalog.display())));
         } else {
             std::fs::rename(&fresh, &catalog).with_context(|| format!("cannot write {}", catalog.display()))?;
-            report.push("export", Outcome::Ran(t.elapsed().as_secs_f64(), format!("{n} movies to {}", catalog.display())));
+            report.push(
+                "export",
+                Outcome::Ran(t.elapsed().as_secs_f64(), format!("{n} movies to {}", catalog.display())),
+            );
         }
     }
 
@@ -288,7 +299,8 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         let t = Instant::now();
         let cache = (!args.no_cache).then(|| embed::cache_dir(dir));
         let limits = args.batch;
-        let done = embed::embed_catalog(&embedder, &source.name(), &catalog, dir, limits, args.strict, cache.as_deref())?;
+        let done =
+            embed::embed_catalog(&embedder, &source.name(), &catalog, dir, limits, args.strict, cache.as_deref())?;
         report.push("embed", Outcome::Ran(t.elapsed().as_secs_f64(), embed::summary(&done, dir)));
         done.manifest
     };
@@ -300,8 +312,9 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
     let head_outputs = [HEAD_SPEC_FILE, HEAD_WEIGHTS_FILE].map(|f| dir.join(f));
     let head_current = HeadSpec::read(dir).ok().is_some_and(|spec| {
         spec.embeddings.check(&manifest).is_ok()
-            && read_record(&state, "train")
-                .is_some_and(|r| r.key == train_key && r.facts.get("head_id").and_then(Value::as_str) == Some(&spec.head_id))
+            && read_record(&state, "train").is_some_and(|r| {
+                r.key == train_key && r.facts.get("head_id").and_then(Value::as_str) == Some(&spec.head_id)
+            })
     }) && newer_than(&head_outputs, &embed_outputs);
     if head_current && !args.force {
         report.push("train", Outcome::UpToDate("head trained on this embedding set with the same settings".into()));
@@ -333,9 +346,13 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
 
     // 6. The HNSW graph.
     let params: IndexParams = args.index;
-    let graph_saved = VectorIndex::is_saved_for(dir, &manifest.run_id, manifest.rows, manifest.dim, params) && !args.force;
+    let graph_saved =
+        VectorIndex::is_saved_for(dir, &manifest.run_id, manifest.rows, manifest.dim, params) && !args.force;
     if graph_saved && crate::index::table_saved_for(dir, &manifest.run_id, manifest.rows) {
-        report.push("index", Outcome::UpToDate(format!("graph over {} rows (M {})", manifest.rows, params.max_connections)));
+        report.push(
+            "index",
+            Outcome::UpToDate(format!("graph over {} rows (M {})", manifest.rows, params.max_connections)),
+        );
     } else if graph_saved {
         // A graph saved before neighbour tables existed: loading it finds and saves the table.
         let t = Instant::now();
@@ -343,7 +360,8 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         let matrix = std::sync::Arc::new(set.matrix);
         VectorIndex::load(dir, &manifest.run_id, matrix, manifest.dim, params)?
             .context("the saved graph could not be loaded")?;
-        report.push("index", Outcome::Ran(t.elapsed().as_secs_f64(), "neighbour table added to the saved graph".into()));
+        report
+            .push("index", Outcome::Ran(t.elapsed().as_secs_f64(), "neighbour table added to the saved graph".into()));
     } else {
         let t = Instant::now();
         let set = artifacts::load_embeddings(dir)?;
@@ -354,7 +372,10 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         index.save(dir, &manifest.run_id, manifest.rows)?;
         report.push(
             "index",
-            Outcome::Ran(t.elapsed().as_secs_f64(), format!("graph over {} rows (M {})", manifest.rows, params.max_connections)),
+            Outcome::Ran(
+                t.elapsed().as_secs_f64(),
+                format!("graph over {} rows (M {})", manifest.rows, params.max_connections),
+            ),
         );
     }
 
@@ -369,14 +390,21 @@ pub fn run(args: &BuildOptions) -> Result<BuildReport> {
         if set.manifest.run_id != manifest.run_id {
             bail!("the embedding set in {} changed during the build (another process?)", dir.display());
         }
-        let table = crate::index::load_table(dir, &manifest.run_id, manifest.rows).context("reading the neighbour table")?;
-        let laid_out = Layout::compute(&set.matrix, set.manifest.dim, &table, layout).context("laying out the catalog map")?;
+        let table =
+            crate::index::load_table(dir, &manifest.run_id, manifest.rows).context("reading the neighbour table")?;
+        let laid_out =
+            Layout::compute(&set.matrix, set.manifest.dim, &table, layout).context("laying out the catalog map")?;
         laid_out.save(&map, &manifest.run_id, layout)?;
         report.push(
             "map",
             Outcome::Ran(
                 t.elapsed().as_secs_f64(),
-                format!("{} rows laid out ({} passes, seed {})", manifest.rows, layout.epochs_for(manifest.rows), layout.seed),
+                format!(
+                    "{} rows laid out ({} passes, seed {})",
+                    manifest.rows,
+                    layout.epochs_for(manifest.rows),
+                    layout.seed
+                ),
             ),
         );
     }

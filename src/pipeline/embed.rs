@@ -3,8 +3,8 @@
 use crate::artifacts::{self, Manifest, ModelRecord};
 use crate::catalog::jsonl::read_records;
 use crate::engine::Embedder;
-use crate::pipeline::embed_cache::{doc_hash, CacheKey, DocHash, EmbedCache};
 use crate::movie::DOC_FORMAT_VERSION;
+use crate::pipeline::embed_cache::{doc_hash, CacheKey, DocHash, EmbedCache};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::Path;
@@ -124,7 +124,11 @@ pub fn embed_catalog(
     }
     let reused = ids.len() - todo.len();
     if reused > 0 {
-        tracing::info!("{reused} of {} documents already embedded by this model (cache); embedding {}", ids.len(), todo.len());
+        tracing::info!(
+            "{reused} of {} documents already embedded by this model (cache); embedding {}",
+            ids.len(),
+            todo.len()
+        );
     }
 
     let tokenize = crate::progress::bar(todo.len() as u64, "tokenize", "docs");
@@ -183,7 +187,11 @@ pub fn embed_catalog(
     if let Some(cache) = cache.as_mut() {
         let live: HashSet<DocHash> = hashes.iter().copied().collect();
         if cache.compact(&live)? {
-            tracing::info!("embedding cache {} compacted to the {} current documents", cache.path().display(), cache.len());
+            tracing::info!(
+                "embedding cache {} compacted to the {} current documents",
+                cache.path().display(),
+                cache.len()
+            );
         }
     }
     Ok(EmbedReport { manifest, skipped_lines: skipped, duplicate_ids: duplicates, reused, embedded: todo.len() })

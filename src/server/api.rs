@@ -202,9 +202,11 @@ mod tests {
         assert!(similar(json!({"movie": {"title": "x"}, "k": 5.5})).is_err());
         assert!(similar(json!({"movie": {"title": "x"}, "k": "5"})).is_err());
         assert!(similar(json!({"movie": {"title": "x"}, "min_votes": -1})).is_err());
-        let huge: Value = serde_json::from_str(r#"{"movie": {"title": "x"}, "min_year": 18446744073709551616}"#).unwrap();
+        let huge: Value =
+            serde_json::from_str(r#"{"movie": {"title": "x"}, "min_year": 18446744073709551616}"#).unwrap();
         assert!(similar(huge).is_err());
-        let big_u64: Value = serde_json::from_str(r#"{"movie": {"title": "x"}, "min_year": 18446744073709551615}"#).unwrap();
+        let big_u64: Value =
+            serde_json::from_str(r#"{"movie": {"title": "x"}, "min_year": 18446744073709551615}"#).unwrap();
         assert!(similar(big_u64).unwrap_err().contains("out of range"));
     }
 

@@ -27,7 +27,9 @@ pub enum ApiError {
     Unauthorized(String),
     /// Refused up front: the model cannot take the work before its deadline. `retry_after` (whole
     /// seconds, at least 1) is the estimated time for the work queued now to drain.
-    #[error("the model is at capacity: this request would not be answered within its deadline; retry after {retry_after} s")]
+    #[error(
+        "the model is at capacity: this request would not be answered within its deadline; retry after {retry_after} s"
+    )]
     QueueFull { retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
@@ -141,8 +143,10 @@ pub fn code_of_status(status: StatusCode) -> &'static str {
 
 /// The one error body, for answers made outside [`ApiError`].
 pub fn body_for(status: StatusCode, message: &str) -> String {
-    serde_json::to_string(&Body { error: Detail { code: code_of_status(status), message: message.to_string(), field: None } })
-        .expect("an error body always serialises")
+    serde_json::to_string(&Body {
+        error: Detail { code: code_of_status(status), message: message.to_string(), field: None },
+    })
+    .expect("an error body always serialises")
 }
 
 /// Middleware: an error answer that is not JSON (a rejection of an axum extractor the handlers use

@@ -87,13 +87,16 @@ pub fn app(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        })
-        // 5xx answers are expected while loading or shutting down (503): a warning, not an error.
-        // Real internal errors are logged at ERROR where they happen (error.rs).
-        .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                // 5xx answers are expected while loading or shutting down (503): a warning, not an error.
+                // Real internal errors are logged at ERROR where they happen (error.rs).
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             error::ApiError::Internal("a handler panicked".into()).into_response()
@@ -133,8 +136,9 @@ impl Application {
         let loader = state.clone();
         let loading = tokio::spawn(async move {
             let on_search: crate::service::SearchObserver = Box::new(metrics::search_time);
-            let loaded =
-                std::sync::Arc::new(crate::service::load(&loader.config.service, Some(metrics::batch_observer()), Some(on_search)).await?);
+            let loaded = std::sync::Arc::new(
+                crate::service::load(&loader.config.service, Some(metrics::batch_observer()), Some(on_search)).await?,
+            );
             let _ = loader.loaded.set(loaded.clone());
             loaded.follow_store();
             let warm = loaded.clone();
@@ -161,7 +165,10 @@ impl Application {
     }
 
     /// Serve until `shutdown` resolves (then drain in-flight requests) or loading fails.
-    pub async fn run_until_stopped(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let Application { listener, state, mut loading } = self;
         let stopping = state.stopping.clone();
         let limits = state.config.connections;

@@ -6,7 +6,8 @@ use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::state::AppState;
 use crate::service::results::{
-    AddMovieResponse, EmbedResponse, Info, MovieView, PredictResponse, RecommendResponse, SearchResponse, SimilarResponse,
+    AddMovieResponse, EmbedResponse, Info, MovieView, PredictResponse, RecommendResponse, SearchResponse,
+    SimilarResponse,
 };
 use crate::service::TopK;
 use axum::extract::{Path, State};
@@ -145,7 +146,10 @@ async fn similar_by_id(
     Ok(axum::Json(service.similar_by_id(id, k, filter, exact).await?))
 }
 
-async fn similar_by_document(State(state): State<AppState>, Json(req): Json<SimilarRequest>) -> Answer<SimilarResponse> {
+async fn similar_by_document(
+    State(state): State<AppState>,
+    Json(req): Json<SimilarRequest>,
+) -> Answer<SimilarResponse> {
     let service = state.ready()?;
     let (k, filter) = (TopK::parse(req.k)?, req.filter()?);
     Ok(axum::Json(service.similar_by_doc(req.movie, k, filter, req.exact).await?))

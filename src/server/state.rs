@@ -17,7 +17,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: ServeConfig) -> Self {
-        AppState { loaded: Arc::new(OnceLock::new()), config: Arc::new(config), stopping: Arc::new(AtomicBool::new(false)) }
+        AppState {
+            loaded: Arc::new(OnceLock::new()),
+            config: Arc::new(config),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// A state whose service is already loaded (tests that build the service from parts).

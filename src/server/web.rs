@@ -72,8 +72,7 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response =
-        if matches { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
+    let mut response = if matches { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(asset.cache_control));
@@ -128,7 +127,8 @@ mod tests {
 
     #[test]
     fn pages_load_nothing_from_elsewhere() {
-        for (name, text) in [("index.html", INDEX_HTML), ("widget.js", WIDGET_JS), ("embed-demo.html", EMBED_DEMO_HTML)] {
+        for (name, text) in [("index.html", INDEX_HTML), ("widget.js", WIDGET_JS), ("embed-demo.html", EMBED_DEMO_HTML)]
+        {
             for needle in ["<link", "@import", "url(", "import(", "createElement('script')", "createElement('link')"] {
                 assert!(!text.contains(needle), "{name} loads another resource ({needle})");
             }

@@ -12,7 +12,9 @@ pub enum ServiceError {
     NotFound(String),
     /// Refused up front: the model cannot take the work before its deadline. `retry_after` (whole
     /// seconds, at least 1) is the estimated time for the work queued now to drain.
-    #[error("the model is at capacity: this request would not be answered within its deadline; retry after {retry_after} s")]
+    #[error(
+        "the model is at capacity: this request would not be answered within its deadline; retry after {retry_after} s"
+    )]
     QueueFull { retry_after: u64 },
     /// The service cannot answer now (loading, shutting down).
     #[error("{0}")]

@@ -173,7 +173,15 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(id: &str, title: &str, folded_title: &str, rating: Option<f64>, votes: Option<u64>, traits: Traits, source: u16) -> Self {
+    fn new(
+        id: &str,
+        title: &str,
+        folded_title: &str,
+        rating: Option<f64>,
+        votes: Option<u64>,
+        traits: Traits,
+        source: u16,
+    ) -> Self {
         // Ids and titles longer than 4 GiB cannot reach here (request bodies are capped far below).
         let text = [id, title, folded_title].concat().into_boxed_str();
         Entry { text, id_len: id.len() as u32, title_len: title.len() as u32, rating, votes, traits, source }
@@ -363,9 +371,11 @@ impl LiveCatalog {
         let row = self.entries.len();
         let (entries, hasher) = (&self.entries, &self.hasher);
         let hash = hasher.hash_one(entry.id());
-        let replaced = match self.by_id.entry(hash, |&r| entries[r as usize].id() == entry.id(), |&r| {
-            hasher.hash_one(entries[r as usize].id())
-        }) {
+        let replaced = match self.by_id.entry(
+            hash,
+            |&r| entries[r as usize].id() == entry.id(),
+            |&r| hasher.hash_one(entries[r as usize].id()),
+        ) {
             hashbrown::hash_table::Entry::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), row as u32) as usize),
             hashbrown::hash_table::Entry::Vacant(v) => {
                 v.insert(row as u32);
@@ -453,7 +463,11 @@ impl LiveCatalog {
         };
         let everything = *filter == Filter::default();
         let (genres, exclude_genres) = (ids(&filter.genres), ids(&filter.exclude_genres));
-        let columns = match (self.stats.get().and_then(FieldStats::columns), plan::genre_mask(&genres), plan::genre_mask(&exclude_genres)) {
+        let columns = match (
+            self.stats.get().and_then(FieldStats::columns),
+            plan::genre_mask(&genres),
+            plan::genre_mask(&exclude_genres),
+        ) {
             (Some(c), Some(want), Some(unwanted)) => Some((c, want, unwanted)),
             _ => None,
         };
@@ -587,7 +601,13 @@ impl LiveCatalog {
 
     /// `hits` (the `k` best of the graph's rows, best first) merged with the rows added at run time
     /// that `keep` accepts: the `k` best of both.
-    fn with_run_time_rows(&self, mut hits: Vec<Hit>, query: &[f32], k: usize, keep: &impl Fn(usize) -> bool) -> Vec<Hit> {
+    fn with_run_time_rows(
+        &self,
+        mut hits: Vec<Hit>,
+        query: &[f32],
+        k: usize,
+        keep: &impl Fn(usize) -> bool,
+    ) -> Vec<Hit> {
         let base = self.matrix_rows();
         if self.entries.len() == base {
             return hits;
@@ -603,7 +623,13 @@ impl LiveCatalog {
 
     /// Rank every live movie accepted by `filter` by `score(vector)`, best first (for the linear
     /// recommender, whose decision function is not a cosine).
-    pub fn rank_by(&self, k: usize, filter: &Filter, exclude: &[usize], score: impl Fn(&[f32]) -> f32 + Sync) -> Vec<Hit> {
+    pub fn rank_by(
+        &self,
+        k: usize,
+        filter: &Filter,
+        exclude: &[usize],
+        score: impl Fn(&[f32]) -> f32 + Sync,
+    ) -> Vec<Hit> {
         use rayon::prelude::*;
         let resolved = self.resolve(filter);
         let hits = (0..self.rows())
@@ -745,7 +771,10 @@ mod tests {
         let (parsed, of) = (Facts::parse(&text).unwrap(), Facts::of(&d));
         assert_eq!(parsed.title, of.title);
         assert!(parsed.genres.is_empty() && of.genres.is_empty());
-        assert_eq!((parsed.release_year, &parsed.directors, &parsed.actors), (of.release_year, &of.directors, &of.actors));
+        assert_eq!(
+            (parsed.release_year, &parsed.directors, &parsed.actors),
+            (of.release_year, &of.directors, &of.actors)
+        );
         let huge = MovieDoc::parse(&json!({"title": "T", "release_year": u64::MAX})).unwrap();
         assert_eq!(Facts::parse(&huge.render()).unwrap().release_year, None);
     }
@@ -753,9 +782,10 @@ mod tests {
     #[test]
     fn title_search_ranks_by_match_then_votes() {
         let mut cat = catalog();
-        for (i, (t, v)) in [("The Frozen Ground", 10), ("Frozen II", 5), ("Frozen", 1), ("Unfrozen", 99), ("Frozen", 50)]
-            .iter()
-            .enumerate()
+        for (i, (t, v)) in
+            [("The Frozen Ground", 10), ("Frozen II", 5), ("Frozen", 1), ("Unfrozen", 99), ("Frozen", 50)]
+                .iter()
+                .enumerate()
         {
             cat.push(movie(&format!("m{i}"), &doc(t, 2000, &[]), *v), &[1.0]);
         }
@@ -782,7 +812,8 @@ mod tests {
         let mut cat = catalog();
         cat.push(movie("x", &doc("X", 1999, &["Drama", "Crime"]), 500), &[1.0]);
         let keep = |f: &Filter| cat.keep(0, f, &[]);
-        let f = Filter { min_year: Some(1990), genres: vec!["crime".into()], min_votes: Some(100), ..Default::default() };
+        let f =
+            Filter { min_year: Some(1990), genres: vec!["crime".into()], min_votes: Some(100), ..Default::default() };
         assert!(keep(&f));
         assert!(!keep(&Filter { exclude_genres: vec!["drama".into()], ..f.clone() }));
         assert!(!keep(&Filter { genres: vec!["western".into()], ..f.clone() }), "an unknown genre matches nothing");
@@ -806,9 +837,11 @@ mod tests {
     fn why_names_what_two_movies_share() {
         let mut cat = catalog();
         let a = MovieDoc::parse(&json!({"title": "A", "genres": ["Drama", "Crime"], "release_year": 1990,
-            "directors": ["Ann Lee"], "actors": ["Bo Ek", "Cy Do"]})).unwrap();
+            "directors": ["Ann Lee"], "actors": ["Bo Ek", "Cy Do"]}))
+        .unwrap();
         let b = MovieDoc::parse(&json!({"title": "B", "genres": ["crime"], "release_year": 1995,
-            "directors": ["ann lee"], "actors": ["Cy Do", "Di Fo"]})).unwrap();
+            "directors": ["ann lee"], "actors": ["Cy Do", "Di Fo"]}))
+        .unwrap();
         cat.push(movie("a", &a, 1), &[1.0]);
         cat.push(movie("b", &b, 1), &[1.0]);
         let why = cat.why(&cat.traits(0).clone(), 1);

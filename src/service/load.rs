@@ -1,7 +1,9 @@
 //! What the service loads at start, and the checks that everything belongs together.
 
 use super::live::journal::{self, Replay};
-use super::live::{fold, snapshot_generation, Entry, Facts, Journal, LiveCatalog, NewMovie, SnapshotKey, JOURNAL_FILE, SNAPSHOT_FILE};
+use super::live::{
+    fold, snapshot_generation, Entry, Facts, Journal, LiveCatalog, NewMovie, SnapshotKey, JOURNAL_FILE, SNAPSHOT_FILE,
+};
 use super::{Journaling, Parts, SearchObserver, Service};
 use crate::artifacts;
 use crate::catalog::store::Store;
@@ -218,7 +220,10 @@ pub async fn load(
     let snapshot_due = (from_store || replayed > 0).then_some((snapshot_path, key.clone()));
     let (catalog, added_rows) = match from_snapshot {
         Some(read) => read,
-        None => read_catalog(&store, &crate::catalog::store::redacted(&config.db), &ids, matrix.clone(), dim, &added).await?,
+        None => {
+            read_catalog(&store, &crate::catalog::store::redacted(&config.db), &ids, matrix.clone(), dim, &added)
+                .await?
+        }
     };
     let journaling = if from_store {
         Journaling { generation: Some(generation), journal: None }
@@ -260,7 +265,10 @@ pub async fn load(
             &manifest.model.weights_sha256[..12.min(manifest.model.weights_sha256.len())]
         );
     }
-    if model.dim != manifest.dim || model.pooling != manifest.model.pooling || model.max_tokens != manifest.model.max_tokens {
+    if model.dim != manifest.dim
+        || model.pooling != manifest.model.pooling
+        || model.max_tokens != manifest.model.max_tokens
+    {
         bail!(
             "the model's settings (dim {}, {} pooling, max {} tokens) differ from the embedding matrix's (dim {}, {} pooling, max {} tokens)",
             model.dim,
@@ -307,8 +315,7 @@ pub async fn load(
         })
         .await?
     };
-    let queue = EmbedQueue::start(embedder, limits, on_batch)
-        .context("cannot start the model thread")?;
+    let queue = EmbedQueue::start(embedder, limits, on_batch).context("cannot start the model thread")?;
     // Warm the model so the first request does not pay for lazy initialisation.
     queue.embed(vec!["warm up".into()]).await.map_err(|e| anyhow::anyhow!("model warm-up failed: {e}"))?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -348,12 +355,20 @@ pub async fn load(
 /// The catalog map saved beside the graph when it was made from this embedding set; else (missing,
 /// stale or damaged) laid out now from the neighbour table with the default settings and saved for
 /// the next start. `None` (logged) when it cannot be made: the server then answers without a map.
-fn load_or_build_map(dir: &std::path::Path, run_id: &str, matrix: &[f32], dim: usize, index: &VectorIndex) -> Option<Layout> {
+fn load_or_build_map(
+    dir: &std::path::Path,
+    run_id: &str,
+    matrix: &[f32],
+    dim: usize,
+    index: &VectorIndex,
+) -> Option<Layout> {
     let path = crate::index::map_path(dir);
     let rows = matrix.len() / dim.max(1);
     match crate::index::layout::load_any(&path, run_id, rows) {
         Ok(layout) => return Some(layout),
-        Err(e) if path.exists() => tracing::warn!("saved catalog map {} unusable ({e:#}): laying it out again", path.display()),
+        Err(e) if path.exists() => {
+            tracing::warn!("saved catalog map {} unusable ({e:#}): laying it out again", path.display())
+        }
         Err(_) => tracing::info!("laying out the catalog map (saved for later starts; `cinevec build` makes it)"),
     }
     let t = Instant::now();
@@ -392,7 +407,10 @@ fn replay_journal(
     // A movie written twice: only its last write (the store holds no other), as a start from the store.
     let last: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
     for (_, r) in records.iter().enumerate().filter(|(i, r)| last[r.id.as_str()] == *i) {
-        let vector = vectors.get(r.id.as_str()).copied().with_context(|| format!("journaled movie {} has no stored vector", r.id))?;
+        let vector = vectors
+            .get(r.id.as_str())
+            .copied()
+            .with_context(|| format!("journaled movie {} has no stored vector", r.id))?;
         if vector.len() != catalog.dim() {
             bail!("stored embedding of {} has dimension {}", r.id, vector.len());
         }
@@ -408,5 +426,7 @@ fn open_journal(path: &std::path::Path, key: &SnapshotKey, replay: Option<&Repla
         Some(r) => Journal::append_to(path, r.valid_len),
         None => Journal::create(path, key),
     };
-    opened.map_err(|e| tracing::warn!("cannot write the catalog journal ({e:#}); a start after writes reads the store")).ok()
+    opened
+        .map_err(|e| tracing::warn!("cannot write the catalog journal ({e:#}); a start after writes reads the store"))
+        .ok()
 }

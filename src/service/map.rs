@@ -39,7 +39,9 @@ impl ColorBy {
         match text {
             None | Some("rating") => Ok(ColorBy::Rating),
             Some("residual") => Ok(ColorBy::Residual),
-            Some(other) => Err(ServiceError::invalid("color", format!("color must be `rating` or `residual`, got `{other}`"))),
+            Some(other) => {
+                Err(ServiceError::invalid("color", format!("color must be `rating` or `residual`, got `{other}`")))
+            }
         }
     }
 }
@@ -161,7 +163,8 @@ impl Service {
                 let mut batch = Vec::with_capacity(MAP_BATCH * self.manifest.dim);
                 for start in (0..self.matrix_rows).step_by(MAP_BATCH) {
                     batch.clear();
-                    (start..(start + MAP_BATCH).min(self.matrix_rows)).for_each(|r| batch.extend_from_slice(catalog.vector(r)));
+                    (start..(start + MAP_BATCH).min(self.matrix_rows))
+                        .for_each(|r| batch.extend_from_slice(catalog.vector(r)));
                     all.extend(self.predict_rows(&batch)?.iter().map(|p| round(p.rating as f32, 100.0)));
                 }
                 map.predicted.get_or_init(|| all)
@@ -209,7 +212,11 @@ impl Service {
         }
         let started = std::time::Instant::now();
         match self.map_json_now() {
-            Ok(json) => tracing::info!("catalog map ready: {} bytes of JSON in {:.1}s", json.len(), started.elapsed().as_secs_f64()),
+            Ok(json) => tracing::info!(
+                "catalog map ready: {} bytes of JSON in {:.1}s",
+                json.len(),
+                started.elapsed().as_secs_f64()
+            ),
             Err(e) => tracing::warn!("the catalog map could not be made: {e}"),
         }
     }
@@ -263,7 +270,10 @@ impl Service {
             Some(s) if PNG_SIZES.contains(&s) => s as u32,
             Some(s) => {
                 let (lo, hi) = (PNG_SIZES.start(), PNG_SIZES.end());
-                return Err(ServiceError::invalid("size", format!("size must be between {lo} and {hi} pixels, got {s}")));
+                return Err(ServiceError::invalid(
+                    "size",
+                    format!("size must be between {lo} and {hi} pixels, got {s}"),
+                ));
             }
         };
         let service = self.clone();
@@ -299,7 +309,13 @@ fn draw(map: &CatalogMap, points: &[Point], size: u32, color: ColorBy) -> anyhow
     let margin = side as f32 * 0.03;
     let span = side as f32 - 2.0 * margin;
     let density = points.len() as f32 / (side * side) as f32;
-    let radius: i64 = if density < 0.002 { 2 } else if density < 0.02 { 1 } else { 0 };
+    let radius: i64 = if density < 0.002 {
+        2
+    } else if density < 0.02 {
+        1
+    } else {
+        0
+    };
     let alpha = if density > 0.05 { 0.5 } else { 0.85 };
     for p in points {
         let gx = map.grid(p.xy[0], 0) as f32 / GRID as f32;

@@ -27,7 +27,7 @@ pub use recommend::Strategy;
 use crate::artifacts::Manifest;
 use crate::catalog::store::{MovieRow, Store};
 use crate::engine::worker::EmbedQueue;
-use crate::engine::{EngineInfo, Embeddings};
+use crate::engine::{Embeddings, EngineInfo};
 use crate::head::{Head, Prediction};
 use crate::index::{Hit, VectorIndex};
 use crate::movie::MovieDoc;
@@ -150,7 +150,13 @@ fn parse_documents(values: Vec<Value>, max: usize) -> Result<Vec<MovieDoc>, Serv
 
 fn summary(catalog: &LiveCatalog, row: usize) -> MovieSummary {
     let e = catalog.entry(row);
-    MovieSummary { id: e.id().to_string(), title: e.title().to_string(), year: e.year(), rating: e.rating, votes: e.votes }
+    MovieSummary {
+        id: e.id().to_string(),
+        title: e.title().to_string(),
+        year: e.year(),
+        rating: e.rating,
+        votes: e.votes,
+    }
 }
 
 fn view(catalog: &LiveCatalog, row: usize, predicted: Prediction, document: Value) -> MovieView {
@@ -428,7 +434,8 @@ impl Service {
             ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
         };
         if row >= self.matrix_rows {
-            let document = self.run_time_documents.get(id).ok_or_else(|| unavailable("its document is not in memory".into()))?;
+            let document =
+                self.run_time_documents.get(id).ok_or_else(|| unavailable("its document is not in memory".into()))?;
             return serde_json::from_str(&document).map_err(|e| unavailable(e.to_string()));
         }
         self.base_documents.get(row, id).map_err(unavailable)
@@ -482,16 +489,19 @@ impl Service {
                 catalog.nearest(&service.index, catalog.vector(row), Some(row), k.0, &filter, &[row], exact)
             };
             let results = neighbours(&catalog, catalog.traits(row), &hits);
-            Ok(Some(SimilarResponse { query: Some(summary(&catalog, row)), k: k.0, exact, results, tokens: None, truncated: None }))
+            Ok(Some(SimilarResponse {
+                query: Some(summary(&catalog, row)),
+                k: k.0,
+                exact,
+                results,
+                tokens: None,
+                truncated: None,
+            }))
         };
         // A table or graph answer is a fraction of a millisecond: handing it to the blocking pool would
         // cost about as much as the search. A scan (exact, or a filter the table cannot answer) is
         // not: that waits for a search lane.
-        let response = if !heavy || (!exact && self.index.has_table()) {
-            answer(heavy)?
-        } else {
-            None
-        };
+        let response = if !heavy || (!exact && self.index.has_table()) { answer(heavy)? } else { None };
         let response = match response {
             Some(r) => r,
             None => self
@@ -515,20 +525,21 @@ impl Service {
         let embedded = self.embed_documents(std::slice::from_ref(&doc)).await?;
         let started = Instant::now();
         let service = self.clone();
-        let response = self.in_search_lane(move || {
-            let catalog = service.rows()?;
-            let hits = catalog.nearest(&service.index, embedded.row(0), None, k.0, &filter, &[], exact);
-            let traits = catalog.traits_of(&Facts::of(&doc));
-            Ok(SimilarResponse {
-                query: None,
-                k: k.0,
-                exact,
-                results: neighbours(&catalog, &traits, &hits),
-                tokens: Some(embedded.encoded[0].untruncated_len),
-                truncated: Some(embedded.encoded[0].truncated()),
+        let response = self
+            .in_search_lane(move || {
+                let catalog = service.rows()?;
+                let hits = catalog.nearest(&service.index, embedded.row(0), None, k.0, &filter, &[], exact);
+                let traits = catalog.traits_of(&Facts::of(&doc));
+                Ok(SimilarResponse {
+                    query: None,
+                    k: k.0,
+                    exact,
+                    results: neighbours(&catalog, &traits, &hits),
+                    tokens: Some(embedded.encoded[0].untruncated_len),
+                    truncated: Some(embedded.encoded[0].truncated()),
+                })
             })
-        })
-        .await?;
+            .await?;
         self.searched(exact, started);
         Ok(response)
     }
@@ -546,19 +557,20 @@ impl Service {
     ) -> Result<RecommendResponse, ServiceError> {
         let started = Instant::now();
         let service = self.clone();
-        let response = self.in_search_lane(move || {
-            let catalog = service.rows()?;
-            let pos = recommend::example_rows(&catalog, &positive, "positive")?;
-            let neg = recommend::example_rows(&catalog, &negative, "negative")?;
-            let hits = recommend::rank(&catalog, &service.index, strategy, &pos, &neg, k.0, &filter, exact)?;
-            // "Why" is relative to the first positive example (the one the user picked first).
-            let results = match pos.first().or(neg.first()) {
-                Some(&anchor) => neighbours(&catalog, catalog.traits(anchor), &hits),
-                None => Vec::new(),
-            };
-            Ok(RecommendResponse { strategy, k: k.0, results })
-        })
-        .await?;
+        let response = self
+            .in_search_lane(move || {
+                let catalog = service.rows()?;
+                let pos = recommend::example_rows(&catalog, &positive, "positive")?;
+                let neg = recommend::example_rows(&catalog, &negative, "negative")?;
+                let hits = recommend::rank(&catalog, &service.index, strategy, &pos, &neg, k.0, &filter, exact)?;
+                // "Why" is relative to the first positive example (the one the user picked first).
+                let results = match pos.first().or(neg.first()) {
+                    Some(&anchor) => neighbours(&catalog, catalog.traits(anchor), &hits),
+                    None => Vec::new(),
+                };
+                Ok(RecommendResponse { strategy, k: k.0, results })
+            })
+            .await?;
         self.searched(true, started);
         Ok(response)
     }
@@ -663,15 +675,21 @@ impl Service {
         // after it shows as a gap at the next add or start, not hidden inside this record.
         let written_at = written.map_err(replicas::store_error)?;
         let after = before.map(|_| written_at);
-        let movie =
-            NewMovie { id: row.id.clone(), rating: row.rating, votes: row.votes, facts: Facts::of(&row.movie), source: &row.source };
+        let movie = NewMovie {
+            id: row.id.clone(),
+            rating: row.rating,
+            votes: row.votes,
+            facts: Facts::of(&row.movie),
+            source: &row.source,
+        };
         let record = before.zip(after).filter(|&(b, _)| Some(b) == tracked).map(|(b, a)| Record::of(&movie, b, a));
         let pushed = {
             let mut catalog = self.live.write().map_err(ServiceError::internal)?;
             if !applied.newer(&row.id, written_at) {
                 // A newer write of this id (another replica's) is applied already: it stays. The store
                 // changed beside this server, so the journal cannot describe it.
-                let current = catalog.row_of(&row.id).ok_or_else(|| ServiceError::internal("an applied id has no row"))?;
+                let current =
+                    catalog.row_of(&row.id).ok_or_else(|| ServiceError::internal("an applied id has no row"))?;
                 drop(catalog);
                 *self.journaling() = Journaling::default();
                 return Ok((current, Some(current)));
@@ -686,7 +704,9 @@ impl Service {
                 journaling.generation = Some(record.after);
                 if let Some(journal) = journaling.journal.as_mut() {
                     if let Err(e) = journal.append(&record) {
-                        tracing::warn!("could not append to the catalog journal ({e:#}); the next start reads the store");
+                        tracing::warn!(
+                            "could not append to the catalog journal ({e:#}); the next start reads the store"
+                        );
                         journaling.journal = None;
                     }
                 }

@@ -67,7 +67,6 @@ impl FilterBody {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,6 @@ pub enum Strategy {
     Linear,
 }
 
-
 /// Most example movies per list in a recommendation request.
 pub const MAX_EXAMPLES: usize = 100;
 
@@ -44,7 +43,10 @@ pub fn rank(
     match strategy {
         Strategy::Average => {
             if pos.is_empty() {
-                return Err(ServiceError::invalid("positive", "the average strategy needs at least one positive example"));
+                return Err(ServiceError::invalid(
+                    "positive",
+                    "the average strategy needs at least one positive example",
+                ));
             }
             let mut q = mean_of(catalog, pos);
             if !neg.is_empty() {

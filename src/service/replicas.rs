@@ -107,7 +107,9 @@ impl StoreState {
             }
             Err(e) if e.is_unavailable() => {
                 if self.available.swap(false, Ordering::Relaxed) {
-                    tracing::warn!("the catalog store is unavailable ({e}): writes answer 503, reads answer from memory");
+                    tracing::warn!(
+                        "the catalog store is unavailable ({e}): writes answer 503, reads answer from memory"
+                    );
                 }
             }
             Err(_) => {}
@@ -137,7 +139,9 @@ pub fn store_error(e: StoreError) -> ServiceError {
         ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
     } else if e.is_conflict() {
         tracing::warn!("a store write kept colliding with concurrent writes: {e}");
-        ServiceError::Unavailable("the catalog store is busy with concurrent writes and nothing was written, retry shortly".into())
+        ServiceError::Unavailable(
+            "the catalog store is busy with concurrent writes and nothing was written, retry shortly".into(),
+        )
     } else {
         ServiceError::internal(e)
     }
@@ -176,7 +180,10 @@ impl Service {
             let facts = Facts::parse(&m.document)
                 .map_err(|e| ServiceError::internal(format!("movie {} has an invalid stored document: {e}", m.id)))?;
             let folded = fold(&facts.title);
-            let entry = catalog.entry_for(NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source }, folded);
+            let entry = catalog.entry_for(
+                NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source },
+                folded,
+            );
             catalog.push_entry_with_vector(entry, &change.vector);
             self.run_time_documents.remember(&m.id, change.generation, m.document.as_str().into());
             count += 1;
@@ -217,7 +224,11 @@ async fn remember_loaded_documents(pg: PostgresStore, service: Weak<Service>) {
         match pg.changes_since(after, &s.manifest.model.weights_sha256, PAGE).await {
             Ok(changes) => {
                 for change in &changes {
-                    s.run_time_documents.remember(&change.movie.id, change.generation, change.movie.document.as_str().into());
+                    s.run_time_documents.remember(
+                        &change.movie.id,
+                        change.generation,
+                        change.movie.document.as_str().into(),
+                    );
                 }
                 match changes.last() {
                     Some(last) if changes.len() == PAGE as usize => after = last.generation,

@@ -48,7 +48,9 @@ impl StoreError {
             _ => return false,
         };
         match db {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
             sqlx::Error::Protocol(_) => true,
             // PostgreSQL's connection exceptions (08...) and operator interventions: shutting down,
             // starting up, crashed (57P...).
@@ -232,8 +234,11 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
 ];
 
 /// The PostgreSQL migrations (`migrations/postgres/`), in order.
-const POSTGRES_MIGRATIONS: &[Embedded] =
-    &[Embedded { version: 1, description: "catalog", sql: include_str!("../../../migrations/postgres/0001_catalog.sql") }];
+const POSTGRES_MIGRATIONS: &[Embedded] = &[Embedded {
+    version: 1,
+    description: "catalog",
+    sql: include_str!("../../../migrations/postgres/0001_catalog.sql"),
+}];
 
 /// A migrator over embedded migrations: what sqlx's `migrate!` macro would make (same versions,
 /// descriptions and checksums, so databases migrated by either agree), without building sqlx's
@@ -246,7 +251,13 @@ fn migrator(files: &[Embedded]) -> sqlx::migrate::Migrator {
             .iter()
             .map(|m| {
                 let sql = sqlx::AssertSqlSafe(m.sql).into_sql_str();
-                Migration::new(m.version, m.description.into(), MigrationType::Simple, sql, m.sql.starts_with("-- no-transaction"))
+                Migration::new(
+                    m.version,
+                    m.description.into(),
+                    MigrationType::Simple,
+                    sql,
+                    m.sql.starts_with("-- no-transaction"),
+                )
             })
             .collect(),
     )
@@ -260,7 +271,9 @@ where
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
 {
     migrator.run(pool).await.map_err(|source| match source {
-        sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::NewerSchema { location: location.to_string(), version },
+        sqlx::migrate::MigrateError::VersionMissing(version) => {
+            StoreError::NewerSchema { location: location.to_string(), version }
+        }
         source => StoreError::Migrate { location: location.to_string(), source },
     })
 }
@@ -360,7 +373,12 @@ impl Store {
 
     /// Write a movie and its embedding together (one transaction): both or neither. Returns the
     /// catalog generation after the write (PostgreSQL: the one the embedding row carries).
-    pub async fn put_movie_with_embedding(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<u64, StoreError> {
+    pub async fn put_movie_with_embedding(
+        &self,
+        row: &MovieRow,
+        model_sha256: &str,
+        vector: &[f32],
+    ) -> Result<u64, StoreError> {
         each_backend!(self, s => s.put_movie_with_embedding(row, model_sha256, vector).await)
     }
 
@@ -447,7 +465,10 @@ mod tests {
             // A raw `@` in the password: the host is after the last one.
             ("postgres://u:p@ss@db:5432/c", "postgres://u:***@db:5432/c"),
             ("postgres://u:@db/c", "postgres://u:***@db/c"),
-            ("postgres://db/c?user=u&password=s3cret&sslmode=disable", "postgres://db/c?user=u&password=***&sslmode=disable"),
+            (
+                "postgres://db/c?user=u&password=s3cret&sslmode=disable",
+                "postgres://db/c?user=u&password=***&sslmode=disable",
+            ),
             ("postgres://u:s3cret@db?PASSWORD=again", "postgres://u:***@db?PASSWORD=***"),
             // Nothing to hide.
             ("postgres://u@db:5432/c", "postgres://u@db:5432/c"),

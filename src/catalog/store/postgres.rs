@@ -122,11 +122,21 @@ impl PostgresStore {
 
     /// See [`super::Store::put_movie_with_embedding`]; returns the generation the embedding was
     /// written at. Run again when it loses a conflict, like [`PostgresStore::upsert_movies`].
-    pub async fn put_movie_with_embedding(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<u64, StoreError> {
+    pub async fn put_movie_with_embedding(
+        &self,
+        row: &MovieRow,
+        model_sha256: &str,
+        vector: &[f32],
+    ) -> Result<u64, StoreError> {
         super::retry_conflicts("adding a movie", || self.put_movie_with_embedding_once(row, model_sha256, vector)).await
     }
 
-    async fn put_movie_with_embedding_once(&self, row: &MovieRow, model_sha256: &str, vector: &[f32]) -> Result<u64, StoreError> {
+    async fn put_movie_with_embedding_once(
+        &self,
+        row: &MovieRow,
+        model_sha256: &str,
+        vector: &[f32],
+    ) -> Result<u64, StoreError> {
         let now = super::now_rfc3339_millis();
         let mut tx = self.pool.begin().await?;
         lock_generation(&mut tx).await?;
@@ -236,13 +246,12 @@ impl PostgresStore {
     }
 
     pub async fn raw_movies_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<RawMovie>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, rating, votes, document, source FROM movies WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, rating, votes, document, source FROM movies WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let votes: Option<i64> = r.try_get(2)?;
@@ -263,7 +272,8 @@ impl PostgresStore {
     }
 
     pub async fn generation(&self) -> Result<(String, u64), StoreError> {
-        let row = sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
         let generation: i64 = row.try_get(1)?;
         Ok((row.try_get(0)?, generation as u64))
     }
@@ -320,8 +330,10 @@ async fn lock_generation(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> 
 /// returns how many were written (the rest were stored exactly like this already).
 async fn upsert_chunk(tx: &mut sqlx::PgConnection, chunk: &[MovieRow], now: &str) -> Result<u64, StoreError> {
     let n = chunk.len();
-    let (mut ids, mut titles, mut years, mut ratings) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut votes, mut documents, mut shas, mut sources) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut ids, mut titles, mut years, mut ratings) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut votes, mut documents, mut shas, mut sources) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for row in chunk {
         let document = row.movie.render();
         shas.push(doc_sha256(&document));

@@ -211,13 +211,12 @@ impl SqliteStore {
 
     /// Like [`Store::movies_after`], with only the columns a server needs and the documents unparsed.
     pub async fn raw_movies_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<RawMovie>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, rating, votes, document, source FROM movies WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, rating, votes, document, source FROM movies WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let votes: Option<i64> = r.try_get(2)?;
@@ -241,7 +240,8 @@ impl SqliteStore {
     /// This database's identity and the generation of its catalog: the pair changes with every write
     /// to the movies or their stored embeddings, by any program (triggers move it; see migration 0003).
     pub async fn generation(&self) -> Result<(String, u64), StoreError> {
-        let row = sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
         let generation: i64 = row.try_get(1)?;
         Ok((row.try_get(0)?, generation as u64))
     }

@@ -75,7 +75,9 @@ impl CpuPrecision {
         match self {
             CpuPrecision::F32 => true,
             #[cfg(target_arch = "x86_64")]
-            CpuPrecision::Bf16 => std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16"),
+            CpuPrecision::Bf16 => {
+                std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+            }
             #[cfg(target_arch = "x86_64")]
             CpuPrecision::Int8 => {
                 std::is_x86_feature_detected!("avx512f")
@@ -276,7 +278,10 @@ mod tests {
             let bound = 0.1 * (k as f64).sqrt();
             for i in 0..m * n {
                 let (g, e, f) = (got[i] as f64, exact[i], full[i]);
-                assert!((g - e).abs() <= 1e-5 * (1.0 + e.abs()) + 1e-6 * k as f64 * 0.1, "{m}x{k}x{n} [{i}]: {g} vs exact {e}");
+                assert!(
+                    (g - e).abs() <= 1e-5 * (1.0 + e.abs()) + 1e-6 * k as f64 * 0.1,
+                    "{m}x{k}x{n} [{i}]: {g} vs exact {e}"
+                );
                 assert!((g - f).abs() <= 2f64.powi(-8) * bound, "{m}x{k}x{n} [{i}]: {g} vs f32 {f}");
             }
         }
@@ -395,7 +400,13 @@ mod tests {
             };
         }
         const BF16_PAIR: i32 = 0x3a833a83;
-        chains!(f32_fma, "avx512f", _mm512_setzero_ps(), |r| _mm512_fmadd_ps(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3), *r), |v| _mm512_reduce_add_ps(v));
+        chains!(
+            f32_fma,
+            "avx512f",
+            _mm512_setzero_ps(),
+            |r| _mm512_fmadd_ps(_mm512_set1_ps(1e-3), _mm512_set1_ps(1e-3), *r),
+            |v| _mm512_reduce_add_ps(v)
+        );
         chains!(
             bf16_dot,
             "avx512f,avx512bf16",

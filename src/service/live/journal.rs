@@ -123,7 +123,19 @@ impl Record {
         }
         let source = r.string()?;
         let [genres, directors, actors] = lists;
-        r.0.is_empty().then_some(Record { before, after, id, title, rating, votes, year, genres, directors, actors, source })
+        r.0.is_empty().then_some(Record {
+            before,
+            after,
+            id,
+            title,
+            rating,
+            votes,
+            year,
+            genres,
+            directors,
+            actors,
+            source,
+        })
     }
 }
 

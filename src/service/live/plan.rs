@@ -310,9 +310,12 @@ impl FieldStats {
         let (narrow, _) = narrowest(&self.lists(f), self.rows);
         // Which fields the filter sets besides the list's own.
         let years = filter.min_year.is_some() || filter.max_year.is_some();
-        let (genres, votes, rating) = (!filter.genres.is_empty(), filter.min_votes.is_some(), filter.min_rating.is_some());
+        let (genres, votes, rating) =
+            (!filter.genres.is_empty(), filter.min_votes.is_some(), filter.min_rating.is_some());
         let excluded = !filter.exclude_genres.is_empty();
-        let only = |own: bool| own && !excluded && usize::from(years) + usize::from(genres) + usize::from(votes) + usize::from(rating) == 1;
+        let only = |own: bool| {
+            own && !excluded && usize::from(years) + usize::from(genres) + usize::from(votes) + usize::from(rating) == 1
+        };
         match narrow {
             Narrow::All => all,
             Narrow::Genres => {
@@ -327,9 +330,11 @@ impl FieldStats {
                 Candidates { parts, exact: only(genres) }
             }
             Narrow::Decades => {
-                let parts = self.decades(filter.min_year, filter.max_year).map(|(_, rows)| (Part::List(rows), 0)).collect();
+                let parts =
+                    self.decades(filter.min_year, filter.max_year).map(|(_, rows)| (Part::List(rows), 0)).collect();
                 // Whole decades only: a range that cuts one leaves rows of the list outside it.
-                let whole = filter.min_year.is_none_or(|y| y.rem_euclid(10) == 0) && filter.max_year.is_none_or(|y| y.rem_euclid(10) == 9);
+                let whole = filter.min_year.is_none_or(|y| y.rem_euclid(10) == 0)
+                    && filter.max_year.is_none_or(|y| y.rem_euclid(10) == 9);
                 Candidates { parts, exact: only(years) && whole }
             }
             Narrow::Votes => {
@@ -547,10 +552,13 @@ enum Part<'a> {
 impl Candidates<'_> {
     /// How many rows the parts hold (counting a row in two parts twice).
     fn rows(&self) -> usize {
-        self.parts.iter().map(|(p, _)| match p {
-            Part::All(n) => *n,
-            Part::List(rows) => rows.len(),
-        }).sum()
+        self.parts
+            .iter()
+            .map(|(p, _)| match p {
+                Part::All(n) => *n,
+                Part::List(rows) => rows.len(),
+            })
+            .sum()
     }
 }
 
@@ -665,9 +673,16 @@ mod tests {
             assert!(resolved.columns.is_some(), "{f:?}: answered from the columns");
             let passing = (0..n).filter(|&r| resolved.accepts(&live.entries[r])).count();
             for row in 0..n {
-                assert_eq!(resolved.accepts_row(row, &live.entries), resolved.accepts(&live.entries[row]), "{f:?}, row {row}");
+                assert_eq!(
+                    resolved.accepts_row(row, &live.entries),
+                    resolved.accepts(&live.entries[row]),
+                    "{f:?}, row {row}"
+                );
             }
-            assert!(passing < n || f.min_votes == Some(0) || f.exclude_genres == g(&["Space Opera"]), "{f:?} lets every row through");
+            assert!(
+                passing < n || f.min_votes == Some(0) || f.exclude_genres == g(&["Space Opera"]),
+                "{f:?} lets every row through"
+            );
         }
     }
 }

@@ -140,7 +140,8 @@ impl LiveCatalog {
             if row < ids.len() {
                 catalog.push_entry(entry);
             } else {
-                let vector = added.get(entry.id()).copied().context("a movie added at run time has no stored vector")?;
+                let vector =
+                    added.get(entry.id()).copied().context("a movie added at run time has no stored vector")?;
                 ensure!(vector.len() == dim, "stored embedding of {} has dimension {}", entry.id(), vector.len());
                 added_rows.push(catalog.push_entry_with_vector(entry, vector).0);
             }
@@ -257,7 +258,12 @@ mod tests {
             .collect();
         let genre = Filter { genres: vec!["comedy".into()], ..Default::default() };
         let kept: Vec<usize> = (0..cat.rows()).filter(|&r| cat.keep(r, &genre, &[])).collect();
-        format!("{rows:#?} {kept:?} {:?} {:?} {}", cat.search_titles("amelie", 5), cat.search_titles("ca", 5), cat.live_count())
+        format!(
+            "{rows:#?} {kept:?} {:?} {:?} {}",
+            cat.search_titles("amelie", 5),
+            cat.search_titles("ca", 5),
+            cat.live_count()
+        )
     }
 
     #[test]
@@ -266,7 +272,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE);
         cat.save_snapshot(&path, &key(7)).unwrap();
-        let (back, added_rows) = LiveCatalog::load_snapshot(&path, &key(7), &ids, cat.matrix.clone(), 2, &added).unwrap();
+        let (back, added_rows) =
+            LiveCatalog::load_snapshot(&path, &key(7), &ids, cat.matrix.clone(), 2, &added).unwrap();
         assert_eq!(added_rows, [3, 4]);
         assert_eq!(seen(&back), seen(&cat));
         // Names new to the snapshot are interned after the saved ones, as in the original.
@@ -284,7 +291,10 @@ mod tests {
         let path = dir.path().join(FILE);
         cat.save_snapshot(&path, &key(7)).unwrap();
         let load = |key: &SnapshotKey, ids: &[String], added: &[(String, Vec<f32>)]| {
-            LiveCatalog::load_snapshot(&path, key, ids, cat.matrix.clone(), 2, added).map(|_| ()).unwrap_err().to_string()
+            LiveCatalog::load_snapshot(&path, key, ids, cat.matrix.clone(), 2, added)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
         };
         assert!(load(&key(8), &ids, &added).contains("changed"));
         assert!(load(&SnapshotKey { store: "xyz".into(), ..key(7) }, &ids, &added).contains("another"));
@@ -297,11 +307,17 @@ mod tests {
             let mut bad = good.clone();
             bad[at] ^= 0x21;
             std::fs::write(&path, &bad).unwrap();
-            assert!(LiveCatalog::load_snapshot(&path, &key(7), &ids, cat.matrix.clone(), 2, &added).is_err(), "byte {at}");
+            assert!(
+                LiveCatalog::load_snapshot(&path, &key(7), &ids, cat.matrix.clone(), 2, &added).is_err(),
+                "byte {at}"
+            );
         }
         for len in [0, 10, good.len() / 2, good.len() - 1] {
             std::fs::write(&path, &good[..len]).unwrap();
-            assert!(LiveCatalog::load_snapshot(&path, &key(7), &ids, cat.matrix.clone(), 2, &added).is_err(), "{len} bytes");
+            assert!(
+                LiveCatalog::load_snapshot(&path, &key(7), &ids, cat.matrix.clone(), 2, &added).is_err(),
+                "{len} bytes"
+            );
         }
     }
 }

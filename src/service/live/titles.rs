@@ -42,7 +42,11 @@ const QUALITY_SHIFT: u32 = 16;
 /// One DFA builder per typo budget (0, 1, 2), transpositions counting as one edit. Building the
 /// 2-edit one takes a few milliseconds: once per process.
 static BUILDERS: LazyLock<[LevenshteinAutomatonBuilder; 3]> = LazyLock::new(|| {
-    [LevenshteinAutomatonBuilder::new(0, true), LevenshteinAutomatonBuilder::new(1, true), LevenshteinAutomatonBuilder::new(2, true)]
+    [
+        LevenshteinAutomatonBuilder::new(0, true),
+        LevenshteinAutomatonBuilder::new(1, true),
+        LevenshteinAutomatonBuilder::new(2, true),
+    ]
 });
 
 /// Edits a query word may be away from a title word: none for words of up to 3 characters and for
@@ -169,7 +173,10 @@ pub fn score_title(query: &TitleQuery, folded: &str, year: Option<i64>) -> u32 {
     let mut best = vec![0u32; query.words.len()];
     let mut distinct: Vec<u64> = Vec::new();
     for_each_word(folded, |term| {
-        let hash = std::hash::BuildHasher::hash_one(&std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(), term);
+        let hash = std::hash::BuildHasher::hash_one(
+            &std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default(),
+            term,
+        );
         if !distinct.contains(&hash) {
             distinct.push(hash);
         }
@@ -184,13 +191,16 @@ pub fn score_title(query: &TitleQuery, folded: &str, year: Option<i64>) -> u32 {
             *b = (*b).max(YEAR);
         }
     }
-    let cell = best.iter().enumerate().fold(0u32, |cell, (i, &q)| {
-        if q == 0 {
-            cell
-        } else {
-            (cell | 1 << i) + (q << QUALITY_SHIFT)
-        }
-    });
+    let cell = best.iter().enumerate().fold(
+        0u32,
+        |cell, (i, &q)| {
+            if q == 0 {
+                cell
+            } else {
+                (cell | 1 << i) + (q << QUALITY_SHIFT)
+            }
+        },
+    );
     rank_key(cell, distinct.len().min(255) as u8)
 }
 
@@ -213,7 +223,12 @@ pub struct TitleRows {
 
 impl TitleRows {
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        TitleRows { text: String::with_capacity(bytes), ends: Vec::with_capacity(rows), years: Vec::with_capacity(rows), votes: Vec::with_capacity(rows) }
+        TitleRows {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(rows),
+            years: Vec::with_capacity(rows),
+            votes: Vec::with_capacity(rows),
+        }
     }
 
     /// The next row.
@@ -320,7 +335,17 @@ impl TitleIndex {
             .filter_map(|(rank, &row)| rows.years[row as usize].map(|y| (year_number(y), rank as u32)));
         let (year_starts, year_postings) = group(year_pairs, by_year.len());
         let years = by_year.iter().zip(year_starts).map(|(&y, s)| (y, s)).collect();
-        TitleIndex { words, starts, postings, years, year_postings, row_of_rank, title_words, short_prefixes, prefix_postings }
+        TitleIndex {
+            words,
+            starts,
+            postings,
+            years,
+            year_postings,
+            row_of_rank,
+            title_words,
+            short_prefixes,
+            prefix_postings,
+        }
     }
 
     /// Rows indexed (`0..rows()`).
@@ -336,7 +361,10 @@ impl TitleIndex {
     /// Heap bytes the index holds (its score buffers, one per searching thread, are `4 * rows()` each).
     pub fn heap_bytes(&self) -> usize {
         self.words.as_fst().as_bytes().len()
-            + 4 * (self.starts.capacity() + self.postings.capacity() + self.year_postings.capacity() + self.row_of_rank.capacity())
+            + 4 * (self.starts.capacity()
+                + self.postings.capacity()
+                + self.year_postings.capacity()
+                + self.row_of_rank.capacity())
             + 8 * self.years.capacity()
             + self.title_words.capacity()
             + 4 * self.prefix_postings.capacity()
@@ -457,14 +485,20 @@ fn best_ranked(
 
 /// For every prefix of 1 to [`SHORT_PREFIX`] characters of the (sorted) words, the movies having a
 /// word that starts with it (ascending, each once).
-fn short_prefix_lists(sorted: &[(String, u32)], starts: &[u32], postings: &[u32]) -> (HashMap<String, (u32, u32)>, Vec<u32>) {
+fn short_prefix_lists(
+    sorted: &[(String, u32)],
+    starts: &[u32],
+    postings: &[u32],
+) -> (HashMap<String, (u32, u32)>, Vec<u32>) {
     let mut lists = HashMap::new();
     let mut all = Vec::new();
     for n in 1..=SHORT_PREFIX {
         let mut i = 0;
         while i < sorted.len() {
             // Sorted words sharing a prefix are consecutive.
-            let Some(prefix) = first_chars(&sorted[i].0, n).or_else(|| (sorted[i].0.chars().count() == n).then_some(sorted[i].0.as_str())) else {
+            let Some(prefix) = first_chars(&sorted[i].0, n)
+                .or_else(|| (sorted[i].0.chars().count() == n).then_some(sorted[i].0.as_str()))
+            else {
                 i += 1;
                 continue;
             };
@@ -509,7 +543,13 @@ mod tests {
     use std::borrow::Cow;
 
     fn movie(id: &str, title: &str, year: i64, votes: u64) -> NewMovie<'static> {
-        let facts = Facts { title: Cow::Owned(title.into()), genres: vec![], release_year: Some(year), directors: vec![], actors: vec![] };
+        let facts = Facts {
+            title: Cow::Owned(title.into()),
+            genres: vec![],
+            release_year: Some(year),
+            directors: vec![],
+            actors: vec![],
+        };
         NewMovie { id: id.into(), rating: Some(7.0), votes: Some(votes), facts, source: "test" }
     }
 
@@ -683,7 +723,12 @@ mod tests {
     /// many words matched as the title has distinct words).
     fn by_the_rules(query: &str, title: &str, year: i64) -> (usize, usize, bool) {
         let split = |s: &str| -> Vec<String> {
-            fold(s).replace(['\'', '’'], "").split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(String::from).collect()
+            fold(s)
+                .replace(['\'', '’'], "")
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect()
         };
         let typing = fold(query).ends_with(char::is_alphanumeric);
         let words = split(query);
@@ -696,7 +741,13 @@ mod tests {
                 continue;
             }
             let wc: Vec<char> = w.chars().collect();
-            let budget = if wc.iter().all(|c| c.is_ascii_digit()) || wc.len() <= 3 { 0 } else if wc.len() <= 7 { 1 } else { 2 };
+            let budget = if wc.iter().all(|c| c.is_ascii_digit()) || wc.len() <= 3 {
+                0
+            } else if wc.len() <= 7 {
+                1
+            } else {
+                2
+            };
             let mut best = 0;
             for t in &title_words {
                 let tc: Vec<char> = t.chars().collect();
@@ -710,7 +761,11 @@ mod tests {
                 };
                 best = best.max(q);
             }
-            if wc.len() == 4 && wc.iter().all(|c| c.is_ascii_digit()) && w.parse::<i64>() == Ok(year) && (1870..=2100).contains(&year) {
+            if wc.len() == 4
+                && wc.iter().all(|c| c.is_ascii_digit())
+                && w.parse::<i64>() == Ok(year)
+                && (1870..=2100).contains(&year)
+            {
                 best = best.max(3);
             }
             if best > 0 {
@@ -725,16 +780,52 @@ mod tests {
     #[test]
     fn every_answer_is_the_best_by_the_rules() {
         let pool = [
-            "the", "of", "a", "lord", "ring", "rings", "king", "kong", "night", "knight", "dark", "star", "stars", "wars",
-            "godfather", "godmother", "shawshank", "redemption", "amélie", "ÉTÉ", "frozen", "dune", "1917", "1984", "love",
-            "lover", "story", "toy", "part", "ii", "o'brien", "return", "returns", "city", "cité",
+            "the",
+            "of",
+            "a",
+            "lord",
+            "ring",
+            "rings",
+            "king",
+            "kong",
+            "night",
+            "knight",
+            "dark",
+            "star",
+            "stars",
+            "wars",
+            "godfather",
+            "godmother",
+            "shawshank",
+            "redemption",
+            "amélie",
+            "ÉTÉ",
+            "frozen",
+            "dune",
+            "1917",
+            "1984",
+            "love",
+            "lover",
+            "story",
+            "toy",
+            "part",
+            "ii",
+            "o'brien",
+            "return",
+            "returns",
+            "city",
+            "cité",
         ];
         let mut rng = crate::rng::Rng::new(18);
         let mut movies: Vec<(String, i64, u64)> = Vec::new();
         for _ in 0..400 {
             let n = 1 + rng.below(5);
             let title: Vec<&str> = (0..n).map(|_| pool[rng.below(pool.len())]).collect();
-            movies.push((title.join(if rng.below(4) == 0 { ": " } else { " " }), 1900 + rng.below(125) as i64, rng.below(40) as u64));
+            movies.push((
+                title.join(if rng.below(4) == 0 { ": " } else { " " }),
+                1900 + rng.below(125) as i64,
+                rng.below(40) as u64,
+            ));
         }
         let refs: Vec<(&str, i64, u64)> = movies.iter().map(|(t, y, v)| (t.as_str(), *y, *v)).collect();
         // Half the movies in the index, half added after it, some of each replaced.
