@@ -4,6 +4,8 @@
 # that a bare `cargo test` needs neither), then schemathesis against a running server (scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Formatting and clippy first (scripts/lint.sh): a failure shows in seconds, before the long build.
+bash scripts/lint.sh --no-docker
 # What a test needs from the system is installed here where it can be (Debian's packages, as root);
 # where it cannot, everything else still runs and one line at the start and the end says which test
 # was skipped and what to install.

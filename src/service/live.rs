@@ -546,7 +546,7 @@ impl LiveCatalog {
             return (search_exact(&rows, self.rows(), query, k, &keep), Plan::Exhaustive);
         }
         if matches!(force, None | Some(Plan::Table)) {
-            if let Some(hits) = start.and_then(|row| self.from_table(index, row, query, k, &keep)) {
+            if let Some(hits) = start.and_then(|row| self.table_neighbours(index, row, query, k, &keep)) {
                 return (hits, Plan::Table);
             }
         }
@@ -585,10 +585,10 @@ impl LiveCatalog {
     ) -> Option<Vec<Hit>> {
         let resolved = self.resolve(filter);
         let keep = |row: usize| self.keep_resolved(row, &resolved, exclude);
-        self.from_table(index, start, self.vector(start), k, &keep)
+        self.table_neighbours(index, start, self.vector(start), k, &keep)
     }
 
-    fn from_table(
+    fn table_neighbours(
         &self,
         index: &VectorIndex,
         start: usize,

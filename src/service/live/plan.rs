@@ -646,12 +646,12 @@ mod tests {
                 };
                 rows.into_iter().filter(|&r| skip == 0 || !columns.has_any(r, skip)).for_each(|r| seen[r] += 1);
             }
-            for row in 0..n {
+            for (row, &times) in seen.iter().enumerate() {
                 let passes = resolved.accepts(&live.entries[row]);
                 if passes {
-                    assert_eq!(seen[row], 1, "{f:?}: row {row} passes, so it is a candidate once");
+                    assert_eq!(times, 1, "{f:?}: row {row} passes, so it is a candidate once");
                 }
-                if candidates.exact && seen[row] > 0 {
+                if candidates.exact && times > 0 {
                     assert!(passes, "{f:?}: marked exact, but candidate row {row} does not pass");
                 }
             }
