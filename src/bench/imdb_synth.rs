@@ -206,6 +206,45 @@ fn push_id(buf: &mut Vec<u8>, prefix: &[u8], n: u32) {
 
 const NULL: &[u8] = b"\\N";
 
+/// Append `n` in decimal, or the null marker.
+fn push_opt_num(buf: &mut Vec<u8>, n: Option<u64>) {
+    match n {
+        Some(n) => push_num(buf, n),
+        None => buf.extend_from_slice(NULL),
+    }
+}
+
+/// Append `count` items separated by commas, each written by `item`.
+fn push_list(buf: &mut Vec<u8>, count: u64, mut item: impl FnMut(&mut Vec<u8>)) {
+    for i in 0..count {
+        if i > 0 {
+            buf.push(b',');
+        }
+        item(buf);
+    }
+}
+
+/// End of one row: flush the buffer when it is large, and move the progress bar now and then.
+fn end_row(buf: &mut Vec<u8>, enc: &mut impl Write, bar: &indicatif::ProgressBar, row: u64) -> Result<()> {
+    spill(buf, enc)?;
+    if row % 65536 == 0 {
+        bar.set_position(row);
+    }
+    Ok(())
+}
+
+/// End of a file: the rest of the buffer, the gzip trailer, the bar.
+fn end_file(
+    buf: &[u8],
+    mut enc: GzEncoder<std::io::BufWriter<std::fs::File>>,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    enc.write_all(buf)?;
+    finish(enc)?;
+    bar.finish();
+    Ok(())
+}
+
 /// Flush the line buffer into the encoder when it is large.
 fn spill(buf: &mut Vec<u8>, enc: &mut impl Write) -> Result<()> {
     if buf.len() >= 1 << 20 {
@@ -415,11 +454,7 @@ fn write_basics(out: &Path, opts: SynthOptions, titles: u64, bar: &indicatif::Pr
         buf.push(if r.chance(0.02) { b'1' } else { b'0' });
         buf.push(b'\t');
         let start_year = r.range(1894, 2025);
-        if r.chance(0.08) {
-            buf.extend_from_slice(NULL);
-        } else {
-            push_num(&mut buf, start_year);
-        }
+        push_opt_num(&mut buf, (!r.chance(0.08)).then_some(start_year));
         buf.push(b'\t');
         if core.kind == "tvSeries" || core.kind == "tvMiniSeries" {
             push_num(&mut buf, (start_year + r.range(0, 12)).min(2025));
@@ -428,35 +463,21 @@ fn write_basics(out: &Path, opts: SynthOptions, titles: u64, bar: &indicatif::Pr
         }
         buf.push(b'\t');
         let runtime_known = if core.kind == "tvEpisode" { 0.3 } else { 0.75 };
-        if r.chance(runtime_known) {
-            let minutes = match core.kind {
-                "movie" | "tvMovie" | "video" => r.range(45, 180),
-                _ => r.range(1, 60),
-            };
-            push_num(&mut buf, minutes);
-        } else {
-            buf.extend_from_slice(NULL);
-        }
+        let minutes = r.chance(runtime_known).then(|| match core.kind {
+            "movie" | "tvMovie" | "video" => r.range(45, 180),
+            _ => r.range(1, 60),
+        });
+        push_opt_num(&mut buf, minutes);
         buf.push(b'\t');
         if r.chance(0.07) {
             buf.extend_from_slice(NULL);
         } else {
-            for g in 0..r.range(1, 3) {
-                if g > 0 {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(r.pick(GENRES).as_bytes());
-            }
+            push_list(&mut buf, r.range(1, 3), |b| b.extend_from_slice(r.pick(GENRES).as_bytes()));
         }
         buf.push(b'\n');
-        spill(&mut buf, &mut enc)?;
-        if i % 65536 == 0 {
-            bar.set_position(i);
-        }
+        end_row(&mut buf, &mut enc, bar, i)?;
     }
-    enc.write_all(&buf)?;
-    finish(enc)?;
-    bar.finish();
+    end_file(&buf, enc, bar)?;
     Ok(())
 }
 
@@ -483,9 +504,7 @@ fn write_ratings(out: &Path, opts: SynthOptions, titles: u64, bar: &indicatif::P
             bar.set_position(i);
         }
     }
-    enc.write_all(&buf)?;
-    finish(enc)?;
-    bar.finish();
+    end_file(&buf, enc, bar)?;
     Ok(rows)
 }
 
@@ -590,14 +609,9 @@ fn write_principals(
                 }
             }
         }
-        spill(&mut buf, &mut enc)?;
-        if i % 65536 == 0 {
-            bar.set_position(i);
-        }
+        end_row(&mut buf, &mut enc, bar, i)?;
     }
-    enc.write_all(&buf)?;
-    finish(enc)?;
-    bar.finish();
+    end_file(&buf, enc, bar)?;
     Ok(summary)
 }
 
@@ -738,48 +752,26 @@ fn write_names(out: &Path, opts: SynthOptions, titles: u64, names: u64, bar: &in
         buf.push(b'\t');
         let born = r.range(1850, 2010);
         let has_birth = r.chance(0.35);
-        if has_birth {
-            push_num(&mut buf, born);
-        } else {
-            buf.extend_from_slice(NULL);
-        }
+        push_opt_num(&mut buf, has_birth.then_some(born));
         buf.push(b'\t');
-        if has_birth && born < 1950 && r.chance(0.6) {
-            push_num(&mut buf, (born + r.range(30, 95)).min(2025));
-        } else {
-            buf.extend_from_slice(NULL);
-        }
+        let died = (has_birth && born < 1950 && r.chance(0.6)).then(|| (born + r.range(30, 95)).min(2025));
+        push_opt_num(&mut buf, died);
         buf.push(b'\t');
         if r.chance(0.1) {
             buf.extend_from_slice(NULL);
         } else {
-            for p in 0..r.range(1, 3) {
-                if p > 0 {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(r.pick(PROFESSIONS).as_bytes());
-            }
+            push_list(&mut buf, r.range(1, 3), |b| b.extend_from_slice(r.pick(PROFESSIONS).as_bytes()));
         }
         buf.push(b'\t');
         if r.chance(0.05) {
             buf.extend_from_slice(NULL);
         } else {
-            for k in 0..r.range(1, 4) {
-                if k > 0 {
-                    buf.push(b',');
-                }
-                push_id(&mut buf, b"tt", (r.below_u64(titles) * 3 + 1) as u32);
-            }
+            push_list(&mut buf, r.range(1, 4), |b| push_id(b, b"tt", (r.below_u64(titles) * 3 + 1) as u32));
         }
         buf.push(b'\n');
-        spill(&mut buf, &mut enc)?;
-        if j % 65536 == 0 {
-            bar.set_position(j);
-        }
+        end_row(&mut buf, &mut enc, bar, j)?;
     }
-    enc.write_all(&buf)?;
-    finish(enc)?;
-    bar.finish();
+    end_file(&buf, enc, bar)?;
     Ok(names)
 }
 
