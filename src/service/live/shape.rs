@@ -68,38 +68,50 @@ impl LiveCatalog {
         };
         let per_group = controls.max_per.map_or(usize::MAX, |(_, n)| n);
         let mut counts: HashMap<u64, usize> = HashMap::new();
-        // Each candidate's highest cosine with a result taken so far.
+        // Lazy greedy: each candidate's value is known against the first `seen[i]` results taken (its
+        // highest cosine with them in `closest[i]`). A value only falls as results are taken, so a
+        // stale one is an upper bound: the best stale value, once brought up to date and still the
+        // best, is the best. Most candidates are never compared with most results.
         let mut closest = vec![f32::NEG_INFINITY; pool.len()];
+        let mut seen = vec![0usize; pool.len()];
         let mut taken = vec![false; pool.len()];
-        let mut chosen = Vec::with_capacity(n.min(pool.len()));
+        let mut chosen: Vec<Hit> = Vec::with_capacity(n.min(pool.len()));
+        let value = |i: usize, closest: &[f32], first: bool| {
+            if first || d == 0.0 {
+                pool[i].score
+            } else {
+                (1.0 - d) * pool[i].score - d * closest[i]
+            }
+        };
         while chosen.len() < n {
+            let first = chosen.is_empty();
             let mut best: Option<(usize, f32)> = None;
-            for (i, h) in pool.iter().enumerate() {
-                if taken[i]
-                    || groups.get(i).is_some_and(|g| g.iter().any(|g| counts.get(g).copied().unwrap_or(0) >= per_group))
-                {
+            for i in 0..pool.len() {
+                let full =
+                    groups.get(i).is_some_and(|g| g.iter().any(|g| counts.get(g).copied().unwrap_or(0) >= per_group));
+                if taken[i] || full {
                     continue;
                 }
-                let value = if chosen.is_empty() || d == 0.0 { h.score } else { (1.0 - d) * h.score - d * closest[i] };
+                let v = value(i, &closest, first);
                 // Ties go to the better-ranked candidate (the pool's order).
-                if best.is_none_or(|(_, v)| value > v) {
-                    best = Some((i, value));
+                if best.is_none_or(|(_, b)| v > b) {
+                    best = Some((i, v));
                 }
             }
             let Some((pick, _)) = best else { break };
+            if d > 0.0 && !first && seen[pick] < chosen.len() {
+                let v = self.vector(pool[pick].row);
+                for c in &chosen[seen[pick]..] {
+                    closest[pick] = closest[pick].max(dot(v, self.vector(c.row)));
+                }
+                seen[pick] = chosen.len();
+                continue;
+            }
             taken[pick] = true;
             if let Some(g) = groups.get(pick) {
                 g.iter().for_each(|g| *counts.entry(*g).or_default() += 1);
             }
             chosen.push(pool[pick]);
-            if d > 0.0 && chosen.len() < n {
-                let v = self.vector(pool[pick].row);
-                for (i, h) in pool.iter().enumerate() {
-                    if !taken[i] {
-                        closest[i] = closest[i].max(dot(v, self.vector(h.row)));
-                    }
-                }
-            }
         }
         chosen
     }
