@@ -41,8 +41,41 @@ impl LiveCatalog {
         exact: bool,
         controls: &Controls,
     ) -> Vec<Hit> {
-        let hits = self.nearest(index, query, start, controls.wanted(k), filter, exclude, exact);
+        let wanted = controls.wanted(k);
+        let from_table = match start {
+            Some(row) if controls.chooses() && !exact => self.pool_from_table(index, row, wanted, filter, exclude),
+            _ => None,
+        };
+        let hits = from_table.unwrap_or_else(|| self.nearest(index, query, start, wanted, filter, exclude, exact));
         self.page(hits, k, controls)
+    }
+
+    /// The candidate pool of "more like" matrix row `row` from the neighbour table, without a graph
+    /// walk: its kept neighbours and theirs (up to 16 + 16 × 16 rows), those that pass re-scored
+    /// against the row, the `wanted` best (the rows added at run time scored beside them). `None`
+    /// without a table, for a row added at run time, or when fewer than `wanted` pass (the caller
+    /// then searches as usual).
+    fn pool_from_table(
+        &self,
+        index: &VectorIndex,
+        row: usize,
+        wanted: usize,
+        filter: &Filter,
+        exclude: &[usize],
+    ) -> Option<Vec<Hit>> {
+        let table = index.table().filter(|t| row < t.rows())?;
+        let resolved = self.resolve(filter);
+        let keep = |r: usize| r != row && self.keep_resolved(r, &resolved, exclude);
+        let mut rows: Vec<usize> = table.of(row).flat_map(|n| std::iter::once(n).chain(table.of(n))).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let query = self.vector(row);
+        let hits: Vec<Hit> =
+            rows.into_iter().filter(|&r| keep(r)).map(|r| Hit { row: r, score: dot(query, self.vector(r)) }).collect();
+        if hits.len() < wanted {
+            return None;
+        }
+        Some(self.with_run_time_rows(crate::index::best_k(hits, wanted), query, wanted, &keep))
     }
 
     /// The page of `k` that `controls` ask for from `candidates` (best first, at least
