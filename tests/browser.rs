@@ -67,6 +67,7 @@ fn host_page(api: &str, label: &str) -> String {
 <h1>A shop on another origin ({label})</h1>
 <ol id="host-list"><li>The host page's own list item</li></ol>
 <div id="strip" data-movie-id="tt0468569" data-k="5"></div>
+<div id="strip-controls" data-movie-id="tt0468569" data-k="5" data-exclude="tt1345836, tt0372784" data-diversity="0.6"></div>
 <script src="{api}/widget.js" defer></script>
 </body></html>"#
     )

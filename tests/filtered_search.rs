@@ -261,3 +261,40 @@ fn few_matching_movies_are_scanned_and_many_sketched() {
     assert_eq!(live.nearest_by(&index, live.vector(7), None, 10, every, &[7], None).1, Plan::Sketch);
     assert_eq!(live.nearest_by(&index, live.vector(7), None, 10, &filters["nothing"], &[7], None).1, Plan::Walk);
 }
+
+/// The strip controls by id without `exact`: the candidate pool comes from the neighbour table (the
+/// movie's kept neighbours and theirs). Pages of one strip still never repeat a movie and are one
+/// answer of twice the size; excluded rows never come back and the page is still full.
+#[test]
+fn strip_controls_by_id_page_and_exclude_from_the_table_pool() {
+    use cinevec::service::query::ControlsBody;
+    let (n, dim) = (4000, 32);
+    let (live, index) = catalog(n, dim);
+    let every = Filter::default();
+    for &row in queries(&live, n).iter().filter(|&&r| r < n) {
+        let q = live.vector(row).to_vec();
+        let controls = |offset: i64, exclude: Vec<String>| {
+            ControlsBody { diversity: Some(0.5), max_per: None, offset: Some(offset), exclude, ..Default::default() }
+                .parse()
+                .unwrap()
+        };
+        let search = |k: usize, c: &cinevec::service::Controls| {
+            let exclude = live.exclusion(&c.exclude, &[row]);
+            rows(&live.search(&index, &q, Some(row), k, &every, &exclude, false, c))
+        };
+        let twice = search(10, &controls(0, vec![]));
+        let paged: Vec<usize> =
+            search(5, &controls(0, vec![])).into_iter().chain(search(5, &controls(5, vec![]))).collect();
+        assert_eq!(paged, twice, "row {row}");
+        let mut unique = twice.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 10, "row {row}: a movie twice in one strip");
+        let plain = rows(&live.nearest(&index, &q, Some(row), 10, &every, &[row], false));
+        assert_eq!(twice[0], plain[0], "row {row}: the first result changed with diversity");
+        let excluded: Vec<String> = twice[..5].iter().map(|&r| live.entry(r).id().to_string()).collect();
+        let without = search(10, &controls(0, excluded));
+        assert_eq!(without.len(), 10, "row {row}");
+        assert!(without.iter().all(|r| !twice[..5].contains(r)), "row {row}: an excluded movie came back");
+    }
+}

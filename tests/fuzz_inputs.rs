@@ -39,6 +39,12 @@ const FIELDS: &[&str] = &[
     "positive",
     "negative",
     "strategy",
+    "exclude",
+    "diversity",
+    "offset",
+    "min_score",
+    "max_per",
+    "per_group",
     "extra",
     "",
 ];
@@ -163,19 +169,36 @@ proptest! {
 
     #[test]
     fn request_bodies_parse_or_fail_cleanly(v in prop_oneof![json_value(), movie_like()], text in ".*") {
-        if let Ok(r) = serde_json::from_value::<SimilarRequest>(v.clone()) {
+        if let Ok(mut r) = serde_json::from_value::<SimilarRequest>(v.clone()) {
             let _ = r.filter();
+            let (diversity, offset) = (r.diversity, r.offset);
+            if let Ok(c) = r.controls() {
+                prop_assert!((0.0..=1.0).contains(&c.diversity));
+                prop_assert!(c.offset <= 100 && c.exclude.len() <= 1000);
+                prop_assert!(diversity.is_none_or(|d| (0.0..=1.0).contains(&d)) && offset.is_none_or(|o| (0..=100).contains(&o)));
+            }
             let k = TopK::parse(r.k);
             prop_assert_eq!(k.is_ok(), r.k.is_none_or(|k| (1..=100).contains(&k)));
         }
-        if let Ok(r) = serde_json::from_value::<RecommendRequest>(v.clone()) {
+        if let Ok(mut r) = serde_json::from_value::<RecommendRequest>(v.clone()) {
             let _ = r.filter();
+            let _ = r.controls();
         }
         let _ = serde_json::from_value::<MoviesRequest>(v.clone());
         let _ = serde_json::from_value::<AddMovieRequest>(v.clone());
         let _ = serde_json::from_str::<SimilarRequest>(&text);
         if let Ok(q) = serde_json::from_value::<SimilarQuery>(v) {
             let _ = q.parse();
+        }
+    }
+
+    #[test]
+    fn query_string_controls_parse_or_fail_cleanly(exclude in ".{0,300}", diversity in any::<f64>(), offset in any::<i64>(), group in ".{0,12}", per in any::<i64>()) {
+        use cinevec::service::query::ControlsBody;
+        let body = ControlsBody::from_query(Some(&exclude), Some(diversity), Some(offset), None, Some(group), Some(per));
+        if let Ok(c) = body.parse() {
+            prop_assert!(c.diversity.is_finite() && (0.0..=1.0).contains(&c.diversity) && c.offset <= 100);
+            prop_assert!(c.exclude.iter().all(|id| !id.trim().is_empty() && !id.chars().any(char::is_control)));
         }
     }
 }

@@ -180,6 +180,129 @@ async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_resta
     }
 }
 
+/// Wait until `s` no longer serves `id`; how long that took.
+async fn until_gone(s: &Server, id: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while live_title(s, id).await.is_some() {
+        assert!(started.elapsed() < limit, "{} still serves {id} after {limit:?}", s.base);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Whether the 5 movies most like `document` on `s` hold `id`.
+async fn in_similar(s: &Server, document: &Value, id: &str) -> bool {
+    let body: Value =
+        s.post("/v1/similar", &json!({"movie": document, "k": 5, "exact": true})).await.json().await.unwrap();
+    body["results"].as_array().unwrap().iter().any(|r| r["id"] == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
+async fn a_delete_on_one_replica_is_gone_on_the_others_within_a_second_and_after_a_start() {
+    let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
+    let url = pg.create_db("deletes").unwrap();
+    let dir = fixture_copy();
+    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
+    let slice = dir.path().join("slice.jsonl");
+    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
+    let mut cfg = config(dir.path());
+    cfg.service.db = url.clone();
+    let a = Server::start(cfg.clone()).await;
+    let b = Server::start(cfg.clone()).await;
+    let base_id = first_id(&slice);
+    let r = a.post_auth("/v1/movies", &movie("cv-d1", "Deleted Later"), KEY).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    until_served(&b, "cv-d1", "Deleted Later", VISIBLE_WITHIN).await;
+    // Each movie's own document finds it among its most similar.
+    let text = std::fs::read_to_string(&slice).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let documents = [first["movie"].clone(), movie("cv-d1", "Deleted Later")["movie"].clone()];
+    for (id, doc) in [base_id.as_str(), "cv-d1"].iter().zip(&documents) {
+        assert!(in_similar(&b, doc, id).await, "{id}");
+    }
+
+    // A matrix movie and a run-time one deleted on A: gone on B within a second.
+    for (id, doc) in [base_id.as_str(), "cv-d1"].into_iter().zip(&documents) {
+        let r = a.delete_auth(&format!("/v1/movies/{id}"), KEY).await;
+        assert_eq!(r.status(), StatusCode::OK, "{id}");
+        let took = until_gone(&b, id, VISIBLE_WITHIN).await;
+        eprintln!("delete of {id} on A gone on B after {took:?}");
+        for s in [&a, &b] {
+            assert_eq!(s.get(&format!("/v1/movies/{id}")).await.status(), StatusCode::NOT_FOUND, "{}", s.base);
+            assert!(!in_similar(s, doc, id).await, "{}: {id} in a more-like-this", s.base);
+        }
+    }
+    let info: Value = b.get("/v1/info").await.json().await.unwrap();
+    assert_eq!(info["counts"]["movies"], SLICE - 1, "{info}");
+
+    // Added again on B: back on A.
+    let r = b.post_auth("/v1/movies", &movie("cv-d1", "Deleted And Back"), KEY).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    until_served(&a, "cv-d1", "Deleted And Back", VISIBLE_WITHIN).await;
+
+    // A replica started now leaves the deleted matrix movie out (the store's tombstone).
+    let c = Server::start(cfg).await;
+    assert!(live_title(&c, &base_id).await.is_none());
+    assert_eq!(live_title(&c, "cv-d1").await.as_deref(), Some("Deleted And Back"));
+    let info: Value = c.get("/v1/info").await.json().await.unwrap();
+    assert_eq!(info["counts"]["movies"], SLICE);
+
+    // PostgreSQL down: a delete answers 503 with Retry-After and the movie stays.
+    pg.stop().unwrap();
+    let r = a.delete_auth("/v1/movies/cv-d1", KEY).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(live_title(&a, "cv-d1").await.as_deref(), Some("Deleted And Back"));
+    for s in [a, b, c] {
+        s.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+async fn a_delete_is_journaled_and_still_gone_after_a_restart() {
+    let dir = fixture_copy();
+    let cfg = config(dir.path());
+    let slice = dir.path().join("slice.jsonl");
+    let base_id = first_id(&slice);
+    // The first start reads the store and saves the snapshot (after ready) and a new journal.
+    let a = Server::start(cfg.clone()).await;
+    let snapshot = dir.path().join("catalog.snapshot");
+    let started = Instant::now();
+    while !dir.path().join("catalog.journal").exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no journal was started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(snapshot.exists());
+    let r = a.post_auth("/v1/movies", &movie("cv-j1", "Journaled Then Deleted"), KEY).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for id in [base_id.as_str(), "cv-j1"] {
+        assert_eq!(a.delete_auth(&format!("/v1/movies/{id}"), KEY).await.status(), StatusCode::OK, "{id}");
+    }
+    let journal = std::fs::read(dir.path().join("catalog.journal")).unwrap();
+    assert!(journal.starts_with(b"CVCATJN2"));
+    a.stop().await.unwrap();
+
+    // The next start: the snapshot and the journal (adds and deletes), not the store.
+    let b = Server::start(cfg.clone()).await;
+    for id in [base_id.as_str(), "cv-j1"] {
+        assert!(live_title(&b, id).await.is_none(), "{id} is back after a restart");
+        assert_eq!(b.get(&format!("/v1/movies/{id}")).await.status(), StatusCode::NOT_FOUND);
+    }
+    let info: Value = b.get("/v1/info").await.json().await.unwrap();
+    assert_eq!(info["counts"]["movies"], SLICE - 1, "{info}");
+    let r = b.post_auth("/v1/movies", &movie(&base_id, "The First Movie Again"), KEY).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    b.stop().await.unwrap();
+    // And a start from the store alone (the snapshot gone) agrees.
+    let _ = std::fs::remove_file(&snapshot);
+    let c = Server::start(cfg).await;
+    assert_eq!(live_title(&c, &base_id).await.as_deref(), Some("The First Movie Again"));
+    assert!(live_title(&c, "cv-j1").await.is_none());
+    c.stop().await.unwrap();
+}
+
 /// `cinevec serve` as its own process on port 0; its address, read from its log.
 fn spawn_replica(dir: &std::path::Path, url: &str) -> (std::process::Child, String) {
     use std::io::BufRead;

@@ -447,7 +447,13 @@ async fn bad_requests_get_the_one_error_shape() {
             "invalid_request",
             Some("negative"),
         ),
-        (post(s, "/v1/recommend", json!({"positive": ["nope"]})).await, StatusCode::NOT_FOUND, "not_found", None),
+        // Unknown ids are skipped: none left is no usable positive example.
+        (
+            post(s, "/v1/recommend", json!({"positive": ["nope"]})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            Some("positive"),
+        ),
         (post(s, "/v1/predict", json!({"films": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
         (
             call(s, "POST", "/v1/movies", Some(json!({"id": "x", "movie": {"title": "X"}})), None).await,
@@ -683,4 +689,260 @@ async fn the_map_picture_is_a_png_of_the_size_asked_and_bad_parameters_are_refus
             "{uri}: {body}"
         );
     }
+}
+
+fn scores(body: &Value) -> Vec<f64> {
+    body["results"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap()).collect()
+}
+
+/// The director of test movie `m{i}` (see `document`).
+fn director_of(id: &str) -> &'static str {
+    DIRECTORS[id[1..].parse::<usize>().unwrap() % 5]
+}
+
+#[tokio::test]
+async fn strip_controls_page_diversify_exclude_and_floor_on_every_route() {
+    let f = fixture().await;
+    let s = &f.state;
+    let (status, all) = get(s, "/v1/movies/m1/similar?k=20&exact=true").await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let all_ids = ids(&all);
+    assert_eq!(all_ids.len(), 20);
+    let (_, plain) = get(s, "/v1/movies/m1/similar?k=10").await;
+    let (_, zero) = get(s, "/v1/movies/m1/similar?k=10&diversity=0").await;
+    assert_eq!(zero, plain, "diversity 0 is exactly the answer without it");
+
+    // Pages with exact=true are one answer of twice the size, alone and with the other controls.
+    for controls in ["", "&diversity=0.5", "&diversity=0.3&max_per=director&per_group=2", "&max_per=series"] {
+        let (_, twice) = get(s, &format!("/v1/movies/m1/similar?k=10&exact=true{controls}")).await;
+        let (_, first) = get(s, &format!("/v1/movies/m1/similar?k=5&exact=true&offset=0{controls}")).await;
+        let (_, second) = get(s, &format!("/v1/movies/m1/similar?k=5&exact=true&offset=5{controls}")).await;
+        assert_eq!(second["offset"], 5);
+        let paged: Vec<String> = ids(&first).into_iter().chain(ids(&second)).collect();
+        assert_eq!(paged, ids(&twice), "{controls}");
+        let mut unique = paged.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), paged.len(), "{controls}: a movie on two pages");
+        assert_eq!(ids(&twice).first(), all_ids.first(), "{controls}: the first result is the best one");
+    }
+    let (_, page) = get(s, "/v1/movies/m1/similar?k=10&exact=true&offset=10").await;
+    assert_eq!(ids(&page), all_ids[10..], "a plain page is the ranking's next k");
+
+    // Diversity: the first result never changes; more diversity spreads the directors.
+    let distinct = |body: &Value| {
+        let mut d: Vec<&str> = ids(body).iter().map(|id| director_of(id)).collect();
+        d.sort();
+        d.dedup();
+        d.len()
+    };
+    let (_, none) = get(s, "/v1/movies/m1/similar?k=5&exact=true").await;
+    for d in ["0.3", "0.6", "1"] {
+        let (status, diverse) = get(s, &format!("/v1/movies/m1/similar?k=5&exact=true&diversity={d}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(ids(&diverse)[0], ids(&none)[0], "diversity {d}");
+        assert_eq!(ids(&diverse).len(), 5);
+    }
+
+    // One per director: at most per_group results of each.
+    let (_, one_each) = get(s, "/v1/movies/m1/similar?k=10&max_per=director").await;
+    assert_eq!(distinct(&one_each), ids(&one_each).len(), "{one_each}");
+    assert!(ids(&one_each).len() <= DIRECTORS.len());
+    let (_, two_each) = get(s, "/v1/movies/m1/similar?k=10&max_per=director&per_group=2").await;
+    for d in DIRECTORS {
+        assert!(ids(&two_each).iter().filter(|id| director_of(id) == d).count() <= 2, "{two_each}");
+    }
+    assert!(ids(&two_each).len() > ids(&one_each).len());
+
+    // Exclude: never returned, and still k results.
+    let excluded = all_ids[..5].join(",");
+    let (_, without) = get(s, &format!("/v1/movies/m1/similar?k=10&exclude={excluded},no-such-id")).await;
+    assert_eq!(ids(&without).len(), 10);
+    assert!(ids(&without).iter().all(|id| !all_ids[..5].contains(id)), "{without}");
+    let (_, exact_without) = get(s, &format!("/v1/movies/m1/similar?k=10&exact=true&exclude={excluded}")).await;
+    assert_eq!(ids(&exact_without), all_ids[5..15]);
+
+    // A score floor: fewer results is a normal answer, none too.
+    let floor = scores(&all)[3];
+    let (status, floored) = get(s, &format!("/v1/movies/m1/similar?k=10&exact=true&min_score={floor}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(scores(&floored).iter().all(|&x| x >= floor - 1e-6) && ids(&floored).len() >= 4);
+    assert_eq!(ids(&floored), all_ids[..ids(&floored).len()]);
+    let (status, empty) = get(s, "/v1/movies/m1/similar?min_score=1").await;
+    assert_eq!((status, ids(&empty).len()), (StatusCode::OK, 0), "{empty}");
+
+    // The same controls in JSON bodies: by document and recommend.
+    let movie = json!({"title": "Film number 1 Day", "genres": ["Comedy"], "directors": ["Bo Ek"]});
+    let (_, by_doc) = post(s, "/v1/similar", json!({"movie": movie, "k": 10, "exact": true})).await;
+    let top: Vec<String> = ids(&by_doc)[..3].to_vec();
+    let (status, by_doc_ex) =
+        post(s, "/v1/similar", json!({"movie": movie, "k": 10, "exact": true, "exclude": top, "offset": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{by_doc_ex}");
+    assert_eq!(ids(&by_doc_ex).len(), 10);
+    assert_eq!(ids(&by_doc_ex)[..5], ids(&by_doc)[5..], "the 3 best excluded, 2 skipped");
+    assert_eq!(by_doc_ex["offset"], 2);
+    let (status, rec) = post(s, "/v1/recommend", json!({"positive": ["m1", "m6"], "k": 10, "exact": true})).await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    let (_, rec_paged) =
+        post(s, "/v1/recommend", json!({"positive": ["m1", "m6"], "k": 5, "exact": true, "offset": 5})).await;
+    assert_eq!(ids(&rec_paged), ids(&rec)[5..]);
+    let (_, rec_ex) = post(
+        s,
+        "/v1/recommend",
+        json!({"positive": ["m1", "m6"], "k": 10, "exclude": ids(&rec)[..2], "max_per": "director", "per_group": 3}),
+    )
+    .await;
+    assert!(ids(&rec_ex).iter().all(|id| !ids(&rec)[..2].contains(id)));
+    let (_, lin) = post(
+        s,
+        "/v1/recommend",
+        json!({"positive": ["m1"], "negative": ["m2"], "strategy": "linear", "k": 4, "diversity": 0.5}),
+    )
+    .await;
+    assert_eq!(ids(&lin).len(), 4, "{lin}");
+}
+
+#[tokio::test]
+async fn strip_controls_refuse_bad_values_with_the_field() {
+    let f = fixture().await;
+    let s = &f.state;
+    for (query, field) in [
+        ("diversity=1.5", "diversity"),
+        ("diversity=-0.1", "diversity"),
+        ("diversity=NaN", "diversity"),
+        ("offset=-1", "offset"),
+        ("offset=101", "offset"),
+        ("min_score=2", "min_score"),
+        ("max_per=actor", "max_per"),
+        ("max_per=director&per_group=0", "per_group"),
+        ("exclude=m2,a%07b", "exclude"),
+    ] {
+        let (status, body) = get(s, &format!("/v1/movies/m1/similar?{query}")).await;
+        assert!(status.is_client_error(), "{query}: {status} {body}");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(error(&body).1, Some(field), "{query}: {body}");
+    }
+    let (status, body) = get(s, "/v1/movies/m1/similar?offset=abc").await;
+    assert!(status.is_client_error(), "{body}");
+    let many: Vec<String> = (0..1001).map(|i| format!("x{i}")).collect();
+    for body in [
+        json!({"movie": {"title": "x"}, "exclude": many}),
+        json!({"movie": {"title": "x"}, "exclude": ["ok", ""]}),
+        json!({"movie": {"title": "x"}, "diversity": null}),
+        json!({"movie": {"title": "x"}, "offset": 1.5}),
+        json!({"movie": {"title": "x"}, "per_group": 0, "max_per": "series"}),
+    ] {
+        let (status, answer) = post(s, "/v1/similar", body.clone()).await;
+        assert!(status.is_client_error(), "{body}: {status} {answer}");
+    }
+    let (status, body) = post(s, "/v1/recommend", json!({"positive": ["m1"], "diversity": 2})).await;
+    assert_eq!((status, error(&body).1), (StatusCode::UNPROCESSABLE_ENTITY, Some("diversity")));
+}
+
+#[tokio::test]
+async fn recommend_takes_documents_and_skips_unknown_ids() {
+    let f = fixture().await;
+    let s = &f.state;
+    let (status, rec) = post(s, "/v1/recommend", json!({"positive": ["m1", "nope", "m6", "gone"], "k": 5})).await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(rec["ignored"], json!(["nope", "gone"]));
+    let (_, known) = post(s, "/v1/recommend", json!({"positive": ["m1", "m6"], "k": 5})).await;
+    assert_eq!(ids(&rec), ids(&known), "unknown ids change nothing");
+    let (status, body) = post(s, "/v1/recommend", json!({"positive": ["nope"], "k": 5})).await;
+    assert_eq!((status, error(&body).1), (StatusCode::UNPROCESSABLE_ENTITY, Some("positive")), "{body}");
+    // A posted document is an example like a movie: the same document as m1's gives m1's neighbours.
+    let doc = document(1).into_value();
+    let (status, by_doc) = post(s, "/v1/recommend", json!({"positive": [doc], "k": 5, "exact": true})).await;
+    assert_eq!(status, StatusCode::OK, "{by_doc}");
+    let (_, by_id) = post(s, "/v1/recommend", json!({"positive": ["m1"], "k": 5, "exact": true})).await;
+    let (_, by_doc_ex) = post(
+        s,
+        "/v1/recommend",
+        json!({"positive": [document(1).into_value()], "k": 4, "exact": true, "exclude": ["m1"]}),
+    )
+    .await;
+    assert_eq!(ids(&by_doc_ex), ids(&by_id)[..4], "{by_doc_ex} {by_id}");
+    assert!(ids(&by_doc).contains(&"m1".to_string()), "a document is not a catalog row: m1 itself may be found");
+    let (status, mixed) = post(
+        s,
+        "/v1/recommend",
+        json!({"positive": ["m2", {"title": "Film number 7 Day"}], "negative": [{"title": "Horror"}], "strategy": "linear", "k": 3}),
+    )
+    .await;
+    assert_eq!((status, ids(&mixed).len()), (StatusCode::OK, 3), "{mixed}");
+    let (status, body) = post(s, "/v1/recommend", json!({"positive": [5]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = post(s, "/v1/recommend", json!({"positive": [{"genres": ["x"]}]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a document without a title: {body}");
+}
+
+#[tokio::test]
+async fn a_deleted_movie_is_gone_from_every_answer_at_once_and_can_come_back() {
+    let f = fixture().await;
+    let s = &f.state;
+    let (status, body) = call(s, "DELETE", "/v1/movies/m3", None, None).await;
+    assert_eq!((status, error(&body).0), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (status, body) = call(s, "DELETE", "/v1/movies/no-such", None, Some(KEY)).await;
+    assert_eq!((status, error(&body).0), (StatusCode::NOT_FOUND, "not_found"));
+    // Everything that can return m3 does before the delete.
+    let (_, before) = get(s, "/v1/movies/m0/similar?k=39&exact=true").await;
+    assert!(ids(&before).contains(&"m3".to_string()));
+    let (_, map) = get(s, "/v1/map").await;
+    assert!(map["ids"].as_array().unwrap().contains(&json!("m3")));
+
+    let (status, deleted) = call(s, "DELETE", "/v1/movies/m3", None, Some(KEY)).await;
+    assert_eq!((status, &deleted), (StatusCode::OK, &json!({"id": "m3", "deleted": true})));
+    let (status, _) = get(s, "/v1/movies/m3").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = get(s, "/v1/movies/m3/similar").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, after) = get(s, "/v1/movies/m0/similar?k=38&exact=true").await;
+    assert_eq!(ids(&after), ids(&before).into_iter().filter(|id| id != "m3").collect::<Vec<_>>());
+    let (_, walked) = get(s, "/v1/movies/m0/similar?k=30").await;
+    assert!(!ids(&walked).contains(&"m3".to_string()));
+    let (_, by_doc) = post(s, "/v1/similar", json!({"movie": document(3).into_value(), "k": 39})).await;
+    assert!(!ids(&by_doc).contains(&"m3".to_string()));
+    let (_, titles) = get(s, "/v1/search?q=film%20number%203&limit=50").await;
+    assert!(!ids(&titles).contains(&"m3".to_string()), "{titles}");
+    let (_, rec) = post(s, "/v1/recommend", json!({"positive": ["m3", "m1"], "k": 38})).await;
+    assert_eq!(rec["ignored"], json!(["m3"]));
+    assert!(!ids(&rec).contains(&"m3".to_string()));
+    let (_, map) = get(s, "/v1/map").await;
+    assert!(!map["ids"].as_array().unwrap().contains(&json!("m3")));
+    assert_eq!(map["count"], MOVIES - 1);
+    let (_, ready) = get(s, "/readyz").await;
+    assert_eq!(ready["movies"], MOVIES - 1);
+    let (status, _) = call(s, "DELETE", "/v1/movies/m3", None, Some(KEY)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a second delete finds nothing");
+    assert!(f.store.get("m3").await.unwrap().is_none());
+    assert_eq!(f.store.tombstones().await.unwrap(), ["m3"]);
+
+    // Added again: back everywhere, and its tombstone gone.
+    let again = json!({"id": "m3", "movie": document(3).into_value()});
+    let (status, added) = call(s, "POST", "/v1/movies", Some(again), Some(KEY)).await;
+    assert_eq!((status, added["created"].as_bool()), (StatusCode::CREATED, Some(true)), "{added}");
+    let (_, back) = get(s, "/v1/movies/m0/similar?k=39&exact=true").await;
+    assert!(ids(&back).contains(&"m3".to_string()));
+    assert!(f.store.tombstones().await.unwrap().is_empty());
+    // A run-time movie deletes too.
+    let (status, _) = call(s, "DELETE", "/v1/movies/m3", None, Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(s, "/v1/movies/m3").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The store down: 503 with Retry-After, and nothing changed in memory.
+    f.store.close().await;
+    let req = Request::builder()
+        .method("DELETE")
+        .uri("/v1/movies/m4")
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = cinevec::server::app(s.clone()).oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, still) = get(s, "/v1/movies/m0/similar?k=38&exact=true").await;
+    assert!(ids(&still).contains(&"m4".to_string()));
+    let (_, ready) = get(s, "/readyz").await;
+    assert_eq!(ready["movies"], MOVIES - 1);
 }

@@ -2,7 +2,7 @@
 //! the service's validated values. The response bodies are the service's results
 //! ([`crate::service::results`]), serialised as they are.
 
-use crate::service::query::{FilterBody, TopK};
+use crate::service::query::{Controls, ControlsBody, FilterBody, TopK};
 use crate::service::{Filter, ServiceError, Strategy};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -54,6 +54,13 @@ pub struct SimilarQuery {
     pub min_rating: Option<f64>,
     #[serde(default)]
     pub exact: bool,
+    /// The strip controls ([`ControlsBody::from_query`]): `exclude` is a comma list.
+    pub exclude: Option<String>,
+    pub diversity: Option<f64>,
+    pub offset: Option<i64>,
+    pub min_score: Option<f64>,
+    pub max_per: Option<String>,
+    pub per_group: Option<i64>,
 }
 
 fn split_list(v: Option<String>) -> Vec<String> {
@@ -61,8 +68,17 @@ fn split_list(v: Option<String>) -> Vec<String> {
 }
 
 impl SimilarQuery {
-    pub fn parse(self) -> Result<(TopK, Filter, bool), ServiceError> {
+    pub fn parse(self) -> Result<(TopK, Filter, bool, Controls), ServiceError> {
         let k = TopK::parse(self.k)?;
+        let controls = ControlsBody::from_query(
+            self.exclude.as_deref(),
+            self.diversity,
+            self.offset,
+            self.min_score,
+            self.max_per,
+            self.per_group,
+        )
+        .parse()?;
         let filter = FilterBody {
             min_year: self.min_year,
             max_year: self.max_year,
@@ -72,12 +88,13 @@ impl SimilarQuery {
             min_rating: self.min_rating,
         }
         .parse()?;
-        Ok((k, filter, self.exact))
+        Ok((k, filter, self.exact, controls))
     }
 }
 
-/// The filter fields of a JSON body (serde cannot combine `flatten` with `deny_unknown_fields`, so each
-/// request lists them through this macro).
+/// The filter fields and the strip controls of a JSON body (serde cannot combine `flatten` with
+/// `deny_unknown_fields`, so each request lists them through this macro): `filter()` and `controls()`
+/// validate them ([`FilterBody::parse`], [`ControlsBody::parse`]).
 macro_rules! with_filter_fields {
     ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
         $(#[$meta])*
@@ -95,6 +112,18 @@ macro_rules! with_filter_fields {
             pub min_votes: Option<u64>,
             #[serde(default, deserialize_with = "present")]
             pub min_rating: Option<f64>,
+            #[serde(default)]
+            pub exclude: Vec<String>,
+            #[serde(default, deserialize_with = "present")]
+            pub diversity: Option<f64>,
+            #[serde(default, deserialize_with = "integer")]
+            pub offset: Option<i64>,
+            #[serde(default, deserialize_with = "present")]
+            pub min_score: Option<f64>,
+            #[serde(default, deserialize_with = "present")]
+            pub max_per: Option<String>,
+            #[serde(default, deserialize_with = "integer")]
+            pub per_group: Option<i64>,
         }
 
         impl $name {
@@ -106,6 +135,18 @@ macro_rules! with_filter_fields {
                     exclude_genres: self.exclude_genres.clone(),
                     min_votes: self.min_votes,
                     min_rating: self.min_rating,
+                }
+                .parse()
+            }
+
+            pub fn controls(&mut self) -> Result<Controls, ServiceError> {
+                ControlsBody {
+                    exclude: std::mem::take(&mut self.exclude),
+                    diversity: self.diversity,
+                    offset: self.offset,
+                    min_score: self.min_score,
+                    max_per: self.max_per.take(),
+                    per_group: self.per_group,
                 }
                 .parse()
             }
@@ -132,10 +173,11 @@ with_filter_fields! {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct RecommendRequest {
+        /// Liked examples: catalog ids (strings) or movie documents (objects).
         #[serde(default)]
-        pub positive: Vec<String>,
+        pub positive: Vec<Value>,
         #[serde(default)]
-        pub negative: Vec<String>,
+        pub negative: Vec<Value>,
         #[serde(default, deserialize_with = "integer")]
         pub k: Option<i64>,
         #[serde(default)]

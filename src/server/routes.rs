@@ -6,14 +6,14 @@ use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::state::AppState;
 use crate::service::results::{
-    AddMovieResponse, EmbedResponse, Info, MovieView, PredictResponse, RecommendResponse, SearchResponse,
-    SimilarResponse,
+    AddMovieResponse, DeleteMovieResponse, EmbedResponse, Info, MovieView, PredictResponse, RecommendResponse,
+    SearchResponse, SimilarResponse,
 };
 use crate::service::TopK;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -38,6 +38,7 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/v1/map.png", get(map_png)),
         ("POST", "/v1/movies", post(add_movie)),
         ("GET", "/v1/movies/{id}", get(get_movie)),
+        ("DELETE", "/v1/movies/{id}", delete(delete_movie)),
         ("GET", "/v1/movies/{id}/similar", get(similar_by_id)),
         ("POST", "/v1/similar", post(similar_by_document)),
         ("POST", "/v1/recommend", post(recommend)),
@@ -142,23 +143,24 @@ async fn similar_by_id(
     Query(q): Query<SimilarQuery>,
 ) -> Answer<SimilarResponse> {
     let service = state.ready()?;
-    let (k, filter, exact) = q.parse()?;
-    Ok(axum::Json(service.similar_by_id(id, k, filter, exact).await?))
+    let (k, filter, exact, controls) = q.parse()?;
+    Ok(axum::Json(service.similar_by_id(id, k, filter, exact, controls).await?))
 }
 
 async fn similar_by_document(
     State(state): State<AppState>,
-    Json(req): Json<SimilarRequest>,
+    Json(mut req): Json<SimilarRequest>,
 ) -> Answer<SimilarResponse> {
     let service = state.ready()?;
-    let (k, filter) = (TopK::parse(req.k)?, req.filter()?);
-    Ok(axum::Json(service.similar_by_doc(req.movie, k, filter, req.exact).await?))
+    let (k, filter, controls) = (TopK::parse(req.k)?, req.filter()?, req.controls()?);
+    Ok(axum::Json(service.similar_by_doc(req.movie, k, filter, req.exact, controls).await?))
 }
 
-async fn recommend(State(state): State<AppState>, Json(req): Json<RecommendRequest>) -> Answer<RecommendResponse> {
+async fn recommend(State(state): State<AppState>, Json(mut req): Json<RecommendRequest>) -> Answer<RecommendResponse> {
     let service = state.ready()?;
-    let (k, filter) = (TopK::parse(req.k)?, req.filter()?);
-    Ok(axum::Json(service.recommend(req.positive, req.negative, req.strategy, k, filter, req.exact).await?))
+    let (k, filter, controls) = (TopK::parse(req.k)?, req.filter()?, req.controls()?);
+    let (positive, negative) = (std::mem::take(&mut req.positive), std::mem::take(&mut req.negative));
+    Ok(axum::Json(service.recommend(positive, negative, req.strategy, k, filter, req.exact, controls).await?))
 }
 
 // ---- request-time embedding ----
@@ -184,4 +186,15 @@ async fn add_movie(
     let added: AddMovieResponse = state.ready()?.add_movie(&req.id, req.rating, req.votes, req.movie).await?;
     let status = if added.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(added)).into_response())
+}
+
+async fn delete_movie(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    // Authentication first, like an add.
+    super::auth::check(&state.config, &headers)?;
+    let deleted: DeleteMovieResponse = state.ready()?.delete_movie(&id).await?;
+    Ok((StatusCode::OK, axum::Json(deleted)).into_response())
 }

@@ -18,11 +18,13 @@
 
 pub mod journal;
 pub mod plan;
+mod shape;
 mod snapshot;
 pub mod titles;
 
 pub use journal::{Journal, FILE as JOURNAL_FILE};
 pub use plan::{sketch_keeps, FieldStats, Plan};
+pub use shape::series_key;
 pub use snapshot::{snapshot_generation, SnapshotKey, FILE as SNAPSHOT_FILE};
 pub use titles::TitleQuery;
 
@@ -304,6 +306,8 @@ pub struct LiveCatalog {
     /// The title index of the rows present when it was built (see [`LiveCatalog::index_titles`]);
     /// shared with the thread that builds it.
     titles: Arc<OnceLock<titles::TitleIndex>>,
+    /// Movies deleted since this catalog was made (see [`LiveCatalog::version`]).
+    deleted: usize,
 }
 
 impl LiveCatalog {
@@ -323,6 +327,7 @@ impl LiveCatalog {
             sources: Vec::new(),
             stats: OnceLock::new(),
             titles: Arc::default(),
+            deleted: 0,
         }
     }
 
@@ -396,6 +401,14 @@ impl LiveCatalog {
         self.make_entry(movie, &folded_title)
     }
 
+    /// The entry of a matrix row whose movie was deleted (the store no longer has its document): an
+    /// id and nothing else, for a row that is removed as soon as it is pushed.
+    pub fn deleted_entry(&mut self, id: &str) -> Entry {
+        let movie =
+            NewMovie { id: id.to_string(), rating: None, votes: None, facts: Facts::default(), source: "deleted" };
+        self.make_entry(movie, "")
+    }
+
     /// Append the movie of the next matrix row (its vector is that row).
     pub fn push_matrix_row(&mut self, entry: Entry) -> (usize, Option<usize>) {
         assert!(self.entries.len() < self.matrix_rows(), "more movies than matrix rows");
@@ -423,6 +436,29 @@ impl LiveCatalog {
 
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Delete the movie `id`: its row goes dead (searches, title search and the map skip it, as they
+    /// skip a replaced movie's old row) and the id no longer points anywhere, so that adding it again
+    /// makes a new row. The graph has no delete: a dead matrix row stays one of its nodes (walks pass
+    /// through it, never return it) until the next `cinevec build` makes the matrix without it.
+    /// Returns the row, or `None` when no live movie has that id.
+    pub fn remove(&mut self, id: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(id);
+        let entries = &self.entries;
+        let row = match self.by_id.find_entry(hash, |&r| entries[r as usize].id() == id) {
+            Ok(found) => found.remove().0 as usize,
+            Err(_) => return None,
+        };
+        self.alive[row] = false;
+        self.deleted += 1;
+        Some(row)
+    }
+
+    /// A number that changes with every write to the catalog (an add, a replacement or a delete):
+    /// what answers made once per catalog state (the map) are kept for.
+    pub fn version(&self) -> usize {
+        self.entries.len() + self.deleted
     }
 
     /// Rows ever written (dead ones included): the index's id space.
@@ -481,7 +517,7 @@ impl LiveCatalog {
 
     fn keep_resolved(&self, row: usize, filter: &Resolved, exclude: &[usize]) -> bool {
         self.alive.get(row).is_some_and(|&alive| alive)
-            && !exclude.contains(&row)
+            && !excluded(exclude, row)
             && (filter.everything || filter.accepts_row(row, &self.entries))
     }
 
@@ -502,7 +538,7 @@ impl LiveCatalog {
         }
     }
 
-    /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude`: `k` results
+    /// The `k` nearest live movies to `query` under `filter`, never any row in `exclude` (sorted): `k` results
     /// come back whenever `k` movies pass the filter. With `exact`, by a scan of every row; else as
     /// planned from the filter's selectivity ([`LiveCatalog::nearest_by`]). `start`: the row whose
     /// vector `query` is (more like this by id).
@@ -713,6 +749,17 @@ impl LiveCatalog {
         found.sort_by(|a, b| b.0.cmp(&a.0).then(votes(b.1).cmp(&votes(a.1))).then(a.1.cmp(&b.1)));
         found.truncate(limit);
         found.into_iter().map(|(_, row)| row).collect()
+    }
+}
+
+/// Whether `row` is in `exclude`, a sorted list of rows (searches test it for every row they visit:
+/// 100 excluded ids cost a binary search, not 100 comparisons).
+#[inline]
+pub(crate) fn excluded(exclude: &[usize], row: usize) -> bool {
+    match exclude {
+        [] => false,
+        [only] => *only == row,
+        _ => exclude.binary_search(&row).is_ok(),
     }
 }
 

@@ -49,6 +49,7 @@ async fn read_catalog(
     matrix: SharedMatrix,
     dim: usize,
     added: &[(String, Vec<f32>)],
+    tombstones: &std::collections::HashSet<String>,
 ) -> Result<(LiveCatalog, Vec<usize>)> {
     use rayon::prelude::*;
     let row_of: HashMap<&str, usize> = ids.iter().enumerate().map(|(row, id)| (id.as_str(), row)).collect();
@@ -106,6 +107,10 @@ async fn read_catalog(
                 slots[row] = Some(entry);
             }
         }
+    }
+    // A matrix row of a movie deleted since the matrix was made: a dead row until the next build.
+    for (row, slot) in slots.iter_mut().enumerate().filter(|(row, s)| s.is_none() && tombstones.contains(&ids[*row])) {
+        *slot = Some(catalog.deleted_entry(&ids[row]));
     }
     if let Some((row, _)) = slots.iter().enumerate().find(|(_, s)| s.is_none()) {
         bail!(
@@ -175,6 +180,8 @@ pub async fn load(
     let snapshot_path = config.artifacts.join(SNAPSHOT_FILE);
     let journal_path = config.artifacts.join(JOURNAL_FILE);
     let added = store.movie_embeddings(&manifest.model.weights_sha256).await?;
+    let tombstones: std::collections::HashSet<String> =
+        store.tombstones().await.context("reading the deleted movies")?.into_iter().collect();
     let saved_at = snapshot_generation(&snapshot_path, &key);
     let replay = match saved_at {
         Some(g) if g != generation => match journal::read(&journal_path, &key) {
@@ -221,10 +228,15 @@ pub async fn load(
     let (catalog, added_rows) = match from_snapshot {
         Some(read) => read,
         None => {
-            read_catalog(&store, &crate::catalog::store::redacted(&config.db), &ids, matrix.clone(), dim, &added)
-                .await?
+            let db = crate::catalog::store::redacted(&config.db);
+            read_catalog(&store, &db, &ids, matrix.clone(), dim, &added, &tombstones).await?
         }
     };
+    // Deleted movies are dead rows whichever way the catalog was read (the snapshot's are already).
+    let mut catalog = catalog;
+    tombstones.iter().for_each(|id| {
+        catalog.remove(id);
+    });
     let journaling = if from_store {
         Journaling { generation: Some(generation), journal: None }
     } else {
@@ -407,6 +419,10 @@ fn replay_journal(
     // A movie written twice: only its last write (the store holds no other), as a start from the store.
     let last: HashMap<&str, usize> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
     for (_, r) in records.iter().enumerate().filter(|(i, r)| last[r.id.as_str()] == *i) {
+        if r.deleted {
+            catalog.remove(&r.id);
+            continue;
+        }
         let vector = vectors
             .get(r.id.as_str())
             .copied()

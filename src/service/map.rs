@@ -194,7 +194,7 @@ impl Service {
             let rating = catalog.entry(row).rating.map(|r| round(r as f32, 10.0));
             points.push(Point { row, xy, rating, predicted: p });
         }
-        Ok((catalog.rows(), points))
+        Ok((catalog.version(), points))
     }
 
     /// The map of every live movie, as JSON bytes (see [`MapResponse`]).
@@ -223,7 +223,7 @@ impl Service {
 
     fn map_json_now(&self) -> Result<Bytes, ServiceError> {
         let map = self.catalog_map()?;
-        let rows = self.rows()?.rows();
+        let rows = self.rows()?.version();
         if let Some((at, json)) = map.json.lock().map_err(ServiceError::internal)?.as_ref() {
             if *at == rows {
                 return Ok(json.clone());
@@ -279,7 +279,7 @@ impl Service {
         let service = self.clone();
         blocking(move || {
             let map = service.catalog_map()?;
-            let rows = service.rows()?.rows();
+            let rows = service.rows()?.version();
             if let Some(png) = map.png.lock().map_err(ServiceError::internal)?.get(&(rows, size, color)) {
                 return Ok(png.clone());
             }

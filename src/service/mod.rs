@@ -21,7 +21,7 @@ pub mod results;
 pub use error::ServiceError;
 pub use live::{Filter, LiveCatalog};
 pub use load::{load, ServiceConfig};
-pub use query::{TopK, MAX_K};
+pub use query::{Controls, ControlsBody, TopK, MAX_K};
 pub use recommend::Strategy;
 
 use crate::artifacts::Manifest;
@@ -465,33 +465,39 @@ impl Service {
         .await
     }
 
-    /// More like the movie `id`.
+    /// More like the movie `id`, shaped by `controls` (see [`query::Controls`]).
     pub async fn similar_by_id(
         self: &Arc<Self>,
         id: String,
         k: TopK,
         filter: Filter,
         exact: bool,
+        controls: Controls,
     ) -> Result<SimilarResponse, ServiceError> {
         let started = Instant::now();
         let heavy = exact || filter != Filter::default();
         let service = self.clone();
-        // `only_table`: answer only from the movie's stored neighbours (`None` when fewer than `k` pass).
+        let offset = controls.offset;
+        // `only_table`: answer only from the movie's stored neighbours (`None` when fewer than the
+        // candidates the controls need pass).
         let answer = move |only_table: bool| -> Result<Option<SimilarResponse>, ServiceError> {
             let catalog = service.rows()?;
             let row = catalog.row_of(&id).ok_or_else(|| ServiceError::no_movie(&id))?;
+            let exclude = catalog.exclusion(&controls.exclude, &[row]);
             let hits = if only_table {
-                match catalog.nearest_from_table(&service.index, row, k.0, &filter, &[row]) {
-                    Some(hits) => hits,
+                match catalog.nearest_from_table(&service.index, row, controls.wanted(k.0), &filter, &exclude) {
+                    Some(hits) => catalog.page(hits, k.0, &controls),
                     None => return Ok(None),
                 }
             } else {
-                catalog.nearest(&service.index, catalog.vector(row), Some(row), k.0, &filter, &[row], exact)
+                let query = catalog.vector(row);
+                catalog.search(&service.index, query, Some(row), k.0, &filter, &exclude, exact, &controls)
             };
             let results = neighbours(&catalog, catalog.traits(row), &hits);
             Ok(Some(SimilarResponse {
                 query: Some(summary(&catalog, row)),
                 k: k.0,
+                offset,
                 exact,
                 results,
                 tokens: None,
@@ -520,6 +526,7 @@ impl Service {
         k: TopK,
         filter: Filter,
         exact: bool,
+        controls: Controls,
     ) -> Result<SimilarResponse, ServiceError> {
         let doc = MovieDoc::from_value(movie)?;
         let embedded = self.embed_documents(std::slice::from_ref(&doc)).await?;
@@ -528,11 +535,14 @@ impl Service {
         let response = self
             .in_search_lane(move || {
                 let catalog = service.rows()?;
-                let hits = catalog.nearest(&service.index, embedded.row(0), None, k.0, &filter, &[], exact);
+                let exclude = catalog.exclusion(&controls.exclude, &[]);
+                let query = embedded.row(0);
+                let hits = catalog.search(&service.index, query, None, k.0, &filter, &exclude, exact, &controls);
                 let traits = catalog.traits_of(&Facts::of(&doc));
                 Ok(SimilarResponse {
                     query: None,
                     k: k.0,
+                    offset: controls.offset,
                     exact,
                     results: neighbours(&catalog, &traits, &hits),
                     tokens: Some(embedded.encoded[0].untruncated_len),
@@ -544,31 +554,63 @@ impl Service {
         Ok(response)
     }
 
-    /// Movies for someone who liked `positive` (and disliked `negative`), by `strategy`.
+    /// Movies for someone who liked `positive` (and disliked `negative`), by `strategy`, shaped by
+    /// `controls`. An example is a catalog id or a movie document (embedded now, through the queue);
+    /// ids the catalog does not hold are skipped and listed in the answer's `ignored`.
     #[allow(clippy::too_many_arguments)]
     pub async fn recommend(
         self: &Arc<Self>,
-        positive: Vec<String>,
-        negative: Vec<String>,
+        positive: Vec<Value>,
+        negative: Vec<Value>,
         strategy: Strategy,
         k: TopK,
         filter: Filter,
         exact: bool,
+        controls: Controls,
     ) -> Result<RecommendResponse, ServiceError> {
+        let pos = recommend::Examples::parse(positive, "positive")?;
+        let neg = recommend::Examples::parse(negative, "negative")?;
+        // The posted documents of both lists, embedded in one batch.
+        let docs: Vec<MovieDoc> = pos.documents.iter().chain(&neg.documents).cloned().collect();
+        let embedded = if docs.is_empty() { None } else { Some(self.embed_documents(&docs).await?) };
         let started = Instant::now();
         let service = self.clone();
         let response = self
             .in_search_lane(move || {
                 let catalog = service.rows()?;
-                let pos = recommend::example_rows(&catalog, &positive, "positive")?;
-                let neg = recommend::example_rows(&catalog, &negative, "negative")?;
-                let hits = recommend::rank(&catalog, &service.index, strategy, &pos, &neg, k.0, &filter, exact)?;
+                let vectors = |from: usize, n: usize| -> Vec<Vec<f32>> {
+                    let e = embedded.as_ref();
+                    (from..from + n).filter_map(|i| e.map(|e| e.row(i).to_vec())).collect()
+                };
+                let (pos_vectors, neg_vectors) =
+                    (vectors(0, pos.documents.len()), vectors(pos.documents.len(), neg.documents.len()));
+                let (pos_rows, mut ignored) = pos.rows(&catalog);
+                let (neg_rows, neg_ignored) = neg.rows(&catalog);
+                ignored.extend(neg_ignored);
+                let liked = recommend::Side { rows: &pos_rows, vectors: &pos_vectors };
+                let disliked = recommend::Side { rows: &neg_rows, vectors: &neg_vectors };
+                let exclude = catalog.exclusion(&controls.exclude, &[&pos_rows[..], &neg_rows[..]].concat());
+                let ranked = recommend::Ranking {
+                    strategy,
+                    k: k.0,
+                    filter: &filter,
+                    exclude: &exclude,
+                    exact,
+                    controls: &controls,
+                };
+                let hits = recommend::rank(&catalog, &service.index, &ranked, liked, disliked)?;
                 // "Why" is relative to the first positive example (the one the user picked first).
-                let results = match pos.first().or(neg.first()) {
-                    Some(&anchor) => neighbours(&catalog, catalog.traits(anchor), &hits),
+                let anchor = match (pos.first_is_document(), pos_rows.first(), pos.documents.first()) {
+                    (true, _, Some(doc)) => Some(catalog.traits_of(&Facts::of(doc))),
+                    (_, Some(&row), _) => Some(catalog.traits(row).clone()),
+                    (_, None, Some(doc)) => Some(catalog.traits_of(&Facts::of(doc))),
+                    _ => neg_rows.first().map(|&row| catalog.traits(row).clone()),
+                };
+                let results = match anchor {
+                    Some(traits) => neighbours(&catalog, &traits, &hits),
                     None => Vec::new(),
                 };
-                Ok(RecommendResponse { strategy, k: k.0, results })
+                Ok(RecommendResponse { strategy, k: k.0, offset: controls.offset, results, ignored })
             })
             .await?;
         self.searched(true, started);
@@ -688,9 +730,9 @@ impl Service {
             if !applied.newer(&row.id, written_at) {
                 // A newer write of this id (another replica's) is applied already: it stays. The store
                 // changed beside this server, so the journal cannot describe it.
-                let current =
-                    catalog.row_of(&row.id).ok_or_else(|| ServiceError::internal("an applied id has no row"))?;
+                let current = catalog.row_of(&row.id);
                 drop(catalog);
+                let current = current.ok_or_else(|| ServiceError::no_movie(&row.id))?;
                 *self.journaling() = Journaling::default();
                 return Ok((current, Some(current)));
             }
@@ -698,6 +740,14 @@ impl Service {
             self.run_time_documents.remember(&row.id, written_at, row.movie.render().into());
             pushed
         };
+        self.journal_write(tracked, record);
+        Ok(pushed)
+    }
+
+    /// After a write the live rows hold: journal its `record` (`None`: the write cannot be described
+    /// from the generation this server tracked, `tracked`, so nothing more is journaled and the next
+    /// start reads the store).
+    fn journal_write(&self, tracked: Option<u64>, record: Option<Record>) {
         let mut journaling = self.journaling();
         match record {
             Some(record) => {
@@ -718,7 +768,53 @@ impl Service {
                 *journaling = Journaling::default();
             }
         }
-        Ok(pushed)
+    }
+
+    /// Delete the movie `id` (see [`Service::delete`]).
+    pub async fn delete_movie(self: &Arc<Self>, id: &str) -> Result<DeleteMovieResponse, ServiceError> {
+        let id = query::parse_movie_id(id).map_err(|_| ServiceError::no_movie(id))?;
+        self.delete(&id).await?;
+        tracing::info!(id = %id, "movie deleted");
+        Ok(DeleteMovieResponse { id, deleted: true })
+    }
+
+    /// The one way a movie leaves the live rows at run time, in the order of an add
+    /// ([`Service::add`]): the store first (the movie's row and run-time embedding deleted and a
+    /// tombstone written, in one transaction), then memory under the write lock (its row goes dead at
+    /// once for every answer: see [`LiveCatalog::remove`]), then the journal. An id no live row has
+    /// is [`ServiceError::NotFound`]; a store that cannot be reached is [`ServiceError::Unavailable`]
+    /// and nothing changes in memory.
+    pub async fn delete(&self, id: &str) -> Result<(), ServiceError> {
+        let mut applied = self.writes.lock().await;
+        if self.rows()?.row_of(id).is_none() {
+            return Err(ServiceError::no_movie(id));
+        }
+        let tracked = self.journaling().generation;
+        let before = match tracked {
+            Some(_) => self.store.generation().await.ok().map(|(_, g)| g),
+            None => None,
+        };
+        let written = self.store.delete_movie(id).await;
+        self.store_state.saw(&written);
+        // `None`: the store had no such movie (the live rows did): nothing written, the rows follow it.
+        let written_at = written.map_err(replicas::store_error)?;
+        let record = match (before, written_at) {
+            (Some(b), Some(a)) if Some(b) == tracked => Some(Record::deletion(id, b, a)),
+            _ => None,
+        };
+        let removed = {
+            let mut catalog = self.live.write().map_err(ServiceError::internal)?;
+            // A newer write of this id (another replica's add) applied already stays.
+            let newest = written_at.is_none_or(|g| applied.newer(id, g));
+            newest && catalog.remove(id).is_some()
+        };
+        match (written_at, removed) {
+            (None, _) => {}
+            (Some(_), true) => self.journal_write(tracked, record),
+            // The store changed beside this server, so the journal cannot describe it.
+            (Some(_), false) => *self.journaling() = Journaling::default(),
+        }
+        Ok(())
     }
 
     fn journaling(&self) -> std::sync::MutexGuard<'_, Journaling> {

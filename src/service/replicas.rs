@@ -1,8 +1,9 @@
 //! Replicas that agree: several services on one PostgreSQL store apply each other's run-time adds and
 //! replacements to their live rows, with the embedding the writer stored (nothing is embedded twice).
 //!
-//! The store's change feed is the run-time embedding rows ordered by the catalog generation they were
-//! written at ([`crate::catalog::store::PostgresStore::changes_since`]): rows commit in generation
+//! The store's change feed is the run-time embedding rows and the deleted movies' tombstones, ordered
+//! by the catalog generation they were written at ([`crate::catalog::store::PostgresStore::changes_since`],
+//! [`crate::catalog::store::PostgresStore::deletions_since`]): rows commit in generation
 //! order, so "everything after the last generation applied" misses nothing. A `NOTIFY` at each commit
 //! wakes the follower at once; the same catch-up read runs after every (re)connection and once a
 //! second besides, which also tells whether the store answers ([`StoreState`]).
@@ -158,21 +159,56 @@ impl Service {
             let read = pg.changes_since(applied.generation, &self.manifest.model.weights_sha256, PAGE).await;
             self.store_state.saw(&read);
             let changes = read.map_err(store_error)?;
-            let Some(last) = changes.last().map(|c| c.generation) else { break };
-            count += self.apply(&mut applied, &changes)?;
-            applied.generation = last;
-            self.store_state.applied.store(last, Ordering::Relaxed);
-            if changes.len() < PAGE as usize {
+            let read = pg.deletions_since(applied.generation, PAGE).await;
+            self.store_state.saw(&read);
+            let deletions = read.map_err(store_error)?;
+            // Up to where both halves of the feed are read whole: a full page ends at its last row.
+            let full = |n: usize| n == PAGE as usize;
+            let upto = match (changes.last().map(|c| c.generation), deletions.last().map(|d| d.1)) {
+                (None, None) => break,
+                (Some(c), Some(d)) if full(changes.len()) && full(deletions.len()) => c.min(d),
+                (Some(c), _) if full(changes.len()) => c,
+                (_, Some(d)) if full(deletions.len()) => d,
+                (c, d) => c.max(d).unwrap_or(applied.generation),
+            };
+            let changes: Vec<Change> = changes.into_iter().filter(|c| c.generation <= upto).collect();
+            let deletions: Vec<(String, u64)> = deletions.into_iter().filter(|d| d.1 <= upto).collect();
+            count += self.apply(&mut applied, &changes, &deletions)?;
+            applied.generation = upto;
+            self.store_state.applied.store(upto, Ordering::Relaxed);
+            if !full(changes.len()) && !full(deletions.len()) {
                 break;
             }
         }
         Ok(count)
     }
 
-    fn apply(&self, applied: &mut Applied, changes: &[Change]) -> Result<usize, ServiceError> {
+    /// Apply adds (`changes`) and deletes (`deletions`, `(id, generation)`), in generation order.
+    fn apply(
+        &self,
+        applied: &mut Applied,
+        changes: &[Change],
+        deletions: &[(String, u64)],
+    ) -> Result<usize, ServiceError> {
         let mut catalog = self.live.write().map_err(ServiceError::internal)?;
         let mut count = 0;
-        for change in changes {
+        let mut deletions = deletions.iter().peekable();
+        let mut adds = changes.iter().peekable();
+        loop {
+            let delete_next = match (adds.peek(), deletions.peek()) {
+                (None, None) => break,
+                (Some(c), Some(d)) => d.1 < c.generation,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if delete_next {
+                let Some((id, generation)) = deletions.next() else { break };
+                if applied.newer(id, *generation) && catalog.remove(id).is_some() {
+                    count += 1;
+                }
+                continue;
+            }
+            let Some(change) = adds.next() else { break };
             let m = &change.movie;
             if change.vector.len() != catalog.dim() || !applied.newer(&m.id, change.generation) {
                 continue;

@@ -47,6 +47,8 @@ pub struct SimilarResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<MovieSummary>,
     pub k: usize,
+    /// Results skipped before these (`offset`).
+    pub offset: usize,
     pub exact: bool,
     pub results: Vec<Neighbour>,
     /// For a posted document: its token count and whether it was truncated.
@@ -60,7 +62,11 @@ pub struct SimilarResponse {
 pub struct RecommendResponse {
     pub strategy: Strategy,
     pub k: usize,
+    /// Results skipped before these (`offset`).
+    pub offset: usize,
     pub results: Vec<Neighbour>,
+    /// Example ids the catalog does not hold (skipped), in the order given.
+    pub ignored: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +108,13 @@ pub struct AddMovieResponse {
     pub movie: MovieView,
     pub tokens: usize,
     pub truncated: bool,
+}
+
+/// `DELETE /v1/movies/{id}`.
+#[derive(Debug, Serialize)]
+pub struct DeleteMovieResponse {
+    pub id: String,
+    pub deleted: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -165,6 +165,37 @@ try {
     await page.waitForFunction(() => document.querySelectorAll('#similar li.neighbour').length === 10);
   });
 
+  await step('"Show more" appends the next page (offset), never a film twice; "Mix it up" asks for diversity', async () => {
+    await page.selectOption('#k', '5');
+    await page.waitForFunction(() => document.querySelectorAll('#similar li.neighbour').length === 5);
+    const more = page.locator('#more');
+    assert.equal(await more.isVisible(), true, 'a full page offers "Show more"');
+    await more.click();
+    await page.waitForFunction(() => document.querySelectorAll('#similar li.neighbour').length === 10);
+    const first = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=5&offset=0`)).body.results;
+    const second = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=5&offset=5`)).body.results;
+    const paged = await neighbours('#similar');
+    checkList(paged, first.concat(second), 'two pages of more like The Dark Knight');
+    assert.equal(new Set(paged.map((r) => r.id)).size, 10, 'a film shown twice across pages');
+    await page.screenshot({ path: path.join(SHOTS, 'page-show-more.png'), fullPage: true });
+    await page.check('#diverse');
+    const diverse = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=5&offset=0&diversity=0.5`)).body.results;
+    await page.waitForFunction((ids) => {
+      const shown = [...document.querySelectorAll('#similar li.neighbour')].map((li) => li.dataset.id);
+      return shown.length === ids.length && shown.every((id, i) => id === ids[i]);
+    }, diverse.map((r) => r.id));
+    checkList(await neighbours('#similar'), diverse, 'mixed more like The Dark Knight');
+    assert.equal(diverse[0].id, first[0].id, 'the first film is the same with diversity');
+    await more.click();
+    const diverseNext = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=5&offset=5&diversity=0.5`)).body.results;
+    await page.waitForFunction(() => document.querySelectorAll('#similar li.neighbour').length === 10);
+    checkList(await neighbours('#similar'), diverse.concat(diverseNext), 'two mixed pages');
+    await page.screenshot({ path: path.join(SHOTS, 'page-diverse.png'), fullPage: true });
+    await page.uncheck('#diverse');
+    await page.selectOption('#k', '10');
+    await page.waitForFunction(() => document.querySelectorAll('#similar li.neighbour').length === 10);
+  });
+
   await step('arrow keys move through the matches; Enter picks the highlighted one', async () => {
     await page.fill('#q', '');
     await page.focus('#q');
@@ -298,6 +329,20 @@ try {
     assert.notEqual(card, 'rgb(255, 0, 0)', 'the host page\'s list colour leaked into the widget');
     assert.equal(await page.locator('#host-list').evaluate((n) => n.getRootNode() === document), true);
     await page.screenshot({ path: path.join(SHOTS, 'embed.png'), fullPage: true });
+  });
+
+  await step('the widget takes data-exclude and data-diversity', async () => {
+    await page.goto(ALLOWED);
+    const host = page.locator('#strip-controls');
+    await page.locator('#strip-controls:is([data-cinevec-state=ready], [data-cinevec-state=error])').waitFor({ state: 'attached' });
+    assert.equal(await host.getAttribute('data-cinevec-state'), 'ready');
+    const exclude = await host.getAttribute('data-exclude');
+    const expected = (await api(`/v1/movies/${DARK_KNIGHT}/similar?k=5&exclude=${encodeURIComponent(exclude)}&diversity=0.6`)).body.results;
+    const ids = await host.locator('li[data-id]').evaluateAll((items) => items.map((li) => li.dataset.id));
+    assert.deepEqual(ids, expected.map((r) => r.id));
+    assert.equal(ids.length, 5, 'still five films with two excluded');
+    for (const id of exclude.split(',')) assert.ok(!ids.includes(id.trim()), `${id} was excluded`);
+    await host.screenshot({ path: path.join(SHOTS, 'widget-exclude-diversity.png') });
   });
 
   await step('a host page on an origin the server does not allow gets a clear error', async () => {

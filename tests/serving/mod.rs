@@ -147,6 +147,10 @@ impl Server {
         self.client.post(format!("{}{path}", self.base)).bearer_auth(key).json(body).send().await.unwrap()
     }
 
+    pub async fn delete_auth(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client.delete(format!("{}{path}", self.base)).bearer_auth(key).send().await.unwrap()
+    }
+
     /// Graceful stop; returns what the server returned.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.stop.take().unwrap().send(());

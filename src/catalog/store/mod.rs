@@ -231,14 +231,22 @@ const SQLITE_MIGRATIONS: &[Embedded] = &[
         description: "catalog generation",
         sql: include_str!("../../../migrations/sqlite/0003_catalog_generation.sql"),
     },
+    Embedded {
+        version: 4,
+        description: "movie tombstones",
+        sql: include_str!("../../../migrations/sqlite/0004_movie_tombstones.sql"),
+    },
 ];
 
 /// The PostgreSQL migrations (`migrations/postgres/`), in order.
-const POSTGRES_MIGRATIONS: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "catalog",
-    sql: include_str!("../../../migrations/postgres/0001_catalog.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[Embedded] = &[
+    Embedded { version: 1, description: "catalog", sql: include_str!("../../../migrations/postgres/0001_catalog.sql") },
+    Embedded {
+        version: 2,
+        description: "movie tombstones",
+        sql: include_str!("../../../migrations/postgres/0002_movie_tombstones.sql"),
+    },
+];
 
 /// A migrator over embedded migrations: what sqlx's `migrate!` macro would make (same versions,
 /// descriptions and checksums, so databases migrated by either agree), without building sqlx's
@@ -389,6 +397,18 @@ impl Store {
 
     pub async fn get(&self, id: &str) -> Result<Option<StoredMovie>, StoreError> {
         each_backend!(self, s => s.get(id).await)
+    }
+
+    /// Delete the movie `id` (its row and run-time embedding) and leave its tombstone, in one
+    /// transaction. Returns the catalog generation after the write (PostgreSQL: the one the tombstone
+    /// carries), or `None` when the store holds no movie `id` (nothing is written).
+    pub async fn delete_movie(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        each_backend!(self, s => s.delete_movie(id).await)
+    }
+
+    /// The ids of every movie deleted at run time (and not added again since).
+    pub async fn tombstones(&self) -> Result<Vec<String>, StoreError> {
+        each_backend!(self, s => s.tombstones().await)
     }
 
     /// Movies whose title is `title`, ignoring case.

@@ -141,6 +141,8 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         lock_generation(&mut tx).await?;
         upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
+        // Adding a deleted id again brings it back (before the embedding: its generation is the last).
+        sqlx::query("DELETE FROM movie_tombstones WHERE movie_id = $1").bind(&row.id).execute(&mut *tx).await?;
         let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
         let generation: i64 = sqlx::query(
             "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
@@ -160,6 +162,58 @@ impl PostgresStore {
         .try_get(0)?;
         tx.commit().await?;
         Ok(generation as u64)
+    }
+
+    /// See [`super::Store::delete_movie`]; run again when it loses a conflict, like an add.
+    pub async fn delete_movie(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        super::retry_conflicts("deleting a movie", || self.delete_movie_once(id)).await
+    }
+
+    async fn delete_movie_once(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let now = super::now_rfc3339_millis();
+        let mut tx = self.pool.begin().await?;
+        lock_generation(&mut tx).await?;
+        // The run-time embedding goes with the movie (ON DELETE CASCADE).
+        let gone = sqlx::query("DELETE FROM movies WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+        if gone == 0 {
+            return Ok(None);
+        }
+        let generation: i64 = sqlx::query(
+            "INSERT INTO movie_tombstones (movie_id, deleted_at) VALUES ($1, $2)
+             ON CONFLICT (movie_id) DO UPDATE SET deleted_at = excluded.deleted_at
+             RETURNING generation",
+        )
+        .bind(id)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(Some(generation as u64))
+    }
+
+    /// See [`super::Store::tombstones`].
+    pub async fn tombstones(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT movie_id FROM movie_tombstones ORDER BY movie_id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Deletes written after generation `after`, as `(id, generation)`, oldest first, at most `limit`:
+    /// the change feed's other half (see [`PostgresStore::changes_since`]).
+    pub async fn deletions_since(&self, after: u64, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT movie_id, generation FROM movie_tombstones WHERE generation > $1 ORDER BY generation LIMIT $2",
+        )
+        .bind(after as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let generation: i64 = r.try_get(1)?;
+                Ok((r.try_get(0)?, generation as u64))
+            })
+            .collect()
     }
 
     /// See [`super::Store::movie_embeddings`].

@@ -143,6 +143,8 @@ impl SqliteStore {
         let now = now_rfc3339_millis();
         let mut tx = self.pool.begin().await?;
         upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
+        // Adding a deleted id again brings it back.
+        sqlx::query("DELETE FROM movie_tombstones WHERE movie_id = $1").bind(&row.id).execute(&mut *tx).await?;
         let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
         sqlx::query(
             "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
@@ -158,10 +160,33 @@ impl SqliteStore {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        let generation: i64 =
-            sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
-        tx.commit().await?;
-        Ok(generation as u64)
+        commit_at_generation(tx).await
+    }
+
+    /// See [`super::Store::delete_movie`].
+    pub async fn delete_movie(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let now = now_rfc3339_millis();
+        let mut tx = self.pool.begin().await?;
+        // The run-time embedding goes with the movie (ON DELETE CASCADE).
+        let gone = sqlx::query("DELETE FROM movies WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+        if gone == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO movie_tombstones (movie_id, deleted_at) VALUES ($1, $2)
+             ON CONFLICT (movie_id) DO UPDATE SET deleted_at = excluded.deleted_at",
+        )
+        .bind(id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(Some(commit_at_generation(tx).await?))
+    }
+
+    /// See [`super::Store::tombstones`].
+    pub async fn tombstones(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT movie_id FROM movie_tombstones ORDER BY movie_id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Run-time embeddings made by the model `model_sha256` whose movie document has not changed since,
@@ -269,6 +294,14 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Commit `tx`; the catalog generation its writes left (read inside it).
+async fn commit_at_generation(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<u64, StoreError> {
+    let generation: i64 =
+        sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
+    tx.commit().await?;
+    Ok(generation as u64)
 }
 
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredMovie, StoreError> {

@@ -14,6 +14,8 @@
  *   data-api        the cinevec server (default: the origin this script was loaded from)
  *   data-title      heading (default "More like <title>")
  *   data-link       where a film links to, "{id}" replaced (default: the film on the cinevec page)
+ *   data-exclude    films never shown, comma-separated ids (e.g. those already on the page)
+ *   data-diversity  0 to 1: fewer near-copies of one another (maximal marginal relevance; default 0)
  * On the <script> tag:
  *   data-api        default server for every element
  *   data-selector   which elements to fill (default "[data-movie-id]")
@@ -78,7 +80,11 @@
       k: isFinite(k) ? Math.max(1, Math.min(20, k)) : 6,
       api: (host.getAttribute('data-api') || defaultApi).replace(/\/+$/, ''),
       title: host.getAttribute('data-title'),
-      link: host.getAttribute('data-link')
+      link: host.getAttribute('data-link'),
+      // Films never shown (comma-separated ids, e.g. those already on the page) and diversity (0-1).
+      exclude: (host.getAttribute('data-exclude') || '').split(',').map(function (id) { return id.trim(); })
+        .filter(function (id) { return id; }).join(','),
+      diversity: host.getAttribute('data-diversity')
     };
   }
 
@@ -90,6 +96,9 @@
 
   function load(s) {
     var url = s.api + '/v1/movies/' + encodeURIComponent(s.id) + '/similar?k=' + s.k;
+    if (s.exclude) url += '&exclude=' + encodeURIComponent(s.exclude);
+    var d = parseFloat(s.diversity);
+    if (s.diversity != null && isFinite(d)) url += '&diversity=' + Math.max(0, Math.min(1, d));
     return fetch(url, { mode: 'cors', credentials: 'omit', headers: { accept: 'application/json' } }).then(
       function (response) {
         return response.text().then(function (text) {

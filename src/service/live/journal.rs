@@ -14,10 +14,13 @@
 //! write, if it reached the store, is then missing from the chain, so the store is read; nothing
 //! acknowledged is lost either way.
 //!
-//! Layout: the [`crate::index::sidecar`] header (its one field the snapshot's generation, its id the
-//! snapshot's), the header's checksum, then records: `u32` length, the payload, its `u64` checksum.
-//! A payload: the generations before and after, then the movie's id, title, rating, votes, year,
-//! genres, directors, actors and source.
+//! Layout (version 2, `CVCATJN2`): the [`crate::index::sidecar`] header (its one field the snapshot's
+//! generation, its id the snapshot's), the header's checksum, then records: `u32` length, the payload,
+//! its `u64` checksum. A payload: its kind (0 an add or replacement, 1 a delete), the generations
+//! before and after, then the movie's id, title, rating, votes, year, genres, directors, actors and
+//! source (a delete's are empty). A journal of version 1 (`CVCATJN1`, no kinds, before deletes) is
+//! refused with that reason, and the start reads the store (it then writes a new snapshot and a
+//! version 2 journal); version 1 readers refuse a version 2 journal the same way (another magic).
 
 use super::{Facts, NewMovie, SnapshotKey};
 use crate::index::sidecar::{self, Fnv};
@@ -26,13 +29,17 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"CVCATJN1";
+const MAGIC: &[u8; 8] = b"CVCATJN2";
+/// The first format's magic (records without a kind): refused, by name.
+const MAGIC_V1: &[u8; 8] = b"CVCATJN1";
 /// The file's name beside the artifacts.
 pub const FILE: &str = "catalog.journal";
 
-/// One movie added at run time, as journaled.
+/// One movie added (or replaced, or deleted) at run time, as journaled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// A delete of the movie `id` (the other movie fields are empty).
+    pub deleted: bool,
     /// The store's generation before and after the write.
     pub before: u64,
     pub after: u64,
@@ -53,6 +60,7 @@ impl Record {
         let list = |l: &[Cow<str>]| l.iter().map(|s| s.to_string()).collect();
         let f = &movie.facts;
         Record {
+            deleted: false,
             before,
             after,
             id: movie.id.clone(),
@@ -64,6 +72,24 @@ impl Record {
             directors: list(&f.directors),
             actors: list(&f.actors),
             source: movie.source.to_string(),
+        }
+    }
+
+    /// The record of deleting `id`, written between generations `before` and `after`.
+    pub fn deletion(id: &str, before: u64, after: u64) -> Record {
+        Record {
+            deleted: true,
+            before,
+            after,
+            id: id.to_string(),
+            title: String::new(),
+            rating: None,
+            votes: None,
+            year: None,
+            genres: Vec::new(),
+            directors: Vec::new(),
+            actors: Vec::new(),
+            source: String::new(),
         }
     }
 
@@ -93,6 +119,7 @@ impl Record {
             out.push(u8::from(v.is_some()));
             out.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
         };
+        out.push(u8::from(self.deleted));
         out.extend_from_slice(&self.before.to_le_bytes());
         out.extend_from_slice(&self.after.to_le_bytes());
         put_str(&mut out, &self.id);
@@ -110,6 +137,11 @@ impl Record {
 
     fn decode(bytes: &[u8]) -> Option<Record> {
         let mut r = Cursor(bytes);
+        let deleted = match r.take(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
         let (before, after) = (r.u64()?, r.u64()?);
         let (id, title) = (r.string()?, r.string()?);
         let (rating, votes, year) = (r.opt()?.map(f64::from_bits), r.opt()?, r.opt()?.map(|y| y as i64));
@@ -124,6 +156,7 @@ impl Record {
         let source = r.string()?;
         let [genres, directors, actors] = lists;
         r.0.is_empty().then_some(Record {
+            deleted,
             before,
             after,
             id,
@@ -207,6 +240,10 @@ impl Replay {
 /// header or another snapshot's journal is an error.
 pub fn read(path: &Path, key: &SnapshotKey) -> Result<Replay> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    ensure!(
+        !bytes.starts_with(MAGIC_V1),
+        "the journal is of version 1 (CVCATJN1, before deletes were journaled); this version reads only version 2"
+    );
     let header_len = sidecar::header(MAGIC, &[0], &key.id()).len();
     ensure!(bytes.len() >= header_len + 8, "the journal is truncated");
     let (header, rest) = bytes.split_at(header_len);
@@ -286,6 +323,7 @@ mod tests {
 
     fn record(i: u64) -> Record {
         Record {
+            deleted: false,
             before: 10 + 2 * i,
             after: 12 + 2 * i,
             id: format!("m{i}"),
@@ -308,11 +346,15 @@ mod tests {
         for i in 0..3 {
             j.append(&record(i)).unwrap();
         }
+        let deletion = Record::deletion("m1", 16, 17);
+        j.append(&deletion).unwrap();
         let replay = read(&path, &key(99)).unwrap();
         assert_eq!(replay.snapshot_generation, 10);
-        assert_eq!(replay.records, (0..3).map(record).collect::<Vec<_>>());
+        let mut expected: Vec<Record> = (0..3).map(record).collect();
+        expected.push(deletion);
+        assert_eq!(replay.records, expected);
         assert_eq!(replay.valid_len, std::fs::metadata(&path).unwrap().len());
-        assert!(replay.reaches(16) && !replay.reaches(15) && !replay.reaches(18));
+        assert!(replay.reaches(17) && !replay.reaches(16) && !replay.reaches(18));
         let movie = replay.records[1].movie();
         assert_eq!(Record::of(&movie, 12, 14), replay.records[1]);
         assert!(read(&path, &SnapshotKey { store: "xyz".into(), ..key(10) }).is_err(), "another store");
@@ -349,6 +391,11 @@ mod tests {
         let mut j = Journal::append_to(&path, replay.valid_len).unwrap();
         j.append(&record(1)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), full);
+        // A journal of the first format is refused, by name.
+        let mut old = full.clone();
+        old[..8].copy_from_slice(MAGIC_V1);
+        std::fs::write(&path, &old).unwrap();
+        assert!(read(&path, &key(10)).unwrap_err().to_string().contains("version 1"));
         // A damaged header is refused.
         for at in [0, 9, 20] {
             let mut bad = full.clone();

@@ -25,6 +25,7 @@
 //! skipped by the filter. They are built once, when the catalog is complete
 //! ([`LiveCatalog::field_stats`]).
 
+use super::excluded;
 use super::{LiveCatalog, Resolved};
 use crate::index::{best_k, dot, graph::prefetch, Best, Hit, Quantized, Sketch};
 
@@ -431,7 +432,7 @@ impl LiveCatalog {
             return self.rank(&candidates, keep, query, k, sketch, q8);
         };
         let candidates = stats.candidates(filter);
-        let alive = |row: usize| self.alive.get(row).is_some_and(|&a| a) && !exclude.contains(&row);
+        let alive = |row: usize| self.alive.get(row).is_some_and(|&a| a) && !excluded(exclude, row);
         match filter.columns {
             // Every row of the lists passes the filter's fields: only whether it is live and not
             // excluded is left to check.

@@ -115,6 +115,7 @@ impl LiveCatalog {
         catalog.reserve(rows);
         let added: HashMap<&str, &[f32]> = added.iter().map(|(id, v)| (id.as_str(), v.as_slice())).collect();
         let mut added_rows = Vec::new();
+        let zeros = vec![0f32; dim];
         for row in 0..rows {
             let id = string(&mut r)?;
             if row < ids.len() {
@@ -140,8 +141,12 @@ impl LiveCatalog {
             if row < ids.len() {
                 catalog.push_entry(entry);
             } else {
-                let vector =
-                    added.get(entry.id()).copied().context("a movie added at run time has no stored vector")?;
+                // A deleted run-time movie's vector is gone from the store; its dead row is never read.
+                let vector = match added.get(entry.id()).copied() {
+                    Some(v) => v,
+                    None if !alive => &zeros[..],
+                    None => anyhow::bail!("a movie added at run time has no stored vector"),
+                };
                 ensure!(vector.len() == dim, "stored embedding of {} has dimension {}", entry.id(), vector.len());
                 added_rows.push(catalog.push_entry_with_vector(entry, vector).0);
             }
@@ -151,6 +156,11 @@ impl LiveCatalog {
             }
         }
         r.finish("catalog snapshot")?;
+        // An id whose newest row is dead was deleted: it points nowhere.
+        let before = catalog.by_id.len();
+        let alive = &catalog.alive;
+        catalog.by_id.retain(|row| alive[*row as usize]);
+        catalog.deleted = before - catalog.by_id.len();
         let live = catalog.alive.iter().filter(|&&a| a).count();
         ensure!(catalog.by_id.len() == live, "catalog snapshot is damaged (live rows and ids disagree)");
         // Every live row is the one its id points to.
