@@ -183,6 +183,7 @@ async fn fixture() -> Fixture {
     }
     // The title index, as `load` builds it (on its own thread there) over the rows read at start.
     live.index_titles();
+    live.index_people();
     let index = VectorIndex::build_shared(matrix.clone(), DIM, IndexParams::default());
 
     let mut manifest = head_support::manifest(MOVIES, DIM);
@@ -945,4 +946,76 @@ async fn a_deleted_movie_is_gone_from_every_answer_at_once_and_can_come_back() {
     assert!(ids(&still).contains(&"m4".to_string()));
     let (_, ready) = get(s, "/readyz").await;
     assert_eq!(ready["movies"], MOVIES - 1);
+}
+
+#[tokio::test]
+async fn a_free_text_query_is_read_into_constraints_every_result_meets() {
+    let f = fixture().await;
+    let s = &f.state;
+    // Films i: genre GENRES[i % 4], released 1960 + i, directed by DIRECTORS[i % 5].
+    let (status, body) = get(s, "/v1/query?q=westerns%20from%20the%2070s").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read = &body["interpretation"];
+    assert_eq!(read["genres"], json!(["Western"]));
+    assert_eq!(read["years"], json!([1970, 1979]));
+    let mut found = ids(&body);
+    found.sort();
+    assert_eq!(found, ["m11", "m15", "m19"], "every western of the 1970s, nothing else: {body}");
+    assert!(body["results"][0]["why"].as_array().unwrap().iter().any(|w| w == "genre: Western"), "{body}");
+    // A chip's `without` is the request without its words.
+    let chips = read["chips"].as_array().unwrap();
+    assert!(chips.iter().any(|c| c["kind"] == "years" && c["without"] == "westerns"), "{read}");
+
+    let (_, body) = get(s, "/v1/query?q=dramas%20directed%20by%20ann%20lee").await;
+    let read = &body["interpretation"];
+    assert_eq!(read["people"][0]["name"], "Ann Lee", "{read}");
+    assert_eq!(
+        (read["people"][0]["role"].as_str(), read["people"][0]["required"].as_bool()),
+        (Some("director"), Some(true))
+    );
+    let mut found = ids(&body);
+    found.sort();
+    assert_eq!(found, ["m0", "m20"], "{body}");
+    // A surname alone, with a possessive, and a typo in a longer one.
+    let (_, body) = get(s, "/v1/query?q=lee%27s%20comedies").await;
+    assert_eq!(body["interpretation"]["people"][0]["name"], "Ann Lee", "{body}");
+    assert!(ids(&body).iter().all(|id| ["m5", "m25"].contains(&id.as_str())) && !ids(&body).is_empty(), "{body}");
+
+    // Constraints that leave nothing: the least certain is relaxed, and the answer says so.
+    let (status, body) = get(s, "/v1/query?q=horror%20westerns").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body["interpretation"]["relaxed"].as_array().unwrap().is_empty(), "{body}");
+    assert!(!ids(&body).is_empty(), "{body}");
+    // A year range given backwards is read the right way round, and noted.
+    let (_, body) = get(s, "/v1/query?q=dramas%20from%201990%20to%201970").await;
+    assert_eq!(body["interpretation"]["years"], json!([1970, 1990]), "{body}");
+    assert!(body["interpretation"]["notes"][0].as_str().unwrap().contains("backwards"));
+    // The request's own filter applies too.
+    let (status, body) = post(s, "/v1/query", json!({"q": "westerns from the 70s", "min_year": 1975, "k": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(ids(&body).iter().all(|id| id == "m15" || id == "m19") && ids(&body).len() == 2, "{body}");
+}
+
+#[tokio::test]
+async fn bad_free_text_queries_are_refused_with_the_error_body() {
+    let f = fixture().await;
+    let s = &f.state;
+    let long = "a".repeat(201);
+    for uri in [
+        "/v1/query?q=".to_string(),
+        "/v1/query?q=%20%20".to_string(),
+        format!("/v1/query?q={long}"),
+        "/v1/query?q=dramas%07".to_string(),
+        "/v1/query?q=the%20movies%20with".to_string(),
+        "/v1/query?q=42%20117".to_string(),
+        "/v1/query?q=dramas&k=0".to_string(),
+        "/v1/query?q=dramas&nope=1".to_string(),
+        "/v1/query".to_string(),
+    ] {
+        let (status, body) = get(s, &uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert!(body["error"]["message"].is_string(), "{uri}: {body}");
+    }
+    let (status, body) = post(s, "/v1/query", json!({"q": "dramas", "min_rating": 11})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

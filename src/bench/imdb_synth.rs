@@ -227,7 +227,7 @@ fn push_list(buf: &mut Vec<u8>, count: u64, mut item: impl FnMut(&mut Vec<u8>)) 
 /// End of one row: flush the buffer when it is large, and move the progress bar now and then.
 fn end_row(buf: &mut Vec<u8>, enc: &mut impl Write, bar: &indicatif::ProgressBar, row: u64) -> Result<()> {
     spill(buf, enc)?;
-    if row % 65536 == 0 {
+    if row.is_multiple_of(65536) {
         bar.set_position(row);
     }
     Ok(())

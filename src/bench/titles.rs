@@ -196,6 +196,7 @@ pub fn bench_titles(o: &TitleBenchOptions) -> Result<()> {
             release_year: m.year,
             directors: vec![],
             actors: vec![],
+            runtime_minutes: None,
         };
         catalog
             .push(NewMovie { id: format!("t{i}"), rating: None, votes: Some(m.votes), facts, source: "bench" }, &[1.0]);

@@ -187,6 +187,25 @@ with_filter_fields! {
     }
 }
 
+/// Query string of `GET /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AskQuery {
+    pub q: String,
+    pub k: Option<i64>,
+}
+
+with_filter_fields! {
+    /// `POST /v1/query`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AskRequest {
+        pub q: String,
+        #[serde(default, deserialize_with = "integer")]
+        pub k: Option<i64>,
+    }
+}
+
 /// `POST /v1/predict` and `POST /v1/embed`: one or many movie documents.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,11 +5,12 @@ use super::api::*;
 use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::state::AppState;
+use crate::service::ask::AskResponse;
 use crate::service::results::{
     AddMovieResponse, DeleteMovieResponse, EmbedResponse, Info, MovieView, PredictResponse, RecommendResponse,
     SearchResponse, SimilarResponse,
 };
-use crate::service::TopK;
+use crate::service::{Filter, TopK};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -34,6 +35,8 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("GET", "/docs", get(docs)),
         ("GET", "/v1/info", get(info)),
         ("GET", "/v1/search", get(search)),
+        ("GET", "/v1/query", get(ask_get)),
+        ("POST", "/v1/query", post(ask_post)),
         ("GET", "/v1/map", get(map_json)),
         ("GET", "/v1/map.png", get(map_png)),
         ("POST", "/v1/movies", post(add_movie)),
@@ -118,6 +121,17 @@ async fn get_movie(State(state): State<AppState>, Path(id): Path<String>) -> Ans
 
 async fn search(State(state): State<AppState>, Query(q): Query<SearchQuery>) -> Answer<SearchResponse> {
     Ok(axum::Json(state.ready()?.search_titles(&q.q, q.limit).await?))
+}
+
+async fn ask_get(State(state): State<AppState>, Query(q): Query<AskQuery>) -> Answer<AskResponse> {
+    let service = state.ready()?;
+    Ok(axum::Json(service.ask(&q.q, TopK::parse(q.k)?, Filter::default()).await?))
+}
+
+async fn ask_post(State(state): State<AppState>, Json(req): Json<AskRequest>) -> Answer<AskResponse> {
+    let service = state.ready()?;
+    let (k, filter) = (TopK::parse(req.k)?, req.filter()?);
+    Ok(axum::Json(service.ask(&req.q, k, filter).await?))
 }
 
 // ---- the catalog map ----

@@ -17,6 +17,7 @@
 //! skip dead rows, and the id always points to the newest row.
 
 pub mod journal;
+pub mod people;
 pub mod plan;
 mod shape;
 mod snapshot;
@@ -49,6 +50,8 @@ pub struct Facts<'a> {
     pub directors: Vec<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub actors: Vec<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "nullable_year")]
+    pub runtime_minutes: Option<i64>,
 }
 
 fn nullable_list<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Cow<'a, str>>, D::Error> {
@@ -57,7 +60,7 @@ fn nullable_list<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<C
     Ok(Option::<List>::deserialize(d)?.map(|l| l.0).unwrap_or_default())
 }
 
-/// Like [`MovieDoc::release_year`]: an integer that fits, else none.
+/// Like [`MovieDoc::release_year`] (and `runtime_minutes`): an integer that fits, else none.
 fn nullable_year<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Ok(Option::<serde_json::Number>::deserialize(d)?.and_then(|n| n.as_i64()))
 }
@@ -71,6 +74,7 @@ impl<'a> Facts<'a> {
             release_year: doc.release_year(),
             directors: list("directors"),
             actors: list("actors"),
+            runtime_minutes: doc.runtime_minutes(),
         }
     }
 
@@ -146,6 +150,8 @@ pub struct Traits {
     genres: u8,
     directors: u8,
     year: Option<i32>,
+    /// Minutes, when known and between 1 and 65,535.
+    runtime: Option<u16>,
 }
 
 impl Traits {
@@ -203,6 +209,11 @@ impl Entry {
 
     pub fn year(&self) -> Option<i64> {
         self.traits.year.map(i64::from)
+    }
+
+    /// Running time in minutes, when known.
+    pub fn runtime(&self) -> Option<u16> {
+        self.traits.runtime
     }
 }
 
@@ -308,6 +319,8 @@ pub struct LiveCatalog {
     titles: Arc<OnceLock<titles::TitleIndex>>,
     /// Movies deleted since this catalog was made (see [`LiveCatalog::version`]).
     deleted: usize,
+    /// The people index of the rows present when it was built (see [`LiveCatalog::index_people`]).
+    people_index: Arc<OnceLock<people::PeopleIndex>>,
 }
 
 impl LiveCatalog {
@@ -328,6 +341,7 @@ impl LiveCatalog {
             stats: OnceLock::new(),
             titles: Arc::default(),
             deleted: 0,
+            people_index: Arc::default(),
         }
     }
 
@@ -780,6 +794,7 @@ fn traits(f: &Facts, mut genre: impl FnMut(&str) -> u32, mut person: impl FnMut(
         genres: n_genres,
         directors: n_directors,
         year: f.release_year.and_then(|y| i32::try_from(y).ok()),
+        runtime: f.runtime_minutes.and_then(|m| u16::try_from(m).ok()).filter(|&m| m > 0),
     }
 }
 

@@ -245,6 +245,8 @@ pub async fn load(
     drop(ids);
     // The title index builds on its own thread meanwhile (searches scan until it is there).
     catalog.index_titles_in_background();
+    // So is the people index query understanding reads (`service/ask/`).
+    catalog.index_people_in_background();
     // The per-field statistics filtered searches are planned with (a pass over the rows; not at the
     // first filtered request).
     catalog.field_stats();

@@ -8,6 +8,7 @@
 //! The HTTP server (`crate::server`) parses a request, calls one operation, and maps its answer;
 //! another transport would do the same. [`load`] reads and cross-checks the artifacts.
 
+pub mod ask;
 mod documents;
 pub mod error;
 pub mod live;
@@ -463,6 +464,57 @@ impl Service {
             Ok(SearchResponse { query: text, results })
         })
         .await
+    }
+
+    /// Ask in one's own words (see [`ask`]): `q` read into constraints from the catalog, the movies
+    /// that meet them ranked by meaning and lexical evidence, under the request's own `filter` too.
+    /// `q` must not be blank, longer than [`ask::parse::MAX_CHARS`] characters or hold control
+    /// characters, and must hold something to search by (not only common words or bare numbers).
+    pub async fn ask(self: &Arc<Self>, q: &str, k: TopK, filter: Filter) -> Result<ask::AskResponse, ServiceError> {
+        let chars = q.chars().count();
+        if q.trim().is_empty() {
+            return Err(ServiceError::invalid("q", "q must not be empty"));
+        }
+        if chars > ask::parse::MAX_CHARS {
+            return Err(ServiceError::invalid(
+                "q",
+                format!("q is {chars} characters long; the limit is {}", ask::parse::MAX_CHARS),
+            ));
+        }
+        if let Some(c) = q.chars().find(|c| c.is_control()) {
+            return Err(ServiceError::invalid(
+                "q",
+                format!("q must not contain control characters (found U+{:04X})", u32::from(c)),
+            ));
+        }
+        let text = q.trim().to_string();
+        let service = self.clone();
+        let reading = {
+            let text = text.clone();
+            blocking(move || Ok(ask::parse::read(&text, &*service.rows()?))).await?
+        };
+        if reading.is_empty() {
+            return Err(ServiceError::invalid(
+                "q",
+                "q holds nothing to search by: only common words or numbers that are no year, length or rating",
+            ));
+        }
+        let meaning = match ask::meaning_document(&reading) {
+            Some(doc) => Some(self.embed_documents(&[MovieDoc::from_value(doc)?]).await?),
+            None => None,
+        };
+        let started = Instant::now();
+        let service = self.clone();
+        let response = self
+            .in_search_lane(move || {
+                let catalog = service.rows()?;
+                let vector = meaning.as_ref().map(|m| m.row(0));
+                let (interpretation, results) = ask::answer(&catalog, &service.index, &reading, vector, &filter, k.0);
+                Ok(ask::AskResponse { q: text, k: k.0, interpretation, results })
+            })
+            .await?;
+        self.searched(false, started);
+        Ok(response)
     }
 
     /// More like the movie `id`, shaped by `controls` (see [`query::Controls`]).

@@ -48,6 +48,7 @@ pub struct Record {
     pub rating: Option<f64>,
     pub votes: Option<u64>,
     pub year: Option<i64>,
+    pub runtime: Option<i64>,
     pub genres: Vec<String>,
     pub directors: Vec<String>,
     pub actors: Vec<String>,
@@ -68,6 +69,7 @@ impl Record {
             rating: movie.rating,
             votes: movie.votes,
             year: f.release_year,
+            runtime: f.runtime_minutes,
             genres: list(&f.genres),
             directors: list(&f.directors),
             actors: list(&f.actors),
@@ -86,6 +88,7 @@ impl Record {
             rating: None,
             votes: None,
             year: None,
+            runtime: None,
             genres: Vec::new(),
             directors: Vec::new(),
             actors: Vec::new(),
@@ -108,6 +111,7 @@ impl Record {
                 release_year: self.year,
                 directors: list(&self.directors),
                 actors: list(&self.actors),
+                runtime_minutes: self.runtime,
             },
             source: &self.source,
         }
@@ -127,6 +131,7 @@ impl Record {
         opt(&mut out, self.rating.map(f64::to_bits));
         opt(&mut out, self.votes);
         opt(&mut out, self.year.map(|y| y as u64));
+        opt(&mut out, self.runtime.map(|m| m as u64));
         for list in [&self.genres, &self.directors, &self.actors] {
             out.extend_from_slice(&(list.len() as u32).to_le_bytes());
             list.iter().for_each(|s| put_str(&mut out, s));
@@ -145,6 +150,7 @@ impl Record {
         let (before, after) = (r.u64()?, r.u64()?);
         let (id, title) = (r.string()?, r.string()?);
         let (rating, votes, year) = (r.opt()?.map(f64::from_bits), r.opt()?, r.opt()?.map(|y| y as i64));
+        let runtime = r.opt()?.map(|m| m as i64);
         let mut lists = [Vec::new(), Vec::new(), Vec::new()];
         for list in lists.iter_mut() {
             let n = r.u32()? as usize;
@@ -164,6 +170,7 @@ impl Record {
             rating,
             votes,
             year,
+            runtime,
             genres,
             directors,
             actors,
@@ -331,6 +338,7 @@ mod tests {
             rating: i.is_multiple_of(2).then_some(7.5),
             votes: Some(i * 100),
             year: Some(-5 + i as i64),
+            runtime: i.is_multiple_of(3).then_some(90 + i as i64),
             genres: vec!["Drama".into(), "Crime".into()],
             directors: vec![],
             actors: vec!["Audrey Tautou".into()],

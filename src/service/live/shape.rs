@@ -119,10 +119,10 @@ impl LiveCatalog {
         while chosen.len() < n {
             let first = chosen.is_empty();
             let mut best: Option<(usize, f32)> = None;
-            for i in 0..pool.len() {
+            for (i, &was_taken) in taken.iter().enumerate() {
                 let full =
                     groups.get(i).is_some_and(|g| g.iter().any(|g| counts.get(g).copied().unwrap_or(0) >= per_group));
-                if taken[i] || full {
+                if was_taken || full {
                     continue;
                 }
                 let v = value(i, &closest, first);

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"CVCATSN1";
+const MAGIC: &[u8; 8] = b"CVCATSN2";
 /// The file's name beside the artifacts.
 pub const FILE: &str = "catalog.snapshot";
 
@@ -78,6 +78,7 @@ impl LiveCatalog {
                 put_opt(w, e.rating.map(f64::to_bits))?;
                 put_opt(w, e.votes)?;
                 put_opt(w, e.traits.year.map(|y| y as u32 as u64))?;
+                put_opt(w, e.traits.runtime.map(u64::from))?;
                 w.write_all(&[e.traits.genres, e.traits.directors, u8::from(alive)])?;
                 w.write_all(&e.source.to_le_bytes())?;
                 w.write_all(&(e.traits.ids.len() as u32).to_le_bytes())?;
@@ -125,6 +126,7 @@ impl LiveCatalog {
             let rating = opt(&mut r)?.map(f64::from_bits);
             let votes = opt(&mut r)?;
             let year = opt(&mut r)?.map(|y| y as u32 as i32);
+            let runtime = opt(&mut r)?.and_then(|m| u16::try_from(m).ok());
             let mut b = [0u8; 5];
             r.fill(&mut b)?;
             let (genres, directors, alive, source) = (b[0], b[1], b[2] != 0, u16::from_le_bytes([b[3], b[4]]));
@@ -136,7 +138,7 @@ impl LiveCatalog {
                 && trait_ids[usize::from(genres)..].iter().all(|&p| p < people)
                 && usize::from(source) < catalog.sources.len();
             ensure!(known, "catalog snapshot is damaged (row {row})");
-            let traits = Traits { ids: trait_ids.into_boxed_slice(), genres, directors, year };
+            let traits = Traits { ids: trait_ids.into_boxed_slice(), genres, directors, year, runtime };
             let entry = Entry::new(&id, &title, &folded_title, rating, votes, traits, source);
             if row < ids.len() {
                 catalog.push_entry(entry);

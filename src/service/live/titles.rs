@@ -371,6 +371,17 @@ impl TitleIndex {
             + self.short_prefixes.keys().map(|k| k.len() + 32).sum::<usize>()
     }
 
+    /// The indexed rows, most votes first.
+    pub fn rows_by_votes(&self) -> &[u32] {
+        &self.row_of_rank
+    }
+
+    /// How many indexed movies have the (folded) title word `word`: how common a word is in titles
+    /// (query understanding weighs a surname against it).
+    pub fn movies_with_word(&self, word: &str) -> usize {
+        self.words.get(word).map_or(0, |id| (self.starts[id as usize + 1] - self.starts[id as usize]) as usize)
+    }
+
     fn year_ranks(&self, year: i32) -> &[u32] {
         match self.years.binary_search_by_key(&year, |&(y, _)| y) {
             Ok(i) => {
@@ -549,6 +560,7 @@ mod tests {
             release_year: Some(year),
             directors: vec![],
             actors: vec![],
+            runtime_minutes: None,
         };
         NewMovie { id: id.into(), rating: Some(7.0), votes: Some(votes), facts, source: "test" }
     }
