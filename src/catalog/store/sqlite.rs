@@ -120,15 +120,44 @@ impl SqliteStore {
     /// Ids should be unique within one call: SQLite lets the last one win, PostgreSQL refuses.
     pub async fn upsert_movies(&self, rows: &[MovieRow]) -> Result<UpsertCounts, StoreError> {
         let now = now_rfc3339_millis();
-        let mut counts = UpsertCounts::default();
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let written = upsert_chunk(&mut tx, chunk, &now).await?;
-            counts.written += written;
-            counts.unchanged += chunk.len() as u64 - written;
+        self.write(async |tx| {
+            let mut counts = UpsertCounts::default();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let written = upsert_chunk(tx, chunk, &now).await?;
+                counts.written += written;
+                counts.unchanged += chunk.len() as u64 - written;
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// Run `work` in one write transaction on a connection of its own, committed when it succeeds. A
+    /// connection whose transaction failed is closed, never handed back to the pool: when SQLite has
+    /// rolled a transaction back by itself (`SQLITE_FULL`, an I/O error), sqlx's own `ROLLBACK` fails
+    /// and its count of open transactions stays one too high, so that the connection's next
+    /// transaction would be a `SAVEPOINT` that never commits: every later write on it confirmed,
+    /// kept in a transaction left open (holding the write lock, so that the other connections wait
+    /// for the busy timeout) and lost when the process ends (tests/faults.rs).
+    async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use sqlx::Connection;
+        let mut conn = self.pool.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let out = work(&mut tx).await?;
+            tx.commit().await?;
+            Ok(out)
         }
-        tx.commit().await?;
-        Ok(counts)
+        .await;
+        if result.is_err() {
+            if let Err(e) = conn.close().await {
+                tracing::debug!("closing a connection whose write failed: {e}");
+            }
+        }
+        result
     }
 
     /// Store a movie added at run time together with its embedding, in one transaction: either both
@@ -141,27 +170,30 @@ impl SqliteStore {
         vector: &[f32],
     ) -> Result<u64, StoreError> {
         let now = now_rfc3339_millis();
-        let mut tx = self.pool.begin().await?;
-        upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
         let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-        sqlx::query(
-            "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
+        self.write(async |tx| {
+            upsert_chunk(tx, std::slice::from_ref(row), &now).await?;
+            sqlx::query(
+                "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (movie_id) DO UPDATE SET model_sha256 = excluded.model_sha256, dim = excluded.dim,
                  doc_sha256 = excluded.doc_sha256, vector = excluded.vector, created_at = excluded.created_at",
-        )
-        .bind(&row.id)
-        .bind(model_sha256)
-        .bind(vector.len() as i64)
-        .bind(doc_sha256(&row.movie.render()))
-        .bind(bytes)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        let generation: i64 =
-            sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
-        tx.commit().await?;
-        Ok(generation as u64)
+            )
+            .bind(&row.id)
+            .bind(model_sha256)
+            .bind(vector.len() as i64)
+            .bind(doc_sha256(&row.movie.render()))
+            .bind(bytes)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            let generation: i64 = sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            Ok(generation as u64)
+        })
+        .await
     }
 
     /// Run-time embeddings made by the model `model_sha256` whose movie document has not changed since,
