@@ -10,46 +10,8 @@ mod serving;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use serving::{fixture_copy, KEY};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn(dir: &Path, port: u16) -> Child {
-    let model = common::minilm_dir();
-    Command::new(env!("CARGO_BIN_EXE_cinevec"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--cpu", "--model"])
-        .arg(&model)
-        .arg("--models-dir")
-        .arg(model.parent().unwrap())
-        .arg("--artifacts")
-        .arg(dir)
-        .arg("--db")
-        .arg(dir.join("catalog.db"))
-        .env("CINEVEC_API_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut Child) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(120) {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == StatusCode::OK {
-                return;
-            }
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the server exited while loading");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("not ready in 120 s");
-}
+use serving::{fixture_copy, free_port, spawn, wait_ready, KEY};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]

@@ -33,6 +33,9 @@ pub enum ApiError {
     QueueFull { retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Nothing of the write was kept: the store's disk is full (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("the request took longer than its deadline of {0} ms")]
     Timeout(u64),
     /// Anything that is the server's fault. The message is logged, never sent.
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::QueueFull { .. } => "queue_full",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Timeout(_) => "timeout",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -112,7 +117,7 @@ impl IntoResponse for ApiError {
             ApiError::QueueFull { retry_after } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::InsufficientStorage(_) => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized(_) => {
@@ -190,6 +195,7 @@ impl From<crate::service::ServiceError> for ApiError {
             ServiceError::NotFound(m) => ApiError::NotFound(m),
             ServiceError::QueueFull { retry_after } => ApiError::QueueFull { retry_after },
             ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Full(m) => ApiError::InsufficientStorage(m),
             ServiceError::Internal(m) => ApiError::Internal(m),
         }
     }

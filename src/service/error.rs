@@ -19,6 +19,9 @@ pub enum ServiceError {
     /// The service cannot answer now (loading, shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// The store's disk is full: nothing of the write was kept; it may succeed once space is freed.
+    #[error("{0}")]
+    Full(String),
     /// Anything that is the service's fault. The message is for the log, not the caller.
     #[error("internal error: {0}")]
     Internal(String),

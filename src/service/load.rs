@@ -42,6 +42,11 @@ const PAGE: u32 = 16_384;
 /// Read every movie of the store into a live catalog: matrix rows in matrix order (their vectors are
 /// the shared `matrix`), then the movies added at run time with their stored vectors. Fails with one
 /// line when the store and the matrix do not hold the same movies.
+///
+/// `added` was read before the movies: a movie another replica added meanwhile (movie and vector in
+/// one transaction) is in the movies but not in `added`. So the run-time embeddings of `model` are
+/// read again when movies seem to lack one: those that have one now were written after the start
+/// began (after its generation), and join with it; only the rest are the catalog's damage.
 async fn read_catalog(
     store: &Store,
     db: &str,
@@ -50,6 +55,7 @@ async fn read_catalog(
     dim: usize,
     added: &[(String, Vec<f32>)],
     tombstones: &std::collections::HashSet<String>,
+    model: &str,
 ) -> Result<(LiveCatalog, Vec<usize>)> {
     use rayon::prelude::*;
     let row_of: HashMap<&str, usize> = ids.iter().enumerate().map(|(row, id)| (id.as_str(), row)).collect();
@@ -58,7 +64,8 @@ async fn read_catalog(
     catalog.reserve(ids.len() + added.len());
     let mut slots: Vec<Option<Entry>> = (0..ids.len()).map(|_| None).collect();
     let mut added_entries: HashMap<String, Entry> = HashMap::new();
-    let (mut missing, mut first_missing) = (0usize, None);
+    // Movies with neither a matrix row nor a run-time embedding (yet).
+    let mut unembedded = Vec::new();
     // Pages are read from the store on their own task, one ahead, while this one parses and interns.
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
     let reader = store.clone();
@@ -94,8 +101,7 @@ async fn read_catalog(
             let row = row_of.get(m.id.as_str()).copied();
             let is_added = added_ids.contains(m.id.as_str());
             if row.is_none() && !is_added {
-                missing += 1;
-                first_missing.get_or_insert_with(|| m.id.clone());
+                unembedded.push(m.clone());
                 continue;
             }
             let movie = NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source };
@@ -119,10 +125,28 @@ async fn read_catalog(
             ids[row]
         );
     }
-    if let Some(first) = first_missing {
-        bail!(
-            "{missing} movies of the catalog have no embedding (e.g. {first}): the catalog changed after `cinevec embed`; re-run it"
-        );
+    let mut late = Vec::new();
+    if !unembedded.is_empty() {
+        let now: HashMap<String, Vec<f32>> = store.movie_embeddings(model).await?.into_iter().collect();
+        let (found, missing): (Vec<_>, Vec<_>) = unembedded.into_iter().partition(|m| now.contains_key(&m.id));
+        if let Some(first) = missing.first() {
+            bail!(
+                "{} movies of the catalog have no embedding (e.g. {}): the catalog changed after `cinevec embed`; re-run it",
+                missing.len(),
+                first.id
+            );
+        }
+        tracing::info!("{} movies were added while the catalog was read: served with the rest", found.len());
+        for m in found {
+            let facts = Facts::parse(&m.document)
+                .map_err(|e| anyhow::anyhow!("movie {} has an invalid stored document: {e}", m.id))?;
+            let folded = fold(&facts.title);
+            let entry = catalog.entry_for(
+                NewMovie { id: m.id.clone(), rating: m.rating, votes: m.votes, facts, source: &m.source },
+                folded,
+            );
+            late.push((entry, now[&m.id].clone()));
+        }
     }
     for entry in slots.into_iter().flatten() {
         catalog.push_matrix_row(entry);
@@ -135,6 +159,12 @@ async fn read_catalog(
         }
         let (row, _) = catalog.push_entry_with_vector(entry, vector);
         added_rows.push(row);
+    }
+    for (entry, vector) in late {
+        if vector.len() != dim {
+            bail!("a stored embedding has dimension {}, expected {dim}", vector.len());
+        }
+        added_rows.push(catalog.push_entry_with_vector(entry, &vector).0);
     }
     Ok((catalog, added_rows))
 }
@@ -229,7 +259,8 @@ pub async fn load(
         Some(read) => read,
         None => {
             let db = crate::catalog::store::redacted(&config.db);
-            read_catalog(&store, &db, &ids, matrix.clone(), dim, &added, &tombstones).await?
+            read_catalog(&store, &db, &ids, matrix.clone(), dim, &added, &tombstones, &manifest.model.weights_sha256)
+                .await?
         }
     };
     // Deleted movies are dead rows whichever way the catalog was read (the snapshot's are already).

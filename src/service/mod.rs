@@ -202,6 +202,10 @@ fn catalog_files(artifacts: &std::path::Path, manifest: &Manifest) -> Vec<std::p
     files
 }
 
+/// How long `GET /v1/movies/{id}` waits for the store's document of a matrix movie before it shows
+/// the one of the artifacts' catalog file instead (a hung store must not hold reads).
+pub const STORE_READ_TIMEOUT: Duration = Duration::from_millis(200);
+
 impl Service {
     pub fn from_parts(p: Parts) -> Service {
         Service {
@@ -400,18 +404,15 @@ impl Service {
 
     /// One movie: its stored document, its facts and its predicted rating.
     pub async fn movie(self: &Arc<Self>, id: String) -> Result<MovieView, ServiceError> {
-        // The live rows keep no documents: the store has them (and always the newest one of an id).
-        // While it cannot be reached, the document comes from what this process can show without it
-        // (see `documents`).
-        let read = self.store.get(&id).await;
-        self.store_state.saw(&read);
-        let stored = match read {
-            Ok(stored) => Some(stored.ok_or_else(|| ServiceError::no_movie(&id))?.movie.into_value()),
-            Err(e) if e.is_transient() => {
-                tracing::debug!("showing {id} from memory: {e}");
-                None
-            }
-            Err(e) => return Err(replicas::store_error(e)),
+        // A run-time add's document is in memory (kept when it was written or applied, the newest
+        // generation of its id): answered from there, never waiting on the store.
+        let in_memory = {
+            let catalog = self.rows()?;
+            catalog.row_of(&id).filter(|&row| row >= self.matrix_rows).and_then(|_| self.run_time_documents.get(&id))
+        };
+        let stored = match in_memory.map(|doc| serde_json::from_str::<Value>(&doc)) {
+            Some(Ok(document)) => Some(document),
+            _ => self.stored_document(&id).await?,
         };
         let service = self.clone();
         blocking(move || {
@@ -425,6 +426,28 @@ impl Service {
             Ok(view(&catalog, row, predicted, document))
         })
         .await
+    }
+
+    /// The document of `id` from the store (which has the matrix rows' documents, the newest one of
+    /// an id). `None` when the store cannot answer within [`STORE_READ_TIMEOUT`] (or is unavailable):
+    /// the caller shows what this process holds without it (see `documents`).
+    async fn stored_document(&self, id: &str) -> Result<Option<Value>, ServiceError> {
+        let read = match tokio::time::timeout(STORE_READ_TIMEOUT, self.store.get(id)).await {
+            Ok(read) => read,
+            Err(_) => {
+                tracing::debug!("showing {id} from memory: the store did not answer in {STORE_READ_TIMEOUT:?}");
+                return Ok(None);
+            }
+        };
+        self.store_state.saw(&read);
+        match read {
+            Ok(stored) => Ok(Some(stored.ok_or_else(|| ServiceError::no_movie(id))?.movie.into_value())),
+            Err(e) if e.is_transient() => {
+                tracing::debug!("showing {id} from memory: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(replicas::store_error(e)),
+        }
     }
 
     /// The document of `id` (at live row `row`) without the store: a run-time row's from memory, a
@@ -764,7 +787,7 @@ impl Service {
             None => None,
         };
         let written = self.store.put_movie_with_embedding(row, &self.manifest.model.weights_sha256, vector).await;
-        self.store_state.saw(&written);
+        self.store_state.wrote(&written);
         // The generation the write itself left (read inside its transaction): a write by someone else
         // after it shows as a gap at the next add or start, not hidden inside this record.
         let written_at = written.map_err(replicas::store_error)?;

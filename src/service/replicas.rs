@@ -70,6 +70,8 @@ pub struct StoreState {
     applied: AtomicU64,
     /// Whether the listener is connected (PostgreSQL).
     listening: AtomicBool,
+    /// Whether the last write was refused for a full disk.
+    full: AtomicBool,
 }
 
 /// The store's state in `/v1/info` and `/readyz`.
@@ -79,6 +81,11 @@ pub struct StoreStatus {
     pub backend: &'static str,
     /// `available` or `unavailable` (writes answer 503 meanwhile; reads answer from memory).
     pub state: &'static str,
+    /// `accepted` or `refused` (a full disk: 507; an unreachable store: 503).
+    pub writes: &'static str,
+    /// Why writes are refused, while they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes_refused_because: Option<&'static str>,
     /// PostgreSQL: the catalog generation up to which other replicas' writes are applied.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_generation: Option<u64>,
@@ -94,6 +101,7 @@ impl StoreState {
             available: AtomicBool::new(true),
             applied: AtomicU64::new(0),
             listening: AtomicBool::new(false),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -106,7 +114,7 @@ impl StoreState {
                     tracing::info!("the catalog store answers again");
                 }
             }
-            Err(e) if e.is_unavailable() => {
+            Err(e) if e.is_unavailable() && !e.is_full() => {
                 if self.available.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
                         "the catalog store is unavailable ({e}): writes answer 503, reads answer from memory"
@@ -117,26 +125,56 @@ impl StoreState {
         }
     }
 
+    /// Note the outcome of a write: as [`StoreState::saw`], and a full disk refuses writes (logged
+    /// once) until a write succeeds again.
+    pub fn wrote<T>(&self, result: &Result<T, StoreError>) {
+        self.saw(result);
+        let full = match result {
+            Ok(_) => false,
+            Err(e) if e.is_full() => true,
+            Err(_) => return,
+        };
+        match (self.full.swap(full, Ordering::Relaxed), full) {
+            (false, true) => tracing::warn!("{FULL} (writes answer 507, reads answer from memory)"),
+            (true, false) => tracing::info!("the catalog store takes writes again"),
+            _ => {}
+        }
+    }
+
     pub fn is_available(&self) -> bool {
         self.available.load(Ordering::Relaxed)
     }
 
     pub fn status(&self) -> StoreStatus {
         let pg = self.backend == "postgres";
+        let refused = if self.full.load(Ordering::Relaxed) {
+            Some(FULL)
+        } else if !self.is_available() {
+            Some("the catalog store cannot be reached: writes answer 503 until it answers again")
+        } else {
+            None
+        };
         StoreStatus {
             backend: self.backend,
             state: if self.is_available() { "available" } else { "unavailable" },
+            writes: if refused.is_some() { "refused" } else { "accepted" },
+            writes_refused_because: refused,
             applied_generation: pg.then(|| self.applied.load(Ordering::Relaxed)),
             listening: pg.then(|| self.listening.load(Ordering::Relaxed)),
         }
     }
 }
 
-/// A store error as the caller sees it: unreachable → unavailable (503, retry); a write that kept
+/// Why a write was refused on a full disk (the 507's message, and `/readyz`'s reason).
+const FULL: &str = "the catalog store's disk is full: nothing was written; writes resume once space is freed";
+
+/// A store error as the caller sees it: a full disk → 507, nothing written; unreachable → unavailable (503, retry); a write that kept
 /// losing conflicts with concurrent writes (after the store's own retries) → unavailable too, since
 /// nothing of it was written and a later try may succeed; else internal.
 pub fn store_error(e: StoreError) -> ServiceError {
-    if e.is_unavailable() {
+    if e.is_full() {
+        ServiceError::Full(FULL.into())
+    } else if e.is_unavailable() {
         ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
     } else if e.is_conflict() {
         tracing::warn!("a store write kept colliding with concurrent writes: {e}");
@@ -386,5 +424,26 @@ mod tests {
         }
         let bad = StoreError::BadDocument { id: "x".into(), error: "no title".into() };
         assert!(matches!(store_error(bad), ServiceError::Internal(_)));
+    }
+
+    #[test]
+    fn a_full_disk_is_507_and_refuses_writes_until_one_succeeds() {
+        let enospc = || StoreError::Db(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull)));
+        for full in [coded("13"), coded("53100"), enospc()] {
+            assert!(full.is_full(), "{full}");
+            assert!(matches!(store_error(full), ServiceError::Full(_)));
+        }
+        assert!(!coded("5").is_full() && !coded("23505").is_full());
+        let state = StoreState::new("sqlite");
+        assert_eq!((state.status().writes, state.status().writes_refused_because), ("accepted", None));
+        state.wrote::<()>(&Err(coded("13")));
+        let refused = state.status();
+        assert_eq!((refused.state, refused.writes), ("available", "refused"));
+        assert!(refused.writes_refused_because.is_some_and(|why| why.contains("disk is full")), "{refused:?}");
+        // A read that succeeds says nothing about space; a write that succeeds does.
+        state.saw(&Ok(()));
+        assert_eq!(state.status().writes, "refused");
+        state.wrote(&Ok(()));
+        assert_eq!((state.status().writes, state.status().writes_refused_because), ("accepted", None));
     }
 }

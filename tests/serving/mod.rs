@@ -8,9 +8,9 @@ use cinevec::server::{Application, ServeConfig};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const SLICE: usize = 300;
 pub const KEY: &str = "test-key-3f9a";
@@ -156,4 +156,43 @@ impl Server {
         let _ = self.stop.take().unwrap().send(());
         self.task.await.unwrap()
     }
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The real server binary on `dir`'s artifacts and SQLite store, its log discarded.
+pub fn spawn(dir: &Path, port: u16) -> Child {
+    let model = common::minilm_dir();
+    Command::new(env!("CARGO_BIN_EXE_cinevec"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--cpu", "--model"])
+        .arg(&model)
+        .arg("--models-dir")
+        .arg(model.parent().unwrap())
+        .arg("--artifacts")
+        .arg(dir)
+        .arg("--db")
+        .arg(dir.join("catalog.db"))
+        .env("CINEVEC_API_KEY", KEY)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the server `child` answers `/readyz` with 200.
+pub async fn wait_ready(client: &reqwest::Client, base: &str, child: &mut Child) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(120) {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the server exited while loading");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not ready in 120 s");
 }

@@ -75,6 +75,21 @@ impl StoreError {
         code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     }
 
+    /// The store's disk (or quota) is full: nothing of the write was kept, and it may succeed once
+    /// space is freed (507). SQLite: `SQLITE_FULL` (13); PostgreSQL: `disk_full` (53100); or the
+    /// operating system's "no space left on device" on the way.
+    pub fn is_full(&self) -> bool {
+        let db = match self {
+            StoreError::Db(e) | StoreError::Open { source: e, .. } => e,
+            _ => return false,
+        };
+        match db {
+            sqlx::Error::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
+            sqlx::Error::Database(e) => e.code().is_some_and(|c| c == "53100" || c == "13"),
+            _ => false,
+        }
+    }
+
     /// Worth retrying later: the store is unavailable, or a write lost a conflict (503, not 500).
     pub fn is_transient(&self) -> bool {
         self.is_unavailable() || self.is_conflict()

@@ -120,15 +120,44 @@ impl SqliteStore {
     /// Ids should be unique within one call: SQLite lets the last one win, PostgreSQL refuses.
     pub async fn upsert_movies(&self, rows: &[MovieRow]) -> Result<UpsertCounts, StoreError> {
         let now = now_rfc3339_millis();
-        let mut counts = UpsertCounts::default();
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let written = upsert_chunk(&mut tx, chunk, &now).await?;
-            counts.written += written;
-            counts.unchanged += chunk.len() as u64 - written;
+        self.write(async |tx| {
+            let mut counts = UpsertCounts::default();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let written = upsert_chunk(tx, chunk, &now).await?;
+                counts.written += written;
+                counts.unchanged += chunk.len() as u64 - written;
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// Run `work` in one write transaction on a connection of its own, committed when it succeeds. A
+    /// connection whose transaction failed is closed, never handed back to the pool: when SQLite has
+    /// rolled a transaction back by itself (`SQLITE_FULL`, an I/O error), sqlx's own `ROLLBACK` fails
+    /// and its count of open transactions stays one too high, so that the connection's next
+    /// transaction would be a `SAVEPOINT` that never commits: every later write on it confirmed,
+    /// kept in a transaction left open (holding the write lock, so that the other connections wait
+    /// for the busy timeout) and lost when the process ends (tests/faults.rs).
+    async fn write<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        use sqlx::Connection;
+        let mut conn = self.pool.acquire().await?;
+        let result = async {
+            let mut tx = conn.begin().await?;
+            let out = work(&mut tx).await?;
+            tx.commit().await?;
+            Ok(out)
         }
-        tx.commit().await?;
-        Ok(counts)
+        .await;
+        if result.is_err() {
+            if let Err(e) = conn.close().await {
+                tracing::debug!("closing a connection whose write failed: {e}");
+            }
+        }
+        result
     }
 
     /// Store a movie added at run time together with its embedding, in one transaction: either both
@@ -141,46 +170,51 @@ impl SqliteStore {
         vector: &[f32],
     ) -> Result<u64, StoreError> {
         let now = now_rfc3339_millis();
-        let mut tx = self.pool.begin().await?;
-        upsert_chunk(&mut tx, std::slice::from_ref(row), &now).await?;
-        // Adding a deleted id again brings it back.
-        sqlx::query("DELETE FROM movie_tombstones WHERE movie_id = $1").bind(&row.id).execute(&mut *tx).await?;
         let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-        sqlx::query(
-            "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
+        self.write(async |tx| {
+            upsert_chunk(tx, std::slice::from_ref(row), &now).await?;
+            // Adding a deleted id again brings it back.
+            sqlx::query("DELETE FROM movie_tombstones WHERE movie_id = $1").bind(&row.id).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO movie_embeddings (movie_id, model_sha256, dim, doc_sha256, vector, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (movie_id) DO UPDATE SET model_sha256 = excluded.model_sha256, dim = excluded.dim,
                  doc_sha256 = excluded.doc_sha256, vector = excluded.vector, created_at = excluded.created_at",
-        )
-        .bind(&row.id)
-        .bind(model_sha256)
-        .bind(vector.len() as i64)
-        .bind(doc_sha256(&row.movie.render()))
-        .bind(bytes)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        commit_at_generation(tx).await
+            )
+            .bind(&row.id)
+            .bind(model_sha256)
+            .bind(vector.len() as i64)
+            .bind(doc_sha256(&row.movie.render()))
+            .bind(bytes)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            generation_in(tx).await
+        })
+        .await
     }
 
     /// See [`super::Store::delete_movie`].
     pub async fn delete_movie(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let now = now_rfc3339_millis();
-        let mut tx = self.pool.begin().await?;
-        // The run-time embedding goes with the movie (ON DELETE CASCADE).
-        let gone = sqlx::query("DELETE FROM movies WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
-        if gone == 0 {
-            return Ok(None);
-        }
-        sqlx::query(
-            "INSERT INTO movie_tombstones (movie_id, deleted_at) VALUES ($1, $2)
+        self.write(async |tx| {
+            // The run-time embedding goes with the movie (ON DELETE CASCADE).
+            let gone =
+                sqlx::query("DELETE FROM movies WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            if gone == 0 {
+                return Ok(None);
+            }
+            sqlx::query(
+                "INSERT INTO movie_tombstones (movie_id, deleted_at) VALUES ($1, $2)
              ON CONFLICT (movie_id) DO UPDATE SET deleted_at = excluded.deleted_at",
-        )
-        .bind(id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        Ok(Some(commit_at_generation(tx).await?))
+            )
+            .bind(id)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Some(generation_in(tx).await?))
+        })
+        .await
     }
 
     /// See [`super::Store::tombstones`].
@@ -296,11 +330,10 @@ impl SqliteStore {
     }
 }
 
-/// Commit `tx`; the catalog generation its writes left (read inside it).
-async fn commit_at_generation(mut tx: sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<u64, StoreError> {
+/// The catalog generation, read inside the write transaction (the trigger has moved it by then).
+async fn generation_in(tx: &mut sqlx::SqliteConnection) -> Result<u64, StoreError> {
     let generation: i64 =
         sqlx::query("SELECT generation FROM catalog_meta WHERE id = 1").fetch_one(&mut *tx).await?.try_get(0)?;
-    tx.commit().await?;
     Ok(generation as u64)
 }
 
