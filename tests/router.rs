@@ -283,7 +283,7 @@ async fn every_documented_route_is_answered_by_the_router() {
     // (tests/server.rs checks that this is exactly the router's own list of routes.)
     assert_eq!(documented.len(), cinevec::server::routes::routes().len());
     for (method, path) in documented {
-        let uri = path.replace("{id}", "m1");
+        let uri = path.replace("{id}", "m1").replace("{model}", "hash-embedder");
         let body = (method == "POST").then(|| json!({}));
         let (status, value) = call(&f.state, &method, &uri, body, None).await;
         assert!(status != StatusCode::NOT_FOUND || path.contains("{id}"), "{method} {path}: {status} {value}");
@@ -1018,4 +1018,231 @@ async fn bad_free_text_queries_are_refused_with_the_error_body() {
     }
     let (status, body) = post(s, "/v1/query", json!({"q": "dramas", "min_rating": 11})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+// ---- the OpenAI-compatible routes ----
+
+/// OpenAI's error body: message, type, param and code, nothing of the service's own shape.
+fn openai_error(body: &Value) -> (&str, &str) {
+    let e = &body["error"];
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(e.get("param").is_some() && e.get("field").is_none(), "{body}");
+    (e["type"].as_str().unwrap_or("(no type)"), e["code"].as_str().unwrap_or("(no code)"))
+}
+
+fn floats(item: &Value) -> Vec<f32> {
+    item["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+}
+
+#[tokio::test]
+async fn openai_embeddings_embed_the_texts_as_given_in_input_order() {
+    let f = fixture().await;
+    let texts = ["a quiet western", "one", "a quiet western told by Bo Ek"];
+    let (status, body) =
+        post(&f.state, "/v1/embeddings", json!({"input": texts, "model": "hash-embedder", "user": "u-1"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["object"].as_str(), body["model"].as_str()), (Some("list"), Some("hash-embedder")));
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    // Each vector is the embedder's for that very text (no movie document around it), in input order.
+    let model = embedder();
+    for (i, (item, text)) in data.iter().zip(texts).enumerate() {
+        assert_eq!((item["object"].as_str(), item["index"].as_u64()), (Some("embedding"), Some(i as u64)));
+        let encoded = model.encode(&[text]).unwrap();
+        let want = model.embed_encoded(&[&encoded[0]]).unwrap();
+        let got = floats(item);
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6), "{text}: {got:?} vs {want:?}");
+    }
+    // usage counts the embedder's own tokens.
+    let tokens: usize = texts.iter().map(|t| model.encode(&[t]).unwrap()[0].ids.len()).sum();
+    assert_eq!(body["usage"], json!({"prompt_tokens": tokens, "total_tokens": tokens}));
+
+    // A single string; base64 is the same vector's little-endian f32 bytes; the owner prefix names it too.
+    let (_, one) = post(&f.state, "/v1/embeddings", json!({"input": texts[0], "model": "hash-embedder"})).await;
+    let (_, b64) = post(
+        &f.state,
+        "/v1/embeddings",
+        json!({"input": texts[0], "model": "someone/hash-embedder", "encoding_format": "base64"}),
+    )
+    .await;
+    use base64::Engine as _;
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let decoded: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(decoded, floats(&one["data"][0]));
+    assert_eq!(floats(&one["data"][0]), floats(&data[0]));
+
+    // The text of a movie document gets the vector /v1/embed gives the document.
+    let doc = document(7);
+    let (_, embed) = post(&f.state, "/v1/embed", json!({"movies": [serde_json::to_value(&doc).unwrap()]})).await;
+    let (_, as_text) = post(&f.state, "/v1/embeddings", json!({"input": doc.render(), "model": "hash-embedder"})).await;
+    let by_embed: Vec<f32> =
+        embed["embeddings"][0]["vector"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(floats(&as_text["data"][0]), by_embed);
+
+    // The served model, listed and retrieved.
+    let (status, models) = get(&f.state, "/v1/models").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "hash-embedder");
+    assert_eq!(models["data"][0]["object"], "model");
+    let (status, model) = get(&f.state, "/v1/models/hash-embedder").await;
+    assert_eq!((status, &model), (StatusCode::OK, &models["data"][0]));
+    let (status, body) = get(&f.state, "/v1/models/text-embedding-3-small").await;
+    assert_eq!((status, openai_error(&body)), (StatusCode::NOT_FOUND, ("invalid_request_error", "model_not_found")));
+}
+
+#[tokio::test]
+async fn every_bad_embeddings_body_is_a_4xx_in_openais_shape() {
+    let f = fixture().await;
+    let m = "hash-embedder";
+    let long = vec!["word"; 100].join(" "); // the embedder reads 64 tokens
+    let many = vec!["t"; 10_000];
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let cases: Vec<(Value, StatusCode, &str, &str)> = vec![
+        (json!({"input": [], "model": m}), unprocessable, "invalid_request", "at least one"),
+        (json!({"input": "", "model": m}), unprocessable, "invalid_request", "input[0] is empty"),
+        (json!({"input": ["a", ""], "model": m}), unprocessable, "invalid_request", "input[1] is empty"),
+        (json!({"input": many, "model": m}), unprocessable, "invalid_request", "too many texts"),
+        (json!({"input": [[1, 2], [3]], "model": m}), unprocessable, "invalid_request", "token arrays"),
+        (json!({"input": [1, 2, 3], "model": m}), unprocessable, "invalid_request", "token arrays"),
+        (json!({"input": 5, "model": m}), unprocessable, "invalid_request", "a string or an array of strings"),
+        (json!({"input": "a\u{0}b", "model": m}), unprocessable, "invalid_request", "NUL"),
+        (json!({"input": long, "model": m}), unprocessable, "invalid_request", "the model reads at most 64"),
+        (json!({"input": "a", "model": m, "encoding_format": "b64"}), unprocessable, "invalid_request", "`base64`"),
+        (json!({"input": "a", "model": m, "dimensions": 4}), unprocessable, "invalid_request", "cannot shorten"),
+        (json!({"input": "a"}), unprocessable, "invalid_request", "model"),
+        (json!({"input": "a", "model": m, "extra": 1}), unprocessable, "invalid_request", "extra"),
+        (
+            json!({"input": "a", "model": "text-embedding-3-small"}),
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            "hash-embedder",
+        ),
+    ];
+    for (body, status, code, says) in cases {
+        let shown = body.to_string().chars().take(80).collect::<String>();
+        let (got, answer) = post(&f.state, "/v1/embeddings", body).await;
+        assert_eq!((got, openai_error(&answer)), (status, ("invalid_request_error", code)), "{shown}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{shown}: {message}");
+    }
+    // Malformed JSON, another content type, too large a body, another method: the same shape.
+    for (content_type, body, status) in [
+        ("application/json", "{\"input\": ".to_string(), StatusCode::BAD_REQUEST),
+        ("text/plain", "{}".to_string(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "application/json",
+            format!("{{\"input\": \"{}\", \"model\": \"{m}\"}}", "a".repeat(70_000)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ] {
+        let req = Request::post("/v1/embeddings").header("content-type", content_type).body(Body::from(body)).unwrap();
+        let response = cinevec::server::app(f.state.clone()).oneshot(req).await.unwrap();
+        assert_eq!(response.status(), status);
+        let answer: Value =
+            serde_json::from_slice(&axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap();
+        assert_eq!(openai_error(&answer).0, "invalid_request_error", "{answer}");
+    }
+    let (status, answer) = get(&f.state, "/v1/embeddings").await;
+    assert_eq!((status, openai_error(&answer).1), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    // The service's own routes keep the service's own body.
+    let (_, answer) = post(&f.state, "/v1/embed", json!({"movies": []})).await;
+    assert_eq!(error(&answer), ("invalid_request", Some("movies")));
+}
+
+// ---- compression and conditional GETs ----
+
+/// A GET with request headers: status, response headers and body bytes.
+async fn get_with(
+    state: &AppState,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut req = Request::builder().uri(uri);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let response = cinevec::server::app(state.clone()).oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, axum::body::to_bytes(response.into_body(), 1 << 26).await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn cacheable_answers_carry_an_etag_that_changes_with_the_catalog() {
+    let f = fixture().await;
+    for uri in ["/v1/map", "/v1/map.png?size=64", "/v1/info", "/openapi.yaml", "/"] {
+        let (status, headers, body) = get_with(&f.state, uri, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(headers["cache-control"], "no-cache", "{uri}");
+        let tag = headers["etag"].to_str().unwrap().to_string();
+        let (status, again, empty) = get_with(&f.state, uri, &[("if-none-match", &tag)]).await;
+        assert_eq!((status, empty.len()), (StatusCode::NOT_MODIFIED, 0), "{uri}");
+        assert_eq!(again["etag"], tag.as_str(), "{uri}");
+        // A tag in a list matches; garbage and another tag are ignored: the full answer.
+        let (status, _, _) = get_with(&f.state, uri, &[("if-none-match", &format!("\"x\", {tag}"))]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{uri}");
+        for other in ["garbage", "W/\"0000000000000000\"", "\"", ""] {
+            let (status, _, full) = get_with(&f.state, uri, &[("if-none-match", other)]).await;
+            assert_eq!((status, full), (StatusCode::OK, body.clone()), "{uri} with {other:?}");
+        }
+    }
+    let tags = |uris: &'static [&'static str]| {
+        let state = f.state.clone();
+        async move {
+            let mut out = Vec::new();
+            for uri in uris {
+                out.push(get_with(&state, uri, &[]).await.1["etag"].to_str().unwrap().to_string());
+            }
+            out
+        }
+    };
+    const FOLLOW: &[&str] = &["/v1/map", "/v1/map.png?size=64", "/v1/info"];
+    let before = tags(FOLLOW).await;
+    // A run-time add: the catalog's answers change, and so do their tags (no stale 304).
+    let copy = json!({"id": "copy3", "rating": 9.0, "movie": serde_json::to_value(document(3)).unwrap()});
+    let (status, _) = call(&f.state, "POST", "/v1/movies", Some(copy), Some(KEY)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (uri, old) in FOLLOW.iter().zip(&before) {
+        let (status, headers, _) = get_with(&f.state, uri, &[("if-none-match", old)]).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: the old tag must not get a 304 after an add");
+        assert_ne!(headers["etag"].to_str().unwrap(), old, "{uri}");
+    }
+    let (_, map, _) = get_with(&f.state, "/v1/map", &[]).await;
+    let (_, map_body) = get(&f.state, "/v1/map").await;
+    assert!(map_body["ids"].as_array().unwrap().iter().any(|id| id == "copy3"));
+    assert_ne!(map["etag"].to_str().unwrap(), before[0]);
+}
+
+#[tokio::test]
+async fn large_answers_are_compressed_when_asked_and_small_ones_never() {
+    use std::io::Read;
+    let f = fixture().await;
+    let (_, _, plain) = get_with(&f.state, "/openapi.yaml", &[]).await;
+    assert!(plain.len() > usize::from(cinevec::server::COMPRESS_ABOVE));
+    let (status, headers, gz) = get_with(&f.state, "/openapi.yaml", &[("accept-encoding", "gzip")]).await;
+    assert_eq!((status, headers["content-encoding"].to_str().unwrap()), (StatusCode::OK, "gzip"));
+    assert!(headers["vary"].to_str().unwrap().to_lowercase().contains("accept-encoding"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut unzipped).unwrap();
+    assert_eq!(unzipped, plain);
+    assert!(gz.len() * 3 < plain.len(), "gzip: {} of {} bytes", gz.len(), plain.len());
+    let (_, headers, br) = get_with(&f.state, "/openapi.yaml", &[("accept-encoding", "gzip, br;q=1.0")]).await;
+    assert_eq!(headers["content-encoding"], "br");
+    assert!(br.len() < gz.len() * 2 && br.len() * 3 < plain.len());
+    // An encoding the server does not know, or none: the answer as it is.
+    for asked in ["x-unknown", "compress", "identity", ""] {
+        let (status, headers, body) = get_with(&f.state, "/openapi.yaml", &[("accept-encoding", asked)]).await;
+        assert_eq!(
+            (status, headers.get("content-encoding"), body.len()),
+            (StatusCode::OK, None, plain.len()),
+            "{asked:?}"
+        );
+    }
+    // A more-like-this answer is small: never compressed. Nor is a PNG.
+    let (_, headers, body) = get_with(&f.state, "/v1/movies/m1/similar?k=10", &[("accept-encoding", "gzip, br")]).await;
+    assert!(body.len() < usize::from(cinevec::server::COMPRESS_ABOVE));
+    assert_eq!(headers.get("content-encoding"), None);
+    let (_, headers, _) = get_with(&f.state, "/v1/map.png?size=512", &[("accept-encoding", "gzip, br")]).await;
+    assert_eq!(headers.get("content-encoding"), None);
 }

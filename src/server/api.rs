@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// Body fields the spec types as a plain (not nullable) value: absent is `None`, `null` is refused
 /// (`#[serde(default, deserialize_with = "present")]`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 
@@ -28,7 +28,7 @@ fn to_integer<T: TryFrom<i128>>(n: &serde_json::Number) -> Result<T, String> {
 }
 
 /// [`to_integer`] for a plain integer field: absent is `None`; `null`, strings and fractions are refused.
-fn integer<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn integer<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<Option<T>, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
     to_integer(&n).map(Some).map_err(serde::de::Error::custom)
 }

@@ -19,6 +19,9 @@ pub enum ApiError {
     Invalid { message: String, field: Option<String> },
     #[error("{0}")]
     NotFound(String),
+    /// A model name the server does not serve (the OpenAI-compatible routes).
+    #[error("{0}")]
+    NoSuchModel(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -56,7 +59,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuchModel(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::NotFound(_) => "not_found",
+            ApiError::NoSuchModel(_) => "model_not_found",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized(_) => "unauthorized",

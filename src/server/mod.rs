@@ -9,10 +9,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod extract;
 pub mod listen;
 pub mod metrics;
+pub mod openai;
 pub mod routes;
 pub mod state;
 pub mod web;
@@ -27,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use state::AppState;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -76,6 +79,21 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// Answers smaller than this go uncompressed: a more-like-this answer (k=10, about 2 kB) is sent as
+/// it is, where compressing would cost more time than its bytes on the wire (BENCHMARKS.md, issue 32).
+pub const COMPRESS_ABOVE: u16 = 8 * 1024;
+
+/// gzip or brotli (brotli at quality 4, tower-http's default) for a client that asks for either, on
+/// answers of [`COMPRESS_ABOVE`] bytes or more, never on images (PNG is compressed already). A client
+/// whose `Accept-Encoding` names neither gets the answer as it is.
+fn compression() -> CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    CompressionLayer::new()
+        .gzip(true)
+        .br(true)
+        .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(NotForContentType::IMAGES))
+}
+
 /// The full service: router plus layers.
 pub fn app(state: AppState) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
@@ -84,7 +102,9 @@ pub fn app(state: AppState) -> axum::Router {
         .layer(axum::middleware::from_fn_with_state(state, deadline))
         .layer(axum::extract::DefaultBodyLimit::max(config.service.max_body_bytes))
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(openai::errors))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(compression())
         .layer(cors(&config.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(

@@ -2,6 +2,7 @@
 //! ([`crate::service::Service`]), and maps its answer (results as JSON, errors as [`ApiError`]s).
 
 use super::api::*;
+use super::cache;
 use super::error::ApiError;
 use super::extract::{Json, Query};
 use super::state::AppState;
@@ -47,6 +48,9 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("POST", "/v1/recommend", post(recommend)),
         ("POST", "/v1/predict", post(predict)),
         ("POST", "/v1/embed", post(embed)),
+        ("POST", "/v1/embeddings", post(super::openai::embeddings)),
+        ("GET", "/v1/models", get(super::openai::models)),
+        ("GET", "/v1/models/{model}", get(super::openai::model)),
     ]
 }
 
@@ -101,16 +105,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::metrics::render()).into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/yaml")], super::OPENAPI_YAML).into_response()
+async fn openapi(headers: HeaderMap) -> Response {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let tag = TAG.get_or_init(|| cache::tag_of(super::OPENAPI_YAML.as_bytes()));
+    let body = axum::body::Bytes::from_static(super::OPENAPI_YAML.as_bytes());
+    cache::answer(&headers, tag, cache::REVALIDATE, "application/yaml", body)
 }
 
 async fn docs() -> Html<&'static str> {
     Html(super::DOCS_HTML)
 }
 
-async fn info(State(state): State<AppState>) -> Answer<Info> {
-    Ok(axum::Json(state.ready()?.info(state.config.api_keys.enabled())?))
+/// Tagged by its content (its counts and queue figures change with every write and batch).
+async fn info(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let info: Info = state.ready()?.info(state.config.api_keys.enabled())?;
+    let body = serde_json::to_vec(&info).map_err(ApiError::internal)?;
+    Ok(cache::answer(&headers, &cache::tag_of(&body), cache::REVALIDATE, "application/json", body.into()))
 }
 
 // ---- movies ----
@@ -136,17 +146,22 @@ async fn ask_post(State(state): State<AppState>, Json(req): Json<AskRequest>) ->
 
 // ---- the catalog map ----
 
-async fn map_json(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let json = state.ready()?.map_json().await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], axum::body::Bytes::from_owner(json)).into_response())
+/// Tagged by the digest of the JSON, made once per catalog state.
+async fn map_json(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let map = state.ready()?.map_json().await?;
+    Ok(cache::answer(&headers, &cache::weak(&map.digest), cache::REVALIDATE, "application/json", map.json))
 }
 
-async fn map_png(State(state): State<AppState>, Query(q): Query<MapPngQuery>) -> Result<Response, ApiError> {
+async fn map_png(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<MapPngQuery>,
+) -> Result<Response, ApiError> {
     let service = state.ready()?;
     let color = crate::service::map::ColorBy::parse(q.color.as_deref())?;
     let png = service.map_png(q.size, color).await?;
-    let headers = [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-cache")];
-    Ok((headers, axum::body::Bytes::from_owner(png)).into_response())
+    let tag = cache::tag_of(&png);
+    Ok(cache::answer(&headers, &tag, cache::REVALIDATE, "image/png", axum::body::Bytes::from_owner(png)))
 }
 
 // ---- similarity ----

@@ -5,8 +5,8 @@
 //! Each asset carries a strong `ETag` (a hash of its bytes, fixed at compile time) and answers a
 //! matching `If-None-Match` with 304, so browsers revalidate cheaply.
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 
 /// The page at `/`.
 pub const INDEX_HTML: &str = include_str!("web/index.html");
@@ -67,16 +67,11 @@ const EMBED_DEMO: Asset = Asset {
 };
 
 fn serve(asset: &Asset, request: &HeaderMap) -> Response {
-    let etag = format!("\"{:016x}\"", asset.hash);
-    let matches = request
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response = if matches { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
+    // Weak: the compression layer may send the asset encoded.
+    let etag = super::cache::weak(&format!("{:016x}", asset.hash));
+    let body = axum::body::Bytes::from_static(asset.body.as_bytes());
+    let mut response = super::cache::answer(request, &etag, asset.cache_control, asset.content_type, body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(asset.cache_control));
-    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header value"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if let Some(csp) = asset.csp {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
@@ -100,6 +95,7 @@ pub async fn embed_demo(headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[tokio::test]
     async fn assets_carry_type_cache_headers_and_revalidate() {
@@ -116,7 +112,7 @@ mod tests {
         assert_eq!(response.headers()[header::ETAG], etag);
 
         let mut stale = HeaderMap::new();
-        stale.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"0000000000000000\""));
+        stale.insert(header::IF_NONE_MATCH, HeaderValue::from_static("W/\"0000000000000000\""));
         assert_eq!(widget(stale).await.status(), StatusCode::OK);
 
         let page = index(HeaderMap::new()).await;

@@ -47,6 +47,7 @@ const PAGE: u32 = 16_384;
 /// one transaction) is in the movies but not in `added`. So the run-time embeddings of `model` are
 /// read again when movies seem to lack one: those that have one now were written after the start
 /// began (after its generation), and join with it; only the rest are the catalog's damage.
+#[allow(clippy::too_many_arguments)] // the start's own pieces, each read once by `load` and named here; a struct would only rename them
 async fn read_catalog(
     store: &Store,
     db: &str,

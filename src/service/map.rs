@@ -78,6 +78,14 @@ where
     }
 }
 
+/// The map's JSON answer and a digest of its bytes (what the server's `ETag` is made of).
+#[derive(Debug, Clone)]
+pub struct MapJson {
+    pub json: Bytes,
+    /// The first 16 hex digits of the JSON's SHA-256: it changes whenever the answer does.
+    pub digest: String,
+}
+
 /// A drawn PNG's catalog rows, size and colouring.
 type PngKey = (usize, u32, ColorBy);
 
@@ -92,7 +100,7 @@ pub struct CatalogMap {
     /// The matrix rows' predicted ratings.
     predicted: OnceLock<Vec<f32>>,
     /// The last JSON answer, serialised, and the catalog rows it was made at.
-    json: Mutex<Option<(usize, Bytes)>>,
+    json: Mutex<Option<(usize, MapJson)>>,
     /// PNGs drawn, by catalog rows, size and colouring.
     png: Mutex<HashMap<PngKey, Arc<[u8]>>>,
 }
@@ -197,8 +205,8 @@ impl Service {
         Ok((catalog.version(), points))
     }
 
-    /// The map of every live movie, as JSON bytes (see [`MapResponse`]).
-    pub async fn map_json(self: &Arc<Self>) -> Result<Bytes, ServiceError> {
+    /// The map of every live movie, as JSON bytes (see [`MapResponse`]) with their digest.
+    pub async fn map_json(self: &Arc<Self>) -> Result<MapJson, ServiceError> {
         let service = self.clone();
         blocking(move || service.map_json_now()).await
     }
@@ -212,16 +220,16 @@ impl Service {
         }
         let started = std::time::Instant::now();
         match self.map_json_now() {
-            Ok(json) => tracing::info!(
+            Ok(map) => tracing::info!(
                 "catalog map ready: {} bytes of JSON in {:.1}s",
-                json.len(),
+                map.json.len(),
                 started.elapsed().as_secs_f64()
             ),
             Err(e) => tracing::warn!("the catalog map could not be made: {e}"),
         }
     }
 
-    fn map_json_now(&self) -> Result<Bytes, ServiceError> {
+    fn map_json_now(&self) -> Result<MapJson, ServiceError> {
         let map = self.catalog_map()?;
         let rows = self.rows()?.version();
         if let Some((at, json)) = map.json.lock().map_err(ServiceError::internal)?.as_ref() {
@@ -258,9 +266,10 @@ impl Service {
         }
         drop(catalog);
         json.shrink_to_fit();
-        let json = Bytes::from(json);
-        *map.json.lock().map_err(ServiceError::internal)? = Some((rows, json.clone()));
-        Ok(json)
+        let digest = crate::hash::sha256_hex(&json)[..16].to_string();
+        let answer = MapJson { json: Bytes::from(json), digest };
+        *map.json.lock().map_err(ServiceError::internal)? = Some((rows, answer.clone()));
+        Ok(answer)
     }
 
     /// The map drawn as a `size` × `size` PNG, coloured by `color`.

@@ -734,6 +734,62 @@ impl Service {
         })
     }
 
+    /// Embeddings of plain texts, embedded as given (no movie document around them): the same queue,
+    /// admission and document limit as [`Service::embed`]. `field` names the list in errors. Empty
+    /// texts and texts with a NUL character are refused, and so is a text longer than the model
+    /// reads (nothing is cut silently: its vector would not be the text's).
+    pub async fn embed_texts(&self, texts: Vec<String>, field: &str) -> Result<Embeddings, ServiceError> {
+        let max = self.config.max_documents;
+        if texts.is_empty() {
+            return Err(ServiceError::invalid(field, format!("{field} must hold at least one text")));
+        }
+        if texts.len() > max {
+            return Err(ServiceError::invalid(
+                field,
+                format!("too many texts: {} in one request, the limit is {max}", texts.len()),
+            ));
+        }
+        for (i, text) in texts.iter().enumerate() {
+            let problem = if text.is_empty() {
+                "is empty"
+            } else if text.contains('\0') {
+                "contains a NUL character"
+            } else {
+                continue;
+            };
+            return Err(ServiceError::invalid(&format!("{field}[{i}]"), format!("{field}[{i}] {problem}")));
+        }
+        let embedded = self.queue.embed(texts).await?;
+        if let Some((i, long)) = embedded.encoded.iter().enumerate().find(|(_, e)| e.truncated()) {
+            return Err(ServiceError::invalid(
+                &format!("{field}[{i}]"),
+                format!(
+                    "{field}[{i}] is {} tokens long; the model reads at most {} (special tokens included)",
+                    long.untruncated_len, self.model.max_tokens
+                ),
+            ));
+        }
+        Ok(embedded)
+    }
+
+    /// The served model as the OpenAI-compatible routes name it: its folder's name (e.g.
+    /// `all-MiniLM-L6-v2`), its dimension, and when the embedding set was made (Unix seconds, 0 if
+    /// unknown).
+    pub fn served_model(&self) -> ServedModel {
+        let dir = &self.model.model_dir;
+        let id = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let created = humantime::parse_rfc3339_weak(&self.manifest.created_at)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        ServedModel {
+            id: id.unwrap_or_else(|| self.manifest.model.source.clone()),
+            dim: self.model.dim,
+            max_tokens: self.model.max_tokens,
+            created,
+        }
+    }
+
     /// Add a movie (or replace the one with its id): embedded now, then [`Service::add`].
     pub async fn add_movie(
         self: &Arc<Self>,

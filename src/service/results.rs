@@ -101,6 +101,16 @@ pub struct EmbedResponse {
     pub embeddings: Vec<EmbedItem>,
 }
 
+/// The served embedding model, as the OpenAI-compatible routes describe it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServedModel {
+    pub id: String,
+    pub dim: usize,
+    pub max_tokens: usize,
+    /// When the embedding set was made, Unix seconds (0 if unknown).
+    pub created: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct AddMovieResponse {
     /// `true` when the id was new, `false` when an existing movie was replaced.
