@@ -35,8 +35,13 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 status=0
+# positive_data_acceptance is left out: some schema-valid requests are refused by design, and no schema
+# can say which (a recommend whose ids are all unknown to the catalog, a free-text q of only common
+# words or numbers, an OpenAI `dimensions` other than the served model's): each is a 422 tested in
+# tests/router.rs. Every other check runs, on every route.
 "$venv/bin/st" run "http://127.0.0.1:$port/openapi.yaml" \
   --checks all \
+  --exclude-checks positive_data_acceptance \
   --max-examples "${ST_MAX_EXAMPLES:-100}" \
   --seed "${ST_SEED:-1}" \
   --header "Authorization: Bearer $key" \
