@@ -997,6 +997,53 @@ async fn a_free_text_query_is_read_into_constraints_every_result_meets() {
 }
 
 #[tokio::test]
+async fn a_free_text_query_takes_the_strip_controls() {
+    let f = fixture().await;
+    let s = &f.state;
+    // "dramas": every drama (GENRES[i % 4]), ranked by the fused lists.
+    let q = "/v1/query?q=dramas&k=6";
+    let (status, plain) = get(s, q).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let all = ids(&plain);
+    assert!(all.len() >= 4, "{plain}");
+    // exclude: never returned, and the page is still full when others exist.
+    let (_, body) = get(s, &format!("{q}&exclude={},{}", all[0], all[2])).await;
+    let without = ids(&body);
+    assert!(!without.contains(&all[0]) && !without.contains(&all[2]), "{body}");
+    assert_eq!(without.len(), all.len(), "{body}");
+    let (_, body) = post(s, "/v1/query", json!({"q": "dramas", "k": 6, "exclude": [all[1].clone()]})).await;
+    assert!(!ids(&body).contains(&all[1]), "the POST body's exclude too: {body}");
+    // offset: page 0 then page 1 are one answer of twice the size.
+    let (_, first) = get(s, "/v1/query?q=dramas&k=3").await;
+    let (_, second) = get(s, "/v1/query?q=dramas&k=3&offset=3").await;
+    let paged: Vec<String> = ids(&first).into_iter().chain(ids(&second)).collect();
+    assert_eq!(paged, all, "pages of 3 are the answer of 6");
+    // diversity 0 is the plain answer; the first result never changes; min_score floors the fused score.
+    let (_, zero) = get(s, &format!("{q}&diversity=0")).await;
+    assert_eq!(ids(&zero), all);
+    let (_, diverse) = get(s, &format!("{q}&diversity=0.8")).await;
+    assert_eq!(ids(&diverse)[0], all[0], "{diverse}");
+    let floor = plain["results"][2]["score"].as_f64().unwrap();
+    let (_, floored) = get(s, &format!("{q}&min_score={floor}")).await;
+    assert!(floored["results"].as_array().unwrap().iter().all(|r| r["score"].as_f64().unwrap() >= floor - 1e-6));
+    assert!(ids(&floored).len() < all.len(), "{floored}");
+    // max_per director: at most one film per director (DIRECTORS[i % 5]).
+    let (_, grouped) = get(s, &format!("{q}&max_per=director")).await;
+    let mut directors: Vec<usize> =
+        ids(&grouped).iter().map(|id| id.trim_start_matches('m').parse::<usize>().unwrap() % 5).collect();
+    let n = directors.len();
+    directors.sort_unstable();
+    directors.dedup();
+    assert_eq!(directors.len(), n, "one film per director: {grouped}");
+    // Bad controls: a 422 naming the field.
+    for (bad, field) in [("diversity=2", "diversity"), ("offset=-1", "offset"), ("max_per=studio", "max_per")] {
+        let (status, body) = get(s, &format!("{q}&{bad}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(error(&body).1, Some(field), "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn bad_free_text_queries_are_refused_with_the_error_body() {
     let f = fixture().await;
     let s = &f.state;

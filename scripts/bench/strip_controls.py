@@ -3,6 +3,7 @@ diversity 0, 0.3 and 0.6, and what the controls cost next to a plain request.
 
     strip_controls.py --base http://127.0.0.1:18310 --artifacts .bench/imdb5000-31 \
         --franchises scripts/franchises.tsv [--latency-queries 300]
+    strip_controls.py --base http://127.0.0.1:18311 --artifacts .bench/service/d384 --latency-only
 
 Diversity: for every film of a series in scripts/franchises.tsv (series with at least two films in the
 catalog; the list is hand-checked title patterns, independent of the server's own series rule), its
@@ -29,7 +30,9 @@ from array import array
 parser = argparse.ArgumentParser()
 parser.add_argument("--base", required=True)
 parser.add_argument("--artifacts", required=True)
-parser.add_argument("--franchises", required=True)
+parser.add_argument("--franchises", help="the series patterns (the diversity measure; required without --latency-only)")
+parser.add_argument("--latency-only", action="store_true",
+                    help="only the cost measure (e.g. at 242,552 generated movies, whose titles have no series)")
 parser.add_argument("--latency-queries", type=int, default=300)
 parser.add_argument("--seed", type=int, default=31)
 args = parser.parse_args()
@@ -64,33 +67,44 @@ def dot(a, b):
     return sum(x * y for x, y in zip(a, b))
 
 
-vectors = load_matrix(args.artifacts)
-titles = {json.loads(line)["id"]: json.loads(line)["movie"]["title"] for line in open(f"{args.artifacts}/catalog.jsonl")}
-patterns = [line.rstrip("\n").split("\t") for line in open(args.franchises) if line.strip() and not line.startswith("#")]
-series = [(name, {i for i, t in titles.items() if re.search(p, t)}) for name, p in patterns]
-series = [(name, members) for name, members in series if len(members) >= 2]
-queries = [(film, members) for _, members in series for film in sorted(members)]
-print(f"{len(series)} series with 2+ films in the catalog, {len(queries)} query films; {len(vectors)} movies")
+def diversity():
+    titles = {json.loads(line)["id"]: json.loads(line)["movie"]["title"] for line in open(f"{args.artifacts}/catalog.jsonl")}
+    patterns = [line.rstrip("\n").split("\t") for line in open(args.franchises) if line.strip() and not line.startswith("#")]
+    series = [(name, {i for i, t in titles.items() if re.search(p, t)}) for name, p in patterns]
+    series = [(name, members) for name, members in series if len(members) >= 2]
+    queries = [(film, members) for _, members in series for film in sorted(members)]
+    print(f"{len(series)} series with 2+ films in the catalog, {len(queries)} query films; {len(vectors)} movies")
 
-print("| diversity | mean pairwise cosine of the 10 results | share of results from the query's own series | first result unchanged |")
-print("|---|---|---|---|")
-first = {}
-for d in (0, 0.3, 0.6):
-    cosines, shares, same_first = [], [], 0
-    for film, members in queries:
-        results = get(f"/v1/movies/{film}/similar?k=10&exact=true&diversity={d}")["results"]
-        ids = [r["id"] for r in results]
-        if d == 0:
-            first[film] = ids[0]
-        same_first += ids[0] == first[film]
-        vs = [vectors[i] for i in ids]
-        pairs = [dot(vs[i], vs[j]) for i in range(len(vs)) for j in range(i + 1, len(vs))]
-        cosines.append(sum(pairs) / len(pairs))
-        shares.append(sum(i in members for i in ids) / len(ids))
-    print(f"| {d} | {statistics.mean(cosines):.4f} | {statistics.mean(shares):.4f} | {same_first}/{len(queries)} |")
+    print("| diversity | mean pairwise cosine of the 10 results | share of results from the query's own series | first result unchanged |")
+    print("|---|---|---|---|")
+    first = {}
+    for d in (0, 0.3, 0.6):
+        cosines, shares, same_first = [], [], 0
+        for film, members in queries:
+            results = get(f"/v1/movies/{film}/similar?k=10&exact=true&diversity={d}")["results"]
+            ids = [r["id"] for r in results]
+            if d == 0:
+                first[film] = ids[0]
+            same_first += ids[0] == first[film]
+            vs = [vectors[i] for i in ids]
+            pairs = [dot(vs[i], vs[j]) for i in range(len(vs)) for j in range(i + 1, len(vs))]
+            cosines.append(sum(pairs) / len(pairs))
+            shares.append(sum(i in members for i in ids) / len(ids))
+        print(f"| {d} | {statistics.mean(cosines):.4f} | {statistics.mean(shares):.4f} | {same_first}/{len(queries)} |")
+
+
+
+if args.latency_only:
+    all_ids = sorted(json.load(open(f"{args.artifacts}/embeddings.ids.json"))["ids"])
+    print(f"{len(all_ids)} movies")
+else:
+    if not args.franchises:
+        raise SystemExit("--franchises is required without --latency-only")
+    vectors = load_matrix(args.artifacts)
+    all_ids = sorted(vectors)
+    diversity()
 
 rng = random.Random(args.seed)
-all_ids = sorted(vectors)
 sample = rng.sample(all_ids, args.latency_queries)
 plain_ms, controlled_ms = [], []
 for i, film in enumerate(sample):

@@ -193,6 +193,29 @@ with_filter_fields! {
 pub struct AskQuery {
     pub q: String,
     pub k: Option<i64>,
+    /// The strip controls, as on `GET /v1/movies/{id}/similar` (`exclude` a comma list).
+    pub exclude: Option<String>,
+    pub diversity: Option<f64>,
+    pub offset: Option<i64>,
+    pub min_score: Option<f64>,
+    pub max_per: Option<String>,
+    pub per_group: Option<i64>,
+}
+
+impl AskQuery {
+    /// `k` and the strip controls, validated (the text is read by the service).
+    pub fn parse(&mut self) -> Result<(TopK, Controls), ServiceError> {
+        let controls = ControlsBody::from_query(
+            self.exclude.as_deref(),
+            self.diversity,
+            self.offset,
+            self.min_score,
+            self.max_per.take(),
+            self.per_group,
+        )
+        .parse()?;
+        Ok((TopK::parse(self.k)?, controls))
+    }
 }
 
 with_filter_fields! {

@@ -133,15 +133,16 @@ async fn search(State(state): State<AppState>, Query(q): Query<SearchQuery>) -> 
     Ok(axum::Json(state.ready()?.search_titles(&q.q, q.limit).await?))
 }
 
-async fn ask_get(State(state): State<AppState>, Query(q): Query<AskQuery>) -> Answer<AskResponse> {
+async fn ask_get(State(state): State<AppState>, Query(mut q): Query<AskQuery>) -> Answer<AskResponse> {
     let service = state.ready()?;
-    Ok(axum::Json(service.ask(&q.q, TopK::parse(q.k)?, Filter::default()).await?))
+    let (k, controls) = q.parse()?;
+    Ok(axum::Json(service.ask(&q.q, k, Filter::default(), controls).await?))
 }
 
-async fn ask_post(State(state): State<AppState>, Json(req): Json<AskRequest>) -> Answer<AskResponse> {
+async fn ask_post(State(state): State<AppState>, Json(mut req): Json<AskRequest>) -> Answer<AskResponse> {
     let service = state.ready()?;
-    let (k, filter) = (TopK::parse(req.k)?, req.filter()?);
-    Ok(axum::Json(service.ask(&req.q, k, filter).await?))
+    let (k, filter, controls) = (TopK::parse(req.k)?, req.filter()?, req.controls()?);
+    Ok(axum::Json(service.ask(&req.q, k, filter, controls).await?))
 }
 
 // ---- the catalog map ----

@@ -493,7 +493,13 @@ impl Service {
     /// that meet them ranked by meaning and lexical evidence, under the request's own `filter` too.
     /// `q` must not be blank, longer than [`ask::parse::MAX_CHARS`] characters or hold control
     /// characters, and must hold something to search by (not only common words or bare numbers).
-    pub async fn ask(self: &Arc<Self>, q: &str, k: TopK, filter: Filter) -> Result<ask::AskResponse, ServiceError> {
+    pub async fn ask(
+        self: &Arc<Self>,
+        q: &str,
+        k: TopK,
+        filter: Filter,
+        controls: Controls,
+    ) -> Result<ask::AskResponse, ServiceError> {
         let chars = q.chars().count();
         if q.trim().is_empty() {
             return Err(ServiceError::invalid("q", "q must not be empty"));
@@ -532,7 +538,8 @@ impl Service {
             .in_search_lane(move || {
                 let catalog = service.rows()?;
                 let vector = meaning.as_ref().map(|m| m.row(0));
-                let (interpretation, results) = ask::answer(&catalog, &service.index, &reading, vector, &filter, k.0);
+                let (interpretation, results) =
+                    ask::answer(&catalog, &service.index, &reading, vector, &filter, k.0, &controls);
                 Ok(ask::AskResponse { q: text, k: k.0, interpretation, results })
             })
             .await?;

@@ -15,9 +15,11 @@
 pub mod parse;
 pub mod rank;
 
-use crate::index::{dot, VectorIndex};
+use crate::index::{dot, Hit, VectorIndex};
 use crate::service::live::people::Role;
 use crate::service::live::{Filter, LiveCatalog, TitleQuery};
+use crate::service::query::Controls;
+use std::collections::HashMap;
 use parse::{Certainty, Person, Reading, Runtime, Years};
 use rank::Ranked;
 use serde::Serialize;
@@ -420,12 +422,16 @@ fn lists(
     test: &Test,
     meaning: Option<&[f32]>,
     exact: bool,
+    excluded: &[usize],
 ) -> Lists {
     let passes = catalog.passes(&test.filter);
     let ok = |row: usize| passes(row) && test.extra(catalog, row);
     let example = r.example.as_ref().map(|e| e.value).filter(|&row| row < catalog.rows());
-    let exclude: Vec<usize> = example.into_iter().collect();
-    let ok = |row: usize| ok(row) && !exclude.contains(&row);
+    // The strip's `exclude` and the example film itself, sorted (what `nearest` takes).
+    let mut exclude: Vec<usize> = example.into_iter().chain(excluded.iter().copied()).collect();
+    exclude.sort_unstable();
+    exclude.dedup();
+    let ok = |row: usize| ok(row) && exclude.binary_search(&row).is_err();
     let near = |query: &[f32]| -> Vec<usize> {
         let hits = catalog.nearest(index, query, None, CANDIDATES, &test.filter, &exclude, exact);
         hits.into_iter().map(|h| h.row).filter(|&row| test.extra(catalog, row)).collect()
@@ -467,6 +473,22 @@ fn lists(
         }
     }
     out
+}
+
+/// The page `controls` ask for from the fused ranking (best first, [`Controls::wanted`] of it):
+/// `min_score` floors the fused score the answer shows; diversity and groups are chosen by the search
+/// core's rule ([`LiveCatalog::page`]) with each candidate's relevance its fused score over the best
+/// one's, so that `diversity` weighs relevance against likeness on the same 0-1 scale as on the
+/// similarity routes; then `offset` is skipped.
+fn choose(catalog: &LiveCatalog, mut fused: Vec<(usize, f32)>, k: usize, controls: &Controls) -> Vec<(usize, f32)> {
+    if let Some(floor) = controls.min_score {
+        fused.retain(|&(_, score)| score >= floor);
+    }
+    let top = fused.first().map_or(1.0, |&(_, score)| score).max(f32::MIN_POSITIVE);
+    let hits = fused.iter().map(|&(row, score)| Hit { row, score: score / top }).collect();
+    let rest = Controls { exclude: Vec::new(), min_score: None, ..controls.clone() };
+    let scores: HashMap<usize, f32> = fused.into_iter().collect();
+    catalog.page(hits, k, &rest).into_iter().map(|h| (h.row, scores[&h.row])).collect()
 }
 
 /// Why `row` is a result, in words.
@@ -521,12 +543,14 @@ pub fn answer(
     meaning: Option<&[f32]>,
     base: &Filter,
     k: usize,
+    controls: &Controls,
 ) -> (Interpretation, Vec<AskResult>) {
+    let excluded = catalog.exclusion(&controls.exclude, &[]);
     let mut shown = interpretation(r, catalog);
     let mut active = Active::of(r);
     let (test, found) = loop {
         let test = Test::of(r, &active, base, catalog);
-        let found = lists(catalog, index, r, &test, meaning, false);
+        let found = lists(catalog, index, r, &test, meaning, false, &excluded);
         if !found.is_empty() {
             break (test, found);
         }
@@ -550,9 +574,9 @@ pub fn answer(
             Ranked { rows: &found.title, weight: WEIGHTS.title },
             Ranked { rows: &found.popular, weight: popular },
         ],
-        k,
+        controls.wanted(k),
     );
-    let results = fused
+    let results = choose(catalog, fused, k, controls)
         .into_iter()
         .map(|(row, score)| {
             let e = catalog.entry(row);
