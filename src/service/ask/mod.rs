@@ -19,10 +19,10 @@ use crate::index::{dot, Hit, VectorIndex};
 use crate::service::live::people::Role;
 use crate::service::live::{Filter, LiveCatalog, TitleQuery};
 use crate::service::query::Controls;
-use std::collections::HashMap;
 use parse::{Certainty, Person, Reading, Runtime, Years};
 use rank::Ranked;
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Candidates taken from each list.
 pub const CANDIDATES: usize = 200;

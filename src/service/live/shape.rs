@@ -14,7 +14,32 @@ use super::{Hit, LiveCatalog};
 use crate::index::{dot, VectorIndex};
 use crate::service::query::{Controls, GroupBy};
 use crate::service::Filter;
-use std::collections::HashMap;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+/// A candidate's key in the choice's heap: its value (an upper bound while stale), then its place
+/// in the pool (the better-ranked first on a tie).
+struct Key(f32, usize);
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Key {}
 
 impl LiveCatalog {
     /// The rows of `ids` that are in the catalog (unknown ids exclude nothing) and `also`, sorted and
@@ -93,58 +118,61 @@ impl LiveCatalog {
 
     /// The first `n` results chosen from `pool` (best first) by maximal marginal relevance and the
     /// group limit.
+    ///
+    /// Lazy greedy over a max-heap of upper bounds: a candidate's key is its value against the first
+    /// `seen[i]` results taken (before any, `(1 - d) · score + d`, since a cosine is at least -1). A
+    /// value only falls as results are taken, so a stale key bounds the current value: the top key,
+    /// once brought up to date and still on top, is the best candidate. Ties go to the better-ranked
+    /// candidate (the pool's order), as in the eager rule. A candidate whose group is full is dropped
+    /// when it comes up (groups only fill). Each round is a heap operation, and most candidates are
+    /// never compared with most results.
     fn choose(&self, pool: Vec<Hit>, n: usize, controls: &Controls) -> Vec<Hit> {
         let d = controls.diversity;
-        let groups: Vec<Vec<u64>> = match controls.max_per {
-            None => Vec::new(),
-            Some((by, _)) => pool.iter().map(|h| self.groups_of(h.row, by)).collect(),
-        };
         let per_group = controls.max_per.map_or(usize::MAX, |(_, n)| n);
-        let mut counts: HashMap<u64, usize> = HashMap::new();
-        // Lazy greedy: each candidate's value is known against the first `seen[i]` results taken (its
-        // highest cosine with them in `closest[i]`). A value only falls as results are taken, so a
-        // stale one is an upper bound: the best stale value, once brought up to date and still the
-        // best, is the best. Most candidates are never compared with most results.
+        // Each candidate's groups as dense numbers, and per group its count of results taken.
+        let mut dense: HashMap<u64, usize> = HashMap::new();
+        let groups: Vec<Vec<usize>> = match controls.max_per {
+            None => Vec::new(),
+            Some((by, _)) => pool
+                .iter()
+                .map(|h| {
+                    self.groups_of(h.row, by)
+                        .into_iter()
+                        .map(|g| {
+                            let next = dense.len();
+                            *dense.entry(g).or_insert(next)
+                        })
+                        .collect()
+                })
+                .collect(),
+        };
+        let mut counts = vec![0usize; dense.len()];
         let mut closest = vec![f32::NEG_INFINITY; pool.len()];
         let mut seen = vec![0usize; pool.len()];
-        let mut taken = vec![false; pool.len()];
+        let mut heap: BinaryHeap<Key> = pool
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Key(if d == 0.0 { h.score } else { (1.0 - d) * h.score + d }, i))
+            .collect();
         let mut chosen: Vec<Hit> = Vec::with_capacity(n.min(pool.len()));
-        let value = |i: usize, closest: &[f32], first: bool| {
-            if first || d == 0.0 {
-                pool[i].score
-            } else {
-                (1.0 - d) * pool[i].score - d * closest[i]
-            }
-        };
         while chosen.len() < n {
-            let first = chosen.is_empty();
-            let mut best: Option<(usize, f32)> = None;
-            for (i, &was_taken) in taken.iter().enumerate() {
-                let full =
-                    groups.get(i).is_some_and(|g| g.iter().any(|g| counts.get(g).copied().unwrap_or(0) >= per_group));
-                if was_taken || full {
-                    continue;
-                }
-                let v = value(i, &closest, first);
-                // Ties go to the better-ranked candidate (the pool's order).
-                if best.is_none_or(|(_, b)| v > b) {
-                    best = Some((i, v));
-                }
-            }
-            let Some((pick, _)) = best else { break };
-            if d > 0.0 && !first && seen[pick] < chosen.len() {
-                let v = self.vector(pool[pick].row);
-                for c in &chosen[seen[pick]..] {
-                    closest[pick] = closest[pick].max(dot(v, self.vector(c.row)));
-                }
-                seen[pick] = chosen.len();
+            let Some(Key(_, i)) = heap.pop() else { break };
+            if groups.get(i).is_some_and(|g| g.iter().any(|&g| counts[g] >= per_group)) {
                 continue;
             }
-            taken[pick] = true;
-            if let Some(g) = groups.get(pick) {
-                g.iter().for_each(|g| *counts.entry(*g).or_default() += 1);
+            if d > 0.0 && seen[i] < chosen.len() {
+                let v = self.vector(pool[i].row);
+                for c in &chosen[seen[i]..] {
+                    closest[i] = closest[i].max(dot(v, self.vector(c.row)));
+                }
+                seen[i] = chosen.len();
+                heap.push(Key((1.0 - d) * pool[i].score - d * closest[i], i));
+                continue;
             }
-            chosen.push(pool[pick]);
+            if let Some(g) = groups.get(i) {
+                g.iter().for_each(|&g| counts[g] += 1);
+            }
+            chosen.push(pool[i]);
         }
         chosen
     }
@@ -237,6 +265,80 @@ mod tests {
         assert_eq!(page(&cat, 2, paged), [4, 2]);
         let floored = ControlsBody { min_score: Some(0.85), ..Default::default() };
         assert_eq!(page(&cat, 5, floored), [0, 1, 4, 2]);
+    }
+
+    /// The eager rule the lazy choice must equal: every round, every open candidate's value against
+    /// every result taken; the first best (pool order) is taken.
+    fn eager(cat: &LiveCatalog, pool: &[Hit], n: usize, d: f32, per_group: Option<usize>) -> Vec<usize> {
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        while chosen.len() < n {
+            let mut best: Option<(usize, f32)> = None;
+            for (i, h) in pool.iter().enumerate() {
+                let groups = cat.groups_of(h.row, GroupBy::Director);
+                let full = per_group.is_some_and(|m| groups.iter().any(|g| counts.get(g).copied().unwrap_or(0) >= m));
+                if chosen.contains(&i) || full {
+                    continue;
+                }
+                let v = if chosen.is_empty() || d == 0.0 {
+                    h.score
+                } else {
+                    let near = chosen
+                        .iter()
+                        .map(|&c| dot(cat.vector(h.row), cat.vector(pool[c].row)))
+                        .fold(f32::MIN, f32::max);
+                    (1.0 - d) * h.score - d * near
+                };
+                if best.is_none_or(|(_, b)| v > b) {
+                    best = Some((i, v));
+                }
+            }
+            let Some((i, _)) = best else { break };
+            if per_group.is_some() {
+                cat.groups_of(pool[i].row, GroupBy::Director).iter().for_each(|g| *counts.entry(*g).or_default() += 1);
+            }
+            chosen.push(i);
+        }
+        chosen.into_iter().map(|i| pool[i].row).collect()
+    }
+
+    #[test]
+    fn the_lazy_choice_equals_the_eager_rule() {
+        let mut rng = crate::rng::Rng::new(31);
+        let dim = 8;
+        let mut cat = LiveCatalog::new(no_matrix(), dim);
+        for i in 0..120 {
+            let mut v: Vec<f32> = (0..dim).map(|_| rng.next_f32() - 0.5).collect();
+            let norm = dot(&v, &v).sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            let director = format!("D{}", rng.below(9));
+            let doc = MovieDoc::parse(&serde_json::json!({"title": format!("T{i}"), "directors": [director]})).unwrap();
+            let facts = Facts::parse(Box::leak(doc.render().into_boxed_str())).unwrap();
+            cat.push(NewMovie { id: format!("m{i}"), rating: None, votes: None, facts, source: "t" }, &v);
+        }
+        for round in 0..40 {
+            let query = cat.vector(rng.below(cat.rows())).to_vec();
+            let mut pool: Vec<Hit> =
+                (0..cat.rows()).map(|row| Hit { row, score: dot(&query, cat.vector(row)) }).collect();
+            pool.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+            pool.truncate(100);
+            let d = [0.0, 0.3, 0.5, 0.9, 1.0][round % 5];
+            let per_group = [None, Some(1), Some(2)][round % 3];
+            let n = 1 + rng.below(30);
+            let body = ControlsBody {
+                diversity: Some(f64::from(d)),
+                max_per: per_group.map(|_| "director".to_string()),
+                per_group: per_group.map(|m| m as i64),
+                ..Default::default()
+            };
+            let controls = body.parse().unwrap();
+            let lazy: Vec<usize> = cat.choose(pool.clone(), n, &controls).iter().map(|h| h.row).collect();
+            assert_eq!(
+                lazy,
+                eager(&cat, &pool, n, d, per_group),
+                "round {round}: d {d}, per group {per_group:?}, n {n}"
+            );
+        }
     }
 
     #[test]
