@@ -746,6 +746,12 @@ impl LiveCatalog {
     /// votes (most first), then row. The index answers for the rows it holds, every other row (added
     /// since, or all of them while the index is being built) is scored on its own.
     pub fn find_titles(&self, query: &TitleQuery, limit: usize) -> Vec<usize> {
+        self.find_titles_keyed(query, limit).into_iter().map(|(_, row)| row).collect()
+    }
+
+    /// [`find_titles`](Self::find_titles) with each title's rank key (how many of the query's words it
+    /// matched: [`titles::matched_words`]), best first.
+    pub fn find_titles_keyed(&self, query: &TitleQuery, limit: usize) -> Vec<(u32, usize)> {
         if query.is_empty() || limit == 0 {
             return Vec::new();
         }
@@ -762,7 +768,7 @@ impl LiveCatalog {
         let votes = |row: usize| self.entries[row].votes.unwrap_or(0);
         found.sort_by(|a, b| b.0.cmp(&a.0).then(votes(b.1).cmp(&votes(a.1))).then(a.1.cmp(&b.1)));
         found.truncate(limit);
-        found.into_iter().map(|(_, row)| row).collect()
+        found
     }
 }
 

@@ -196,6 +196,48 @@ try {
     await page.waitForFunction(() => document.querySelectorAll('#similar li.neighbour').length === 10);
   });
 
+  await step('a request in own words: Enter asks /v1/query, the reading shows as chips, removing one asks again without it', async () => {
+    const q = 'dramas from the 1990s';
+    await page.fill('#q', '');
+    await page.focus('#q');
+    await page.keyboard.type(q, { delay: 15 });
+    await page.keyboard.press('Enter');
+    const expected = (await api(`/v1/query?q=${encodeURIComponent(q)}&k=10`)).body;
+    assert.ok(expected.results.length > 0, 'the slice has dramas from the 1990s');
+    const shownIds = (ids) => page.waitForFunction((want) => {
+      const panel = document.getElementById('ask');
+      const shown = [...panel.querySelectorAll('li.neighbour')].map((li) => li.dataset.id);
+      return panel.getAttribute('aria-busy') === 'false' && shown.length === want.length && shown.every((id, i) => id === want[i]);
+    }, ids);
+    await shownIds(expected.results.map((r) => r.id));
+    assert.equal(await page.locator('#ask-title').textContent(), `Results for “${q}”`);
+    const rows = await neighbours('#ask');
+    rows.forEach((r, i) => {
+      assert.equal(r.title, expected.results[i].title, `row ${i + 1} title`);
+      assert.deepEqual(r.why, expected.results[i].why, `row ${i + 1} (${r.title}) says why as the API does`);
+    });
+    const chips = () => page.locator('#ask-chips li').evaluateAll((items) => items.map((li) => ({
+      kind: li.dataset.kind, label: li.querySelector('.label').textContent })));
+    const wanted = expected.interpretation.chips.map((c) => ({ kind: c.kind, label: c.label }));
+    if (expected.interpretation.text) wanted.push({ kind: 'text', label: `about “${expected.interpretation.text}”` });
+    assert.deepEqual(await chips(), wanted, 'the chips are the reading the API made');
+    assert.ok(wanted.some((c) => c.kind === 'years') && wanted.some((c) => c.kind === 'genre'),
+      `"${q}" is read as years and a genre: ${JSON.stringify(wanted)}`);
+    await page.screenshot({ path: path.join(SHOTS, 'page-query.png'), fullPage: true });
+    // Removing the years chip asks again without those words.
+    const years = expected.interpretation.chips.find((c) => c.kind === 'years');
+    await page.locator('#ask-chips li[data-kind=years] .chip-x').click();
+    const without = (await api(`/v1/query?q=${encodeURIComponent(years.without)}&k=10`)).body;
+    await page.locator('#ask-title').filter({ hasText: `Results for “${years.without}”` }).waitFor();
+    await shownIds(without.results.map((r) => r.id));
+    assert.equal(await page.inputValue('#q'), years.without, 'the search box holds the request without the chip');
+    const after = await chips();
+    assert.ok(!after.some((c) => c.kind === 'years'), `no years chip after removing it: ${JSON.stringify(after)}`);
+    assert.ok(without.results.some((r) => r.year < 1990 || r.year > 1999),
+      'without the years the answer is no longer held to the 1990s');
+    await page.screenshot({ path: path.join(SHOTS, 'page-query-without-years.png'), fullPage: true });
+  });
+
   await step('arrow keys move through the matches; Enter picks the highlighted one', async () => {
     await page.fill('#q', '');
     await page.focus('#q');

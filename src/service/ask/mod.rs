@@ -10,14 +10,15 @@
 //!
 //! Candidates: the movies of the required people when there are any (all of them), else the nearest
 //! movies by meaning under the filter ([`LiveCatalog::nearest`], [`CANDIDATES`] of them) and the most
-//! voted movies that meet the constraints. Lists fused ([`rank::fuse`]), weights [`WEIGHTS`].
+//! voted movies that meet the constraints, and the titles holding more than half of the words left.
+//! Lists fused ([`rank::fuse`]), weights [`WEIGHTS`].
 
 pub mod parse;
 pub mod rank;
 
 use crate::index::{dot, Hit, VectorIndex};
 use crate::service::live::people::Role;
-use crate::service::live::{Filter, LiveCatalog, TitleQuery};
+use crate::service::live::{titles, Filter, LiveCatalog, TitleQuery};
 use crate::service::query::Controls;
 use parse::{Certainty, Person, Reading, Runtime, Years};
 use rank::Ranked;
@@ -40,7 +41,7 @@ pub struct Weights {
 }
 
 pub const WEIGHTS: Weights =
-    Weights { meaning: 1.0, example: 1.0, people: 1.0, title: 0.5, popular_alone: 1.0, popular: 0.5 };
+    Weights { meaning: 1.0, example: 1.0, people: 0.5, title: 0.5, popular_alone: 1.0, popular: 0.5 };
 
 /// The reading of a request as answered.
 #[derive(Debug, Serialize, Default)]
@@ -469,7 +470,16 @@ fn lists(
     let text = r.text();
     if !text.is_empty() {
         if let Ok(q) = TitleQuery::parse(&format!("{text} ")) {
-            out.title = catalog.find_titles(&q, CANDIDATES).into_iter().filter(|&row| ok(row)).collect();
+            // A title is lexical evidence when it holds more than half of the words left (all of one
+            // or two): one shared word of a longer phrase ("Time" for "time travel", "Heist" for
+            // "heist goes wrong") says little about the phrase's meaning.
+            let most = |key: u32| 2 * titles::matched_words(key) > q.len();
+            out.title = catalog
+                .find_titles_keyed(&q, CANDIDATES)
+                .into_iter()
+                .filter(|&(key, row)| most(key) && ok(row))
+                .map(|(_, row)| row)
+                .collect();
         }
     }
     out

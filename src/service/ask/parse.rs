@@ -369,6 +369,11 @@ pub fn read(q: &str, catalog: &LiveCatalog) -> Reading {
     read_genres(&mut r, &mut taken, catalog);
     read_example(&mut r, &mut taken, catalog);
     read_people(&mut r, &mut taken, catalog);
+    // A person read from one uncertain word (a typo, a shared surname) only boosts, and the word is
+    // ranked by meaning too: "mafia" may be the actor Roma Maffia, but is more likely the word.
+    for p in r.people.iter().filter(|p| !p.value.required) {
+        taken[p.span.0..p.span.1].iter_mut().for_each(|t| *t = false);
+    }
     // Numbers that were not read as a year, a length or a rating carry no meaning either.
     let numeric = |w: &str| w.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     r.text =

@@ -165,6 +165,16 @@ impl TitleQuery {
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }
+
+    /// How many distinct words the query has (what [`matched_words`] counts against).
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+}
+
+/// How many of the query's words a title matched, read from its rank key ([`score_title`]).
+pub fn matched_words(key: u32) -> usize {
+    (key >> 12) as usize
 }
 
 /// A title's rank key for `query` (higher is better), `0` when no word matches: see [`rank_key`].
