@@ -121,3 +121,14 @@ async fn a_client_generated_from_the_spec_compiles_strictly_and_works_against_th
         .unwrap_or_else(|| panic!("the typed client did not finish: {last:?}"));
     assert!(checked >= 25, "only {checked} answers checked");
 }
+
+/// Needs neither the model nor Node.js: README's "From a frontend" shows `client/example.ts` as it is.
+#[test]
+fn the_readme_shows_the_example_as_compiled_and_run() {
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let example = std::fs::read_to_string(browser_dir().join("client/example.ts")).unwrap();
+    assert!(
+        readme.contains(&format!("```ts\n{example}```")),
+        "README.md's \"From a frontend\" differs from tests/browser/client/example.ts: copy the file into it"
+    );
+}
