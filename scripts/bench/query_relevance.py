@@ -36,18 +36,24 @@ def meets(movie, c):
         return False
     return True
 
-def score(cases, catalog, answer):
+def score(cases, catalog, answer, show=False):
     recalls, hits, met, results = [], [], 0, 0
     for case in cases:
         got = answer(case["q"])
         titles = [catalog[i]["movie"]["title"] for i in got]
+        missed, unmet = [], []
         if case["must"]:
             found = sum(t in titles for t in case["must"])
             recalls.append(found / len(case["must"]))
             hits.append(found > 0)
+            missed = [t for t in case["must"] if t not in titles]
         if case["constraints"]:
             results += len(got)
-            met += sum(meets(catalog[i], case["constraints"]) for i in got)
+            ok = [meets(catalog[i], case["constraints"]) for i in got]
+            met += sum(ok)
+            unmet = [t for t, o in zip(titles, ok) if not o]
+        if show and (missed or unmet):
+            print(f"{case['q']!r}: missed {missed}, constraints unmet by {unmet}; top 10: {titles}", file=sys.stderr)
     return sum(recalls) / len(recalls), sum(hits) / len(hits), met / max(results, 1)
 
 def main():
@@ -58,7 +64,7 @@ def main():
     ap.add_argument("--min-recall", type=float, default=0.0)
     ap.add_argument("--min-hit", type=float, default=0.0)
     ap.add_argument("--min-precision", type=float, default=0.0)
-    ap.add_argument("--show", action="store_true", help="print each request's misses")
+    ap.add_argument("--show", action="store_true", help="print the misses of /v1/query: films that must appear and do not, results that break a constraint, relaxations")
     a = ap.parse_args()
     catalog = {}
     for line in open(a.catalog):
@@ -68,8 +74,8 @@ def main():
     def query(q):
         body = call(a.url, "/v1/query?" + urllib.parse.urlencode({"q": q, "k": 10}))
         ids = [r["id"] for r in body["results"]]
-        if a.show:
-            print(q, "->", body["interpretation"]["relaxed"], [catalog[i]["movie"]["title"] for i in ids][:5], file=sys.stderr)
+        if a.show and body["interpretation"]["relaxed"]:
+            print(f"{q!r}: relaxed {body['interpretation']['relaxed']}", file=sys.stderr)
         return ids
     def baseline(q):
         return [r["id"] for r in call(a.url, "/v1/similar", {"movie": {"title": q}, "k": 10})["results"]]
@@ -77,7 +83,7 @@ def main():
     n_cons = sum(bool(c["constraints"]) for c in cases)
     print(f"{len(cases)} requests ({n_must} with films that must appear, {n_cons} with constraints)")
     rows = [("raw sentence embedded (/v1/similar)", score(cases, catalog, baseline)),
-            ("/v1/query", score(cases, catalog, query))]
+            ("/v1/query", score(cases, catalog, query, a.show))]
     print(f"{'':38} recall@10  hit@10  constraint precision")
     for name, (r, h, p) in rows:
         print(f"{name:38} {r:9.3f} {h:7.3f} {p:21.3f}")

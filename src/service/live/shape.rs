@@ -129,23 +129,21 @@ impl LiveCatalog {
     fn choose(&self, pool: Vec<Hit>, n: usize, controls: &Controls) -> Vec<Hit> {
         let d = controls.diversity;
         let per_group = controls.max_per.map_or(usize::MAX, |(_, n)| n);
-        // Each candidate's groups as dense numbers, and per group its count of results taken.
+        // Each candidate's groups as dense numbers (candidate i's are `groups[ends[i - 1]..ends[i]]`),
+        // and per group its count of results taken.
         let mut dense: HashMap<u64, usize> = HashMap::new();
-        let groups: Vec<Vec<usize>> = match controls.max_per {
-            None => Vec::new(),
-            Some((by, _)) => pool
-                .iter()
-                .map(|h| {
-                    self.groups_of(h.row, by)
-                        .into_iter()
-                        .map(|g| {
-                            let next = dense.len();
-                            *dense.entry(g).or_insert(next)
-                        })
-                        .collect()
-                })
-                .collect(),
-        };
+        let (mut groups, mut ends) = (Vec::new(), Vec::new());
+        if let Some((by, _)) = controls.max_per {
+            ends.reserve(pool.len());
+            for h in &pool {
+                self.groups_of(h.row, by, |g| {
+                    let next = dense.len();
+                    groups.push(*dense.entry(g).or_insert(next));
+                });
+                ends.push(groups.len());
+            }
+        }
+        let groups_of = |i: usize| ends.get(i).map(|&end| &groups[if i == 0 { 0 } else { ends[i - 1] }..end]);
         let mut counts = vec![0usize; dense.len()];
         let mut closest = vec![f32::NEG_INFINITY; pool.len()];
         let mut seen = vec![0usize; pool.len()];
@@ -157,7 +155,7 @@ impl LiveCatalog {
         let mut chosen: Vec<Hit> = Vec::with_capacity(n.min(pool.len()));
         while chosen.len() < n {
             let Some(Key(_, i)) = heap.pop() else { break };
-            if groups.get(i).is_some_and(|g| g.iter().any(|&g| counts[g] >= per_group)) {
+            if groups_of(i).is_some_and(|g| g.iter().any(|&g| counts[g] >= per_group)) {
                 continue;
             }
             if d > 0.0 && seen[i] < chosen.len() {
@@ -169,7 +167,7 @@ impl LiveCatalog {
                 heap.push(Key((1.0 - d) * pool[i].score - d * closest[i], i));
                 continue;
             }
-            if let Some(g) = groups.get(i) {
+            if let Some(g) = groups_of(i) {
                 g.iter().for_each(|&g| counts[g] += 1);
             }
             chosen.push(pool[i]);
@@ -177,14 +175,15 @@ impl LiveCatalog {
         chosen
     }
 
-    /// The groups row `row` counts in for `by`: its directors, or its series (see [`series_key`]).
-    fn groups_of(&self, row: usize, by: GroupBy) -> Vec<u64> {
+    /// The groups row `row` counts in for `by`, each given to `each`: its directors, or its series
+    /// (see [`series_key`]).
+    fn groups_of(&self, row: usize, by: GroupBy, mut each: impl FnMut(u64)) {
         let e = self.entry(row);
         match by {
-            GroupBy::Director => e.traits.directors().iter().map(|&p| u64::from(p)).collect(),
+            GroupBy::Director => e.traits.directors().iter().for_each(|&p| each(u64::from(p))),
             GroupBy::Series => {
                 use std::hash::BuildHasher;
-                vec![self.hasher.hash_one(series_key(e.folded_title()))]
+                each(self.hasher.hash_one(series_key(e.folded_title())))
             }
         }
     }
@@ -270,12 +269,17 @@ mod tests {
     /// The eager rule the lazy choice must equal: every round, every open candidate's value against
     /// every result taken; the first best (pool order) is taken.
     fn eager(cat: &LiveCatalog, pool: &[Hit], n: usize, d: f32, per_group: Option<usize>) -> Vec<usize> {
+        let directors = |row: usize| {
+            let mut all = Vec::new();
+            cat.groups_of(row, GroupBy::Director, |g| all.push(g));
+            all
+        };
         let mut chosen: Vec<usize> = Vec::new();
         let mut counts: HashMap<u64, usize> = HashMap::new();
         while chosen.len() < n {
             let mut best: Option<(usize, f32)> = None;
             for (i, h) in pool.iter().enumerate() {
-                let groups = cat.groups_of(h.row, GroupBy::Director);
+                let groups = directors(h.row);
                 let full = per_group.is_some_and(|m| groups.iter().any(|g| counts.get(g).copied().unwrap_or(0) >= m));
                 if chosen.contains(&i) || full {
                     continue;
@@ -295,7 +299,7 @@ mod tests {
             }
             let Some((i, _)) = best else { break };
             if per_group.is_some() {
-                cat.groups_of(pool[i].row, GroupBy::Director).iter().for_each(|g| *counts.entry(*g).or_default() += 1);
+                directors(pool[i].row).iter().for_each(|g| *counts.entry(*g).or_default() += 1);
             }
             chosen.push(i);
         }
