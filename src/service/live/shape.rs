@@ -94,9 +94,19 @@ impl LiveCatalog {
         let mut rows: Vec<usize> = table.of(row).flat_map(|n| std::iter::once(n).chain(table.of(n))).collect();
         rows.sort_unstable();
         rows.dedup();
+        rows.retain(|&r| keep(r));
         let query = self.vector(row);
-        let hits: Vec<Hit> =
-            rows.into_iter().filter(|&r| keep(r)).map(|r| Hit { row: r, score: dot(query, self.vector(r)) }).collect();
+        // The rows are scattered over the matrix (at 242k rows, 372 MB): ask for the vectors a few
+        // rows ahead, so that their reads from memory overlap instead of waiting one after another.
+        const AHEAD: usize = 4;
+        let hits: Vec<Hit> = (0..rows.len())
+            .map(|i| {
+                if let Some(&next) = rows.get(i + AHEAD) {
+                    crate::index::graph::prefetch(self.vector(next));
+                }
+                Hit { row: rows[i], score: dot(query, self.vector(rows[i])) }
+            })
+            .collect();
         if hits.len() < wanted {
             return None;
         }
