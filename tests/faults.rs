@@ -1,10 +1,14 @@
-//! The fault campaign: writes under faults that production sees (a full filesystem, a journal with
-//! bad bytes), each case asserting that every write that was acknowledged is there after recovery
-//! and that every refusal says why (a full disk is never an internal error).
+//! The fault campaign: writes under faults that production sees (a full filesystem under the store
+//! and the server, a read-only artifacts folder, a journal with bad bytes in the middle, descriptor
+//! exhaustion under a connection storm, a build into a full filesystem), each case asserting that
+//! every write that was acknowledged is there after recovery and that every refusal says why (never
+//! an internal error). The PostgreSQL cases (stopped, paused, a replica restarted under writes) are in
+//! `tests/replicas.rs`.
 //!
-//! The full-filesystem cases mount a small tmpfs, so they need root (CI runs as root); elsewhere they
+//! The filesystem cases mount a small tmpfs, so they need root (CI runs as root); elsewhere they
 //! say so and pass without checking anything. `CINEVEC_FAULT_CYCLES` (default 3) sets how many
-//! fill / refuse / free cycles they run: `CINEVEC_FAULT_CYCLES=30 cargo test --release --test faults`
+//! cycles they run (`storms()`: a third of it, at least one):
+//! `CINEVEC_FAULT_CYCLES=30 cargo test --release --test faults --test replicas -- --include-ignored`
 //! is the long version (BENCHMARKS.md, "Reliability").
 
 mod common;
