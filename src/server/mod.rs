@@ -191,6 +191,7 @@ impl Application {
     ) -> Result<()> {
         let Application { listener, state, mut loading } = self;
         let stopping = state.stopping.clone();
+        let service = state.loaded.clone();
         let limits = state.config.connections;
         let server = listen::serve(listener, app(state), limits, Default::default(), async move {
             shutdown.await;
@@ -201,7 +202,13 @@ impl Application {
         let mut loaded = false;
         loop {
             tokio::select! {
-                result = &mut server => return result.context("server error"),
+                result = &mut server => {
+                    // Drained: nothing writes any more.
+                    if let Some(service) = service.get() {
+                        service.close_store(std::time::Duration::from_secs(5)).await;
+                    }
+                    return result.context("server error");
+                }
                 outcome = &mut loading, if !loaded => match outcome {
                     Ok(Ok(())) => loaded = true,
                     Ok(Err(e)) => return Err(e),

@@ -216,6 +216,19 @@ pub async fn load(
     let saved_at = snapshot_generation(&snapshot_path, &key);
     let replay = match saved_at {
         Some(g) if g != generation => match journal::read(&journal_path, &key) {
+            Ok(Replay { damage: Some(damage), records, .. }) => {
+                // Records after the damage may be whole, but none can be trusted to be all there is.
+                let kept = journal_path.with_extension("journal.damaged");
+                let moved = std::fs::rename(&journal_path, &kept).map(|()| format!("; kept as {}", kept.display()));
+                tracing::warn!(
+                    "the catalog journal {} has {damage} ({} whole records before it): it is not used, the \
+                     catalog is read from the store, which holds every acknowledged write{}",
+                    journal_path.display(),
+                    records.len(),
+                    moved.unwrap_or_default()
+                );
+                None
+            }
             Ok(r) if r.snapshot_generation == g && r.reaches(generation) => Some(r),
             Ok(_) => {
                 tracing::info!("catalog snapshot not used (the store changed beyond its journal): reading the store");

@@ -72,6 +72,8 @@ pub struct StoreState {
     listening: AtomicBool,
     /// Whether the last write was refused for a full disk.
     full: AtomicBool,
+    /// Whether the last write was refused because the store is read-only.
+    read_only: AtomicBool,
 }
 
 /// The store's state in `/v1/info` and `/readyz`.
@@ -102,6 +104,7 @@ impl StoreState {
             applied: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             full: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
         }
     }
 
@@ -129,6 +132,15 @@ impl StoreState {
     /// once) until a write succeeds again.
     pub fn wrote<T>(&self, result: &Result<T, StoreError>) {
         self.saw(result);
+        match result {
+            Ok(_) => self.read_only.store(false, Ordering::Relaxed),
+            Err(e) if e.is_read_only() => {
+                if !self.read_only.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("{READ_ONLY} (writes answer 503, reads answer from memory)");
+                }
+            }
+            Err(_) => {}
+        }
         let full = match result {
             Ok(_) => false,
             Err(e) if e.is_full() => true,
@@ -149,6 +161,8 @@ impl StoreState {
         let pg = self.backend == "postgres";
         let refused = if self.full.load(Ordering::Relaxed) {
             Some(FULL)
+        } else if self.read_only.load(Ordering::Relaxed) {
+            Some(READ_ONLY)
         } else if !self.is_available() {
             Some("the catalog store cannot be reached: writes answer 503 until it answers again")
         } else {
@@ -168,12 +182,19 @@ impl StoreState {
 /// Why a write was refused on a full disk (the 507's message, and `/readyz`'s reason).
 const FULL: &str = "the catalog store's disk is full: nothing was written; writes resume once space is freed";
 
-/// A store error as the caller sees it: a full disk → 507, nothing written; unreachable → unavailable (503, retry); a write that kept
+/// Why a write was refused by a read-only store (the 503's message, and `/readyz`'s reason).
+const READ_ONLY: &str = "the catalog store is read-only (a read-only filesystem or a standby): nothing was written; \
+                         writes are taken once it is writable again (SQLite: after a restart)";
+
+/// A store error as the caller sees it: a full disk → 507, nothing written; a read-only store → 503
+/// (retry, naming the cause); unreachable → unavailable (503, retry); a write that kept
 /// losing conflicts with concurrent writes (after the store's own retries) → unavailable too, since
 /// nothing of it was written and a later try may succeed; else internal.
 pub fn store_error(e: StoreError) -> ServiceError {
     if e.is_full() {
         ServiceError::Full(FULL.into())
+    } else if e.is_read_only() {
+        ServiceError::Unavailable(READ_ONLY.into())
     } else if e.is_unavailable() {
         ServiceError::Unavailable("the catalog store is unavailable, retry shortly".into())
     } else if e.is_conflict() {
@@ -286,6 +307,16 @@ impl Service {
     /// The store's state, for `/readyz` and `/v1/info`.
     pub fn store_status(&self) -> StoreStatus {
         self.store_state.status()
+    }
+
+    /// Close the store's connections at a graceful stop, waiting at most `limit` (a store that hangs
+    /// is left as it is). SQLite checkpoints its write-ahead log into the database file and removes
+    /// it when its last connection closes, so the file alone is the whole store (a read-only mount of
+    /// the folder then serves every write).
+    pub async fn close_store(&self, limit: Duration) {
+        if tokio::time::timeout(limit, self.store.close()).await.is_err() {
+            tracing::warn!("the catalog store did not close within {limit:?}");
+        }
     }
 }
 
@@ -424,6 +455,24 @@ mod tests {
         }
         let bad = StoreError::BadDocument { id: "x".into(), error: "no title".into() };
         assert!(matches!(store_error(bad), ServiceError::Internal(_)));
+    }
+
+    #[test]
+    fn a_read_only_store_is_503_naming_it_and_refuses_writes_until_one_succeeds() {
+        // SQLITE_READONLY and an extended code of it (READONLY_DBMOVED); PostgreSQL read-only transaction.
+        for code in ["8", "1032", "25006"] {
+            assert!(coded(code).is_read_only(), "{code}");
+            let ServiceError::Unavailable(message) = store_error(coded(code)) else { panic!("{code}: not 503") };
+            assert!(message.contains("read-only"), "{message}");
+        }
+        assert!(!coded("13").is_read_only() && !coded("5").is_read_only() && !coded("23505").is_read_only());
+        let state = StoreState::new("sqlite");
+        state.wrote::<()>(&Err(coded("8")));
+        let refused = state.status();
+        assert_eq!((refused.state, refused.writes), ("available", "refused"));
+        assert!(refused.writes_refused_because.is_some_and(|why| why.contains("read-only")), "{refused:?}");
+        state.wrote(&Ok(()));
+        assert_eq!(state.status().writes, "accepted");
     }
 
     #[test]

@@ -105,6 +105,47 @@ impl Cluster {
         run(&mut self.pg_ctl(&["-m", "fast", "-w", "-t", "60", "stop"]), "pg_ctl stop")
     }
 
+    /// The pids of the server's processes: the postmaster (the first line of `postmaster.pid`) and
+    /// every process whose parent it is (backends, checkpointer, WAL writer, ...).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let file = std::fs::read_to_string(self.data().join("postmaster.pid")).context("no postmaster.pid")?;
+        let postmaster: i32 = file.lines().next().unwrap_or("").trim().parse().context("a bad postmaster.pid")?;
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ppid ...`: the command may hold spaces and parentheses, so after the last ')'.
+            let Some(after) = stat.rfind(')').map(|at| &stat[at + 1..]) else { continue };
+            if after.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()) == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        Ok(pids)
+    }
+
+    /// Send `signal` to every process of the server (see [`Cluster::pids`]); how many.
+    fn signal_all(&self, signal: i32) -> Result<usize> {
+        let pids = self.pids()?;
+        for &pid in &pids {
+            // SAFETY: kill(2) with a pid this cluster started; no memory is involved.
+            if unsafe { libc::kill(pid, signal) } != 0 {
+                bail!("kill({pid}, {signal}) failed: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(pids.len())
+    }
+
+    /// Pause every process of the server (SIGSTOP): a hung store, not a dead one. Connections stay
+    /// open and new ones are accepted by the kernel, but nothing answers until [`Cluster::resume`].
+    pub fn pause(&self) -> Result<usize> {
+        self.signal_all(libc::SIGSTOP)
+    }
+
+    /// Let the paused server run again (SIGCONT).
+    pub fn resume(&self) -> Result<usize> {
+        self.signal_all(libc::SIGCONT)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -157,6 +198,8 @@ pub fn shared() -> Option<&'static Cluster> {
 impl Cluster {
     /// Stop at once (nothing in a throwaway cluster needs a clean shutdown).
     fn stop_now(&self) {
+        // A paused server would not stop.
+        let _ = self.resume();
         let _ = self.pg_ctl(&["-m", "immediate", "-w", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }

@@ -36,6 +36,10 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("catalog store: movie {id} has an invalid stored document: {error}")]
     BadDocument { id: String, error: String },
+    /// A call the store did not finish within its bound (PostgreSQL's `CALL_TIMEOUT`, the listener's
+    /// `CONNECT_TIMEOUT`): a server that hangs (paused, overloaded, a network that drops packets).
+    #[error("catalog store: {operation}: no answer within {after:?}")]
+    TimedOut { operation: &'static str, after: std::time::Duration },
 }
 
 impl StoreError {
@@ -43,7 +47,7 @@ impl StoreError {
     /// when retried, unlike a refused one.
     pub fn is_unavailable(&self) -> bool {
         let db = match self {
-            StoreError::Unreachable { .. } => return true,
+            StoreError::Unreachable { .. } | StoreError::TimedOut { .. } => return true,
             StoreError::Db(e) => e,
             _ => return false,
         };
@@ -88,6 +92,14 @@ impl StoreError {
             sqlx::Error::Database(e) => e.code().is_some_and(|c| c == "53100" || c == "13"),
             _ => false,
         }
+    }
+
+    /// The store refuses writes because it is read-only: SQLite's `SQLITE_READONLY` (8, and its
+    /// extended codes: a store on a read-only filesystem, see `SqliteStore::open`); PostgreSQL's
+    /// `read_only_sql_transaction` (25006: a standby, or a primary during a failover).
+    pub fn is_read_only(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(e)) = self else { return false };
+        e.code().is_some_and(|c| c == "25006" || c.parse::<u32>().is_ok_and(|c| c & 0xff == 8))
     }
 
     /// Worth retrying later: the store is unavailable, or a write lost a conflict (503, not 500).

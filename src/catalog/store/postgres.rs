@@ -20,8 +20,32 @@ pub const CHANNEL: &str = "cinevec_movies";
 /// parameters whatever its size; a few thousand rows amortise the round trip.
 const ROWS_PER_STATEMENT: usize = 4096;
 
-/// How long a request waits for a connection before it is told the store is unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Opening a connection to the server (the start's first connection, the change listener's): a
+/// server that does not complete the handshake by then (down behind a firewall that drops packets, or
+/// its processes paused) fails the open or the reconnection as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a call waits for a pooled connection (opening a new one included) before it is told the
+/// store is unavailable.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The whole of one run-time call, measured by cinevec itself (no server-side setting can time out a
+/// server that stopped answering): one read (a movie, the generation, a page of the change feed), or
+/// one write transaction (an add or a delete) from acquiring its connection to its commit; each
+/// attempt of a write that lost a conflict has its own. Past it the call fails as unavailable (the
+/// service answers 503 with `Retry-After`); the connection it ran on is tested before it is used again
+/// and closed if it still does not answer. The bulk calls of `ingest` and of a start (whole pages of the
+/// catalog) have no such bound.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `work`, failed as [`StoreError::TimedOut`] when it takes longer than `limit`.
+async fn bounded<T>(
+    operation: &'static str,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, work).await.unwrap_or(Err(StoreError::TimedOut { operation, after: limit }))
+}
 
 /// `SELECT <the columns decode() reads> FROM movies <tail>`, as a `&'static str`.
 macro_rules! select_movies {
@@ -81,7 +105,14 @@ impl PostgresStore {
         };
         // One direct connection first: its error says why (refused, unknown host, bad password),
         // where the pool's would only say that it timed out.
-        PgConnection::connect_with(&options).await.map_err(unreachable)?.close().await?;
+        let first =
+            tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await.unwrap_or_else(|_| {
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to the connection within {CONNECT_TIMEOUT:?}"),
+                )))
+            });
+        first.map_err(unreachable)?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -128,7 +159,10 @@ impl PostgresStore {
         model_sha256: &str,
         vector: &[f32],
     ) -> Result<u64, StoreError> {
-        super::retry_conflicts("adding a movie", || self.put_movie_with_embedding_once(row, model_sha256, vector)).await
+        super::retry_conflicts("adding a movie", || {
+            bounded("adding a movie", CALL_TIMEOUT, self.put_movie_with_embedding_once(row, model_sha256, vector))
+        })
+        .await
     }
 
     async fn put_movie_with_embedding_once(
@@ -166,7 +200,10 @@ impl PostgresStore {
 
     /// See [`super::Store::delete_movie`]; run again when it loses a conflict, like an add.
     pub async fn delete_movie(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        super::retry_conflicts("deleting a movie", || self.delete_movie_once(id)).await
+        super::retry_conflicts("deleting a movie", || {
+            bounded("deleting a movie", CALL_TIMEOUT, self.delete_movie_once(id))
+        })
+        .await
     }
 
     async fn delete_movie_once(&self, id: &str) -> Result<Option<u64>, StoreError> {
@@ -201,19 +238,22 @@ impl PostgresStore {
     /// Deletes written after generation `after`, as `(id, generation)`, oldest first, at most `limit`:
     /// the change feed's other half (see [`PostgresStore::changes_since`]).
     pub async fn deletions_since(&self, after: u64, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT movie_id, generation FROM movie_tombstones WHERE generation > $1 ORDER BY generation LIMIT $2",
-        )
-        .bind(after as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let generation: i64 = r.try_get(1)?;
-                Ok((r.try_get(0)?, generation as u64))
-            })
-            .collect()
+        bounded("reading the deletions feed", CALL_TIMEOUT, async {
+            let rows = sqlx::query(
+                "SELECT movie_id, generation FROM movie_tombstones WHERE generation > $1 ORDER BY generation LIMIT $2",
+            )
+            .bind(after as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let generation: i64 = r.try_get(1)?;
+                    Ok((r.try_get(0)?, generation as u64))
+                })
+                .collect()
+        })
+        .await
     }
 
     /// See [`super::Store::movie_embeddings`].
@@ -237,56 +277,69 @@ impl PostgresStore {
     /// Run-time adds and replacements written after generation `after` by the model `model_sha256`
     /// (whose document has not changed since), oldest first, at most `limit`.
     pub async fn changes_since(&self, after: u64, model_sha256: &str, limit: u32) -> Result<Vec<Change>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT e.movie_id, e.generation, e.dim, e.vector, m.rating, m.votes, m.document, m.source
-             FROM movie_embeddings e JOIN movies m ON m.id = e.movie_id
-             WHERE e.generation > $1 AND e.model_sha256 = $2 AND e.doc_sha256 = m.doc_sha256
-             ORDER BY e.generation LIMIT $3",
-        )
-        .bind(after as i64)
-        .bind(model_sha256)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(0)?;
-                let generation: i64 = r.try_get(1)?;
-                let vector = super::decode_vector(&id, r.try_get(2)?, r.try_get(3)?)?;
-                let votes: Option<i64> = r.try_get(5)?;
-                Ok(Change {
-                    generation: generation as u64,
-                    movie: RawMovie {
-                        id,
-                        rating: r.try_get(4)?,
-                        votes: votes.map(|v| v.max(0) as u64),
-                        document: r.try_get(6)?,
-                        source: r.try_get(7)?,
-                    },
-                    vector,
+        bounded("reading the change feed", CALL_TIMEOUT, async {
+            let rows = sqlx::query(
+                "SELECT e.movie_id, e.generation, e.dim, e.vector, m.rating, m.votes, m.document, m.source
+                 FROM movie_embeddings e JOIN movies m ON m.id = e.movie_id
+                 WHERE e.generation > $1 AND e.model_sha256 = $2 AND e.doc_sha256 = m.doc_sha256
+                 ORDER BY e.generation LIMIT $3",
+            )
+            .bind(after as i64)
+            .bind(model_sha256)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let id: String = r.try_get(0)?;
+                    let generation: i64 = r.try_get(1)?;
+                    let vector = super::decode_vector(&id, r.try_get(2)?, r.try_get(3)?)?;
+                    let votes: Option<i64> = r.try_get(5)?;
+                    Ok(Change {
+                        generation: generation as u64,
+                        movie: RawMovie {
+                            id,
+                            rating: r.try_get(4)?,
+                            votes: votes.map(|v| v.max(0) as u64),
+                            document: r.try_get(6)?,
+                            source: r.try_get(7)?,
+                        },
+                        vector,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
-    /// A listener on [`CHANNEL`], on its own connection.
+    /// A listener on [`CHANNEL`], on its own connection (connected and listening within
+    /// [`CONNECT_TIMEOUT`]).
     pub async fn listener(&self) -> Result<PgListener, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(listener)
+        bounded("connecting the change listener", CONNECT_TIMEOUT, async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok(listener)
+        })
+        .await
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<StoredMovie>, StoreError> {
-        let row = sqlx::query(select_movies!("WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
-        row.map(|r| decode(&r)).transpose()
+        bounded("reading a movie", CALL_TIMEOUT, async {
+            let row = sqlx::query(select_movies!("WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+            row.map(|r| decode(&r)).transpose()
+        })
+        .await
     }
 
     pub async fn find_by_title(&self, title: &str) -> Result<Vec<StoredMovie>, StoreError> {
-        let rows = sqlx::query(select_movies!("WHERE lower(title) = lower($1) ORDER BY id"))
-            .bind(title)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode).collect()
+        bounded("finding a title", CALL_TIMEOUT, async {
+            let rows = sqlx::query(select_movies!("WHERE lower(title) = lower($1) ORDER BY id"))
+                .bind(title)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map(decode).collect()
+        })
+        .await
     }
 
     pub async fn movies_after(&self, after: Option<&str>, limit: u32) -> Result<Vec<StoredMovie>, StoreError> {
@@ -326,10 +379,13 @@ impl PostgresStore {
     }
 
     pub async fn generation(&self) -> Result<(String, u64), StoreError> {
-        let row =
-            sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
-        let generation: i64 = row.try_get(1)?;
-        Ok((row.try_get(0)?, generation as u64))
+        bounded("reading the generation", CALL_TIMEOUT, async {
+            let row =
+                sqlx::query("SELECT identity, generation FROM catalog_meta WHERE id = 1").fetch_one(&self.pool).await?;
+            let generation: i64 = row.try_get(1)?;
+            Ok((row.try_get(0)?, generation as u64))
+        })
+        .await
     }
 
     pub async fn count(&self) -> Result<u64, StoreError> {

@@ -68,6 +68,49 @@ macro_rules! select_movies {
     };
 }
 
+/// Whether the file `path` (or, when it does not exist, its folder) is on a filesystem mounted
+/// read-only.
+fn on_read_only_filesystem(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let existing = if path.exists() {
+        path
+    } else {
+        match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => Path::new("."),
+        }
+    };
+    let Ok(c_path) = std::ffi::CString::new(existing.as_os_str().as_bytes()) else { return false };
+    // SAFETY: statvfs(3) fills the zeroed struct it is given; the path is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == 0) && stat.f_flag & libc::ST_RDONLY != 0
+}
+
+/// A store that cannot be migrated (read-only) must have every migration this cinevec knows applied,
+/// and none it does not.
+async fn check_migrated(pool: &SqlitePool, location: &str) -> Result<(), StoreError> {
+    let known: Vec<i64> = super::migrator(super::SQLITE_MIGRATIONS).iter().map(|m| m.version).collect();
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+        .map_err(|source| StoreError::Open { location: location.to_string(), source })?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    if let Some(&version) = applied.iter().find(|v| !known.contains(v)) {
+        return Err(StoreError::NewerSchema { location: location.to_string(), version });
+    }
+    if let Some(missing) = known.iter().find(|v| !applied.contains(v)) {
+        return Err(StoreError::Open {
+            location: location.to_string(),
+            source: sqlx::Error::Configuration(
+                format!("the store is read-only and lacks schema migration {missing}: it cannot be migrated").into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A SQLite catalog store. Cloning is cheap (it is a connection pool handle).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -89,14 +132,34 @@ impl SqliteStore {
             SqliteConnectOptions::new().filename(path)
         };
         let in_memory = location.contains(":memory:") || location.contains("mode=memory");
-        let options = options
-            .create_if_missing(true)
-            // WAL: readers (the server) never block the writer (an ingest); NORMAL sync is durable
-            // across application crashes in WAL mode and much faster for bulk writes.
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+        let read_only = !in_memory && on_read_only_filesystem(options.get_filename());
+        let options = if read_only {
+            // A store on a read-only filesystem (a read-only mount of the artifacts folder): opened
+            // immutable (no locks, no WAL index to create), so that every read answers; every write
+            // fails with SQLITE_READONLY (see `StoreError::is_read_only`), until a start after the
+            // filesystem is writable again.
+            tracing::warn!(
+                "the catalog store {location} is on a read-only filesystem: opened read-only; reads answer, \
+                 writes are refused"
+            );
+            // Immutable ignores a write-ahead log: only where there is none left to read (a store
+            // closed cleanly). With one (a crash before the mount went read-only), SQLite must read
+            // it and cannot without writing its index: the open then fails, saying so, rather than
+            // serve without the log's writes.
+            let mut wal = options.get_filename().as_os_str().to_owned();
+            wal.push("-wal");
+            let unlogged = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+            options.read_only(true).immutable(unlogged).foreign_keys(true)
+        } else {
+            options
+                .create_if_missing(true)
+                // WAL: readers (the server) never block the writer (an ingest); NORMAL sync is durable
+                // across application crashes in WAL mode and much faster for bulk writes.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+        };
         let pool = if in_memory {
             // Every connection to `:memory:` is its own database: keep exactly one, forever.
             SqlitePoolOptions::new()
@@ -110,7 +173,12 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(4).connect_with(options).await
         }
         .map_err(open_err)?;
-        super::migrate(super::migrator(super::SQLITE_MIGRATIONS), &pool, location).await?;
+        if read_only {
+            // Nothing can be migrated: the schema must be this cinevec's already.
+            check_migrated(&pool, location).await?;
+        } else {
+            super::migrate(super::migrator(super::SQLITE_MIGRATIONS), &pool, location).await?;
+        }
         Ok(SqliteStore { pool })
     }
 

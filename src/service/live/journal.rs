@@ -226,6 +226,24 @@ pub struct Replay {
     pub snapshot_generation: u64,
     pub records: Vec<Record>,
     pub valid_len: u64,
+    /// Damage before the end: a record whose checksum or contents are wrong with more bytes after it
+    /// (not a torn tail, which is always the last record). The start then does not use the journal.
+    pub damage: Option<Damage>,
+}
+
+/// Where a journal is damaged in the middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
+    /// The byte offset of the damaged record (where [`Replay::valid_len`] ends the whole ones).
+    pub at: u64,
+    /// The bytes from there to the end of the file, none of them read.
+    pub unread: u64,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a damaged record at byte {} with {} bytes after it", self.at, self.unread)
+    }
 }
 
 impl Replay {
@@ -243,8 +261,9 @@ impl Replay {
 }
 
 /// Read the journal at `path` if it continues a snapshot of `key`'s embedding set and store (any
-/// generation). A damaged or torn record ends it (the records before it are returned); a damaged
-/// header or another snapshot's journal is an error.
+/// generation). A damaged or torn record ends it (the records before it are returned, and damage
+/// before the last record is told apart in [`Replay::damage`]); a damaged header or another
+/// snapshot's journal is an error.
 pub fn read(path: &Path, key: &SnapshotKey) -> Result<Replay> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     ensure!(
@@ -259,17 +278,24 @@ pub fn read(path: &Path, key: &SnapshotKey) -> Result<Replay> {
     ensure!(header == sidecar::header(MAGIC, &[generation], &key.id()), "the journal is of another snapshot");
     let mut at = header_len + 8;
     let mut records = Vec::new();
+    let mut damage = None;
     while let Some(len) = bytes.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize) {
+        // A record that runs past the end is a torn tail (an append cut short).
         let Some(payload) = bytes.get(at + 4..at + 4 + len) else { break };
         let Some(sum) = bytes.get(at + 4 + len..at + 12 + len) else { break };
-        if sum != checksum(payload).to_le_bytes() {
+        let record = (sum == checksum(payload).to_le_bytes()).then(|| Record::decode(payload)).flatten();
+        let Some(record) = record else {
+            // Whole but wrong: the last record is a torn tail too (its bytes allocated, not all written);
+            // one with bytes after it is damage in the middle.
+            if at + 12 + len < bytes.len() {
+                damage = Some(Damage { at: at as u64, unread: (bytes.len() - at) as u64 });
+            }
             break;
-        }
-        let Some(record) = Record::decode(payload) else { break };
+        };
         records.push(record);
         at += 12 + len;
     }
-    Ok(Replay { snapshot_generation: generation, records, valid_len: at as u64 })
+    Ok(Replay { snapshot_generation: generation, records, valid_len: at as u64, damage })
 }
 
 /// A journal open for appending.
@@ -370,6 +396,52 @@ mod tests {
         let mut j = Journal::append_to(&path, replay.valid_len).unwrap();
         j.append(&Record { before: 18, after: 20, ..record(9) }).unwrap();
         assert!(!read(&path, &key(10)).unwrap().reaches(20));
+    }
+
+    #[test]
+    fn bad_bytes_in_a_middle_record_are_damage_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut j = Journal::create(&path, &key(10)).unwrap();
+        let mut ends = vec![std::fs::metadata(&path).unwrap().len() as usize];
+        for i in 0..3 {
+            j.append(&record(i)).unwrap();
+            ends.push(std::fs::metadata(&path).unwrap().len() as usize);
+        }
+        let full = std::fs::read(&path).unwrap();
+        assert_eq!(read(&path, &key(10)).unwrap().damage, None);
+        // Every byte of the first two records (length, payload, checksum), flipped: the records before
+        // it are whole, the damage is told, and nothing after it is read.
+        for record in 0..2 {
+            for at in ends[record]..ends[record + 1] {
+                let mut bad = full.clone();
+                bad[at] ^= 0x40;
+                std::fs::write(&path, &bad).unwrap();
+                let replay = read(&path, &key(10)).unwrap();
+                assert_eq!(replay.records.len(), record, "byte {at}");
+                assert_eq!(replay.valid_len, ends[record] as u64, "byte {at}");
+                // A length made larger than the rest of the file reads as a torn tail; the chain then
+                // still misses the later writes, so the store is read either way.
+                if let Some(damage) = replay.damage {
+                    assert_eq!(damage, Damage { at: ends[record] as u64, unread: (full.len() - ends[record]) as u64 });
+                } else {
+                    assert!((ends[record]..ends[record] + 4).contains(&at), "byte {at}: damage not told");
+                }
+                assert!(!replay.reaches(16), "byte {at}");
+            }
+        }
+        // The last record's payload and checksum bytes are a torn tail, not damage (its length made
+        // shorter leaves bytes after it: damage, as it cannot be told apart).
+        for at in ends[2]..ends[3] {
+            let mut bad = full.clone();
+            bad[at] ^= 0x40;
+            std::fs::write(&path, &bad).unwrap();
+            let replay = read(&path, &key(10)).unwrap();
+            assert_eq!(replay.records.len(), 2, "byte {at}");
+            if at >= ends[2] + 4 {
+                assert_eq!(replay.damage, None, "byte {at}");
+            }
+        }
     }
 
     #[test]
