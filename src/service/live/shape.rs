@@ -134,27 +134,14 @@ impl LiveCatalog {
     /// value only falls as results are taken, so a stale key bounds the current value: the top key,
     /// once brought up to date and still on top, is the best candidate. Ties go to the better-ranked
     /// candidate (the pool's order), as in the eager rule. A candidate whose group is full is dropped
-    /// when it comes up (groups only fill). Each round is a heap operation, and most candidates are
-    /// never compared with most results.
+    /// when it comes up to be taken (groups only fill, so it could never be taken later). Each round
+    /// is a heap operation, and most candidates are never compared with most results.
     fn choose(&self, pool: Vec<Hit>, n: usize, controls: &Controls) -> Vec<Hit> {
         let d = controls.diversity;
-        let per_group = controls.max_per.map_or(usize::MAX, |(_, n)| n);
-        // Each candidate's groups as dense numbers (candidate i's are `groups[ends[i - 1]..ends[i]]`),
-        // and per group its count of results taken.
-        let mut dense: HashMap<u64, usize> = HashMap::new();
-        let (mut groups, mut ends) = (Vec::new(), Vec::new());
-        if let Some((by, _)) = controls.max_per {
-            ends.reserve(pool.len());
-            for h in &pool {
-                self.groups_of(h.row, by, |g| {
-                    let next = dense.len();
-                    groups.push(*dense.entry(g).or_insert(next));
-                });
-                ends.push(groups.len());
-            }
-        }
-        let groups_of = |i: usize| ends.get(i).map(|&end| &groups[if i == 0 { 0 } else { ends[i - 1] }..end]);
-        let mut counts = vec![0usize; dense.len()];
+        // Per group, its count of results taken; a candidate's groups are read only when it is about
+        // to be taken (at 242k rows each read is a cache miss, and most candidates never get there).
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        let mut own: Vec<u64> = Vec::new();
         let mut closest = vec![f32::NEG_INFINITY; pool.len()];
         let mut seen = vec![0usize; pool.len()];
         let mut heap: BinaryHeap<Key> = pool
@@ -165,9 +152,6 @@ impl LiveCatalog {
         let mut chosen: Vec<Hit> = Vec::with_capacity(n.min(pool.len()));
         while chosen.len() < n {
             let Some(Key(_, i)) = heap.pop() else { break };
-            if groups_of(i).is_some_and(|g| g.iter().any(|&g| counts[g] >= per_group)) {
-                continue;
-            }
             if d > 0.0 && seen[i] < chosen.len() {
                 let v = self.vector(pool[i].row);
                 for c in &chosen[seen[i]..] {
@@ -177,8 +161,13 @@ impl LiveCatalog {
                 heap.push(Key((1.0 - d) * pool[i].score - d * closest[i], i));
                 continue;
             }
-            if let Some(g) = groups_of(i) {
-                g.iter().for_each(|&g| counts[g] += 1);
+            if let Some((by, per_group)) = controls.max_per {
+                own.clear();
+                self.groups_of(pool[i].row, by, |g| own.push(g));
+                if own.iter().any(|g| counts.get(g).is_some_and(|&c| c >= per_group)) {
+                    continue;
+                }
+                own.iter().for_each(|&g| *counts.entry(g).or_default() += 1);
             }
             chosen.push(pool[i]);
         }
