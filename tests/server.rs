@@ -466,6 +466,61 @@ async fn concurrent_embedding_requests_are_batched_and_equal_one_by_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
+async fn the_compressed_map_is_kept_per_catalog_state_and_follows_an_add() {
+    use std::io::Read;
+    let dir = fixture_copy();
+    let s = Server::start(config(dir.path())).await;
+    let map = |encoding: &'static str| {
+        let request = s.client.get(format!("{}/v1/map", s.base));
+        let request = if encoding.is_empty() { request } else { request.header("accept-encoding", encoding) };
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+            let (encoding, etag) = (header("content-encoding"), header("etag").expect("the map has a tag"));
+            (encoding, etag, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let unbrotli = |b: &[u8]| {
+        let mut out = Vec::new();
+        brotli::Decompressor::new(b, 4096).read_to_end(&mut out).unwrap();
+        out
+    };
+    let gunzip = |b: &[u8]| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+        out
+    };
+    let (none, tag, plain) = map("").await;
+    assert_eq!(none, None);
+    assert!(plain.len() >= usize::from(cinevec::server::COMPRESS_ABOVE), "{} bytes", plain.len());
+    // What a browser sends: brotli; the bytes decode to the plain answer, under the same tag.
+    let (enc, br_tag, br) = map("gzip, deflate, br, zstd").await;
+    assert_eq!((enc.as_deref(), br_tag.as_str()), (Some("br"), tag.as_str()));
+    assert_eq!(unbrotli(&br), plain);
+    assert!(br.len() * 2 < plain.len(), "brotli: {} of {} bytes", br.len(), plain.len());
+    let (enc, _, gz) = map("gzip").await;
+    assert_eq!(enc.as_deref(), Some("gzip"));
+    assert_eq!(gunzip(&gz), plain);
+    // Asked again: the same bytes.
+    assert_eq!(map("br").await.2, br);
+    // An add changes the map: a new tag, and its compressed form is the new answer, not the kept one.
+    let add = json!({"id": "cv-map-1", "movie": {"title": "A Film Added For The Map", "genres": ["Drama"]}});
+    let (st, b) = checked("POST", "/v1/movies", s.post_auth("/v1/movies", &add, KEY).await).await;
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let (_, new_tag, new_plain) = map("").await;
+    assert_ne!(new_tag, tag);
+    let (enc, br_tag, br) = map("br").await;
+    assert_eq!((enc.as_deref(), br_tag.as_str()), (Some("br"), new_tag.as_str()));
+    let decoded = unbrotli(&br);
+    assert_eq!(decoded, new_plain);
+    let ids: Value = serde_json::from_slice(&decoded).unwrap();
+    assert!(ids["ids"].as_array().unwrap().iter().any(|id| id == "cv-map-1"));
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the downloaded model and ../shared: run scripts/test.sh"]
 async fn an_added_movie_is_searchable_at_once_and_survives_a_restart() {
     let dir = fixture_copy();
     let s = Server::start(config(dir.path())).await;

@@ -13,7 +13,7 @@ use crate::service::results::{
 };
 use crate::service::{Filter, TopK};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
@@ -147,10 +147,22 @@ async fn ask_post(State(state): State<AppState>, Json(mut req): Json<AskRequest>
 
 // ---- the catalog map ----
 
-/// Tagged by the digest of the JSON, made once per catalog state.
+/// Tagged by the digest of the JSON, made once per catalog state; its brotli and gzip forms too, kept
+/// for that state ([`cache::Encoded`]: the compression layer leaves an answer that already has a
+/// `Content-Encoding` as it is).
 async fn map_json(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let map = state.ready()?.map_json().await?;
-    Ok(cache::answer(&headers, &cache::weak(&map.digest), cache::REVALIDATE, "application/json", map.json))
+    let tag = cache::weak(&map.digest);
+    let worth = map.json.len() >= usize::from(super::COMPRESS_ABOVE) && !cache::fresh(&headers, &tag);
+    let Some(encoding) = cache::preferred(&headers).filter(|_| worth) else {
+        return Ok(cache::answer(&headers, &tag, cache::REVALIDATE, "application/json", map.json));
+    };
+    let body = state.map_encoded.get(&tag, encoding, map.json).await.map_err(ApiError::internal)?;
+    let mut response = cache::answer(&headers, &tag, cache::REVALIDATE, "application/json", body);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.name()));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    Ok(response)
 }
 
 async fn map_png(

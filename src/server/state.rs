@@ -13,6 +13,8 @@ pub struct AppState {
     pub config: Arc<ServeConfig>,
     /// Set when a shutdown signal arrived: /readyz turns 503 so balancers stop sending traffic.
     pub stopping: Arc<AtomicBool>,
+    /// The map's compressed forms for the current catalog state (`GET /v1/map`).
+    pub map_encoded: Arc<super::cache::Encoded>,
 }
 
 impl AppState {
@@ -21,6 +23,7 @@ impl AppState {
             loaded: Arc::new(OnceLock::new()),
             config: Arc::new(config),
             stopping: Arc::new(AtomicBool::new(false)),
+            map_encoded: Arc::new(super::cache::Encoded::default()),
         }
     }
 
