@@ -16,10 +16,6 @@ use serving::{config, fixture, Server};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn browser_dir() -> PathBuf {
-    common::repo_root().join("tests/browser")
-}
-
 /// The Chromium binary, or one sentence saying what to install.
 fn chromium() -> PathBuf {
     let path =
@@ -30,21 +26,6 @@ fn chromium() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Node.js 20 or newer with the test's packages, or one sentence saying what to install.
-fn node_ready() {
-    let version = Command::new("node").arg("--version").output();
-    let version = match version {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        _ => panic!("Node.js not found: install Node.js 20 or newer (with npm) to run the browser test."),
-    };
-    let major: u32 = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    assert!(major >= 20, "Node.js {version} is too old: install Node.js 20 or newer to run the browser test.");
-    assert!(
-        browser_dir().join("node_modules/playwright-core/package.json").is_file(),
-        "The browser test's Node packages are missing: run `npm ci --prefix tests/browser` (scripts/test.sh does)."
-    );
 }
 
 /// Where screenshots go: `target/browser/` (beside the build, whatever the target folder is).
@@ -82,7 +63,7 @@ async fn serve_host_page(listener: tokio::net::TcpListener, html: String) {
 #[ignore = "needs the model, ../shared, chromium and Node.js: run scripts/test.sh"]
 async fn the_page_and_the_widget_work_in_headless_chromium() {
     let chromium = chromium();
-    node_ready();
+    common::node_ready(&["playwright-core"], "the browser test");
 
     // The host pages' origins must be known before the server starts: it allows only the first.
     let allowed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -136,7 +117,7 @@ async fn the_page_and_the_widget_work_in_headless_chromium() {
     assert!(!r.headers().contains_key("access-control-allow-origin"));
 
     let shots = screenshot_dir();
-    let (base, script) = (server.base.clone(), browser_dir().join("widget.test.mjs"));
+    let (base, script) = (server.base.clone(), common::browser_dir().join("widget.test.mjs"));
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(script)
@@ -145,7 +126,7 @@ async fn the_page_and_the_widget_work_in_headless_chromium() {
             .env("HOST_BLOCKED", format!("{blocked_origin}/"))
             .env("CHROMIUM", chromium)
             .env("SCREENSHOT_DIR", &shots)
-            .current_dir(browser_dir())
+            .current_dir(common::browser_dir())
             .output()
             .expect("cannot run node")
     })

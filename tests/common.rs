@@ -36,6 +36,29 @@ fn fetched_model(folder: &str, fetch: &str) -> PathBuf {
     dir
 }
 
+/// The Node.js project of the browser test and the typed client check (`tests/browser`).
+pub fn browser_dir() -> PathBuf {
+    repo_root().join("tests/browser")
+}
+
+/// Node.js 20 or newer with `packages` installed in [`browser_dir`], or one sentence saying what to
+/// install to run `what`.
+pub fn node_ready(packages: &[&str], what: &str) {
+    let version = std::process::Command::new("node").arg("--version").output();
+    let version = match version {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => panic!("Node.js not found: install Node.js 20 or newer (with npm) to run {what}."),
+    };
+    let major: u32 = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    assert!(major >= 20, "Node.js {version} is too old: install Node.js 20 or newer to run {what}.");
+    for package in packages {
+        assert!(
+            browser_dir().join("node_modules").join(package).join("package.json").is_file(),
+            "{package} is missing for {what}: run `npm ci --prefix tests/browser` (scripts/test.sh does)."
+        );
+    }
+}
+
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "vectors of different dimension");
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();

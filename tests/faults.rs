@@ -283,20 +283,12 @@ async fn a_full_disk_under_the_server_answers_507_and_loses_no_acknowledged_add(
 /// The real server binary on `dir` (artifacts and SQLite store), its log (`RUST_LOG=info`) written to
 /// `log`; with `nofile`, under that descriptor limit (`ulimit -n`, set by a shell that then execs it).
 fn spawn_logged(dir: &Path, port: u16, nofile: Option<u32>, log: &Path) -> std::process::Child {
-    let model = common::minilm_dir();
     let limit = nofile.map(|n| format!("ulimit -n {n} && ")).unwrap_or_default();
     Command::new("sh")
         .arg("-c")
         .arg(format!("{limit}exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_cinevec"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--cpu", "--model"])
-        .arg(&model)
-        .arg("--models-dir")
-        .arg(model.parent().unwrap())
-        .arg("--artifacts")
-        .arg(dir)
-        .arg("--db")
-        .arg(dir.join("catalog.db"))
+        .args(serving::serve_args(dir, port))
         .env("CINEVEC_API_KEY", KEY)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::null())

@@ -6,6 +6,7 @@ mod common;
 mod pg_cluster;
 mod serving;
 
+use cinevec::server::ServeConfig;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use serving::{config, fixture_copy, Server, KEY, SLICE};
@@ -66,6 +67,19 @@ fn first_id(catalog: &std::path::Path) -> String {
     first["id"].as_str().unwrap().to_string()
 }
 
+/// A copy of the fixture whose catalog is ingested into a fresh database `name` of `pg`, without its
+/// catalog snapshot (so that a start reads the store), its catalog file, and a server config on it.
+fn on_postgres(pg: &pg_cluster::Cluster, name: &str) -> (tempfile::TempDir, std::path::PathBuf, ServeConfig) {
+    let url = pg.create_db(name).unwrap();
+    let dir = fixture_copy();
+    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
+    let slice = dir.path().join("slice.jsonl");
+    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
+    let mut cfg = config(dir.path());
+    cfg.service.db = url;
+    (dir, slice, cfg)
+}
+
 fn movie(id: &str, title: &str) -> Value {
     json!({"id": id, "rating": 7.1, "votes": 10, "movie": {
         "title": title, "genres": ["Drama"], "release_year": 2026, "directors": ["Ana Lily Amirpour"]}})
@@ -75,13 +89,7 @@ fn movie(id: &str, title: &str) -> Value {
 #[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
 async fn replicas_on_one_postgres_serve_each_others_writes_and_survive_its_restart() {
     let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
-    let url = pg.create_db("replicas").unwrap();
-    let dir = fixture_copy();
-    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
-    let slice = dir.path().join("slice.jsonl");
-    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
-    let mut cfg = config(dir.path());
-    cfg.service.db = url.clone();
+    let (_dir, slice, cfg) = on_postgres(&pg, "replicas");
     let a = Server::start(cfg.clone()).await;
     let b = Server::start(cfg.clone()).await;
     assert_eq!(store_state(&a).await["backend"], "postgres");
@@ -201,13 +209,7 @@ async fn in_similar(s: &Server, document: &Value, id: &str) -> bool {
 #[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
 async fn a_delete_on_one_replica_is_gone_on_the_others_within_a_second_and_after_a_start() {
     let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
-    let url = pg.create_db("deletes").unwrap();
-    let dir = fixture_copy();
-    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
-    let slice = dir.path().join("slice.jsonl");
-    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
-    let mut cfg = config(dir.path());
-    cfg.service.db = url.clone();
+    let (_dir, slice, cfg) = on_postgres(&pg, "deletes");
     let a = Server::start(cfg.clone()).await;
     let b = Server::start(cfg.clone()).await;
     let base_id = first_id(&slice);
@@ -436,13 +438,7 @@ async fn timed_write(s: &Server, id: String) -> (StatusCode, bool, Value, Durati
 #[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
 async fn replicas_keep_reading_and_refuse_writes_with_503_while_postgres_is_paused() {
     let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
-    let url = pg.create_db("paused").unwrap();
-    let dir = fixture_copy();
-    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
-    let slice = dir.path().join("slice.jsonl");
-    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
-    let mut cfg = config(dir.path());
-    cfg.service.db = url.clone();
+    let (_dir, _, cfg) = on_postgres(&pg, "paused");
     let a = Server::start(cfg.clone()).await;
     let b = Server::start(cfg.clone()).await;
     let mut acknowledged = Vec::new();
@@ -564,13 +560,7 @@ fn restarts() -> usize {
 #[ignore = "needs the downloaded model, ../shared and PostgreSQL: run scripts/test.sh"]
 async fn a_replica_restarted_ten_times_while_the_other_adds_starts_every_time_and_serves_every_add() {
     let Some(pg) = pg_cluster::Cluster::start().unwrap() else { return };
-    let url = pg.create_db("rolling").unwrap();
-    let dir = fixture_copy();
-    let _ = std::fs::remove_file(dir.path().join("catalog.snapshot"));
-    let slice = dir.path().join("slice.jsonl");
-    serving::cinevec(&["ingest", "--catalog", slice.to_str().unwrap(), "--db", &url]);
-    let mut cfg = config(dir.path());
-    cfg.service.db = url.clone();
+    let (_dir, _, cfg) = on_postgres(&pg, "rolling");
     let a = Server::start(cfg.clone()).await;
 
     // The writer: adds on A, one after another, until told to stop.

@@ -13,36 +13,14 @@ mod common;
 mod serving;
 
 use serving::{config, fixture_copy, Server, KEY};
-use std::path::PathBuf;
 use std::process::{Command, Output};
-
-fn browser_dir() -> PathBuf {
-    common::repo_root().join("tests/browser")
-}
-
-/// Node.js 20 or newer with the client's packages, or one sentence saying what to install.
-fn node_ready() {
-    let version = Command::new("node").arg("--version").output();
-    let version = match version {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        _ => panic!("Node.js not found: install Node.js 20 or newer (with npm) to run the typed client check."),
-    };
-    let major: u32 = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-    assert!(major >= 20, "Node.js {version} is too old: install Node.js 20 or newer to run the typed client check.");
-    for package in ["openapi-typescript", "openapi-fetch", "typescript"] {
-        assert!(
-            browser_dir().join("node_modules").join(package).join("package.json").is_file(),
-            "{package} is missing: run `npm ci --prefix tests/browser` (scripts/test.sh does)."
-        );
-    }
-}
 
 /// Run a Node package's command line from tests/browser (as `npm run` would, without needing npm).
 fn node(args: &[&str], envs: &[(&str, &str)]) -> Output {
     Command::new("node")
         .args(args)
         .envs(envs.iter().copied())
-        .current_dir(browser_dir())
+        .current_dir(common::browser_dir())
         .output()
         .expect("cannot run node")
 }
@@ -61,9 +39,9 @@ fn succeeded(what: &str, out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the model, ../shared and Node.js with `npm ci --prefix tests/browser`: run scripts/test.sh"]
 async fn a_client_generated_from_the_spec_compiles_strictly_and_works_against_the_server() {
-    node_ready();
+    common::node_ready(&["openapi-typescript", "openapi-fetch", "typescript"], "the typed client check");
     // The types and the build, from scratch: nothing left from an earlier spec is compiled.
-    let client = browser_dir().join("client");
+    let client = common::browser_dir().join("client");
     let _ = std::fs::remove_dir_all(client.join("generated"));
     let _ = std::fs::remove_dir_all(client.join("dist"));
     // `npm run client:types` and `npm run client:build` (package.json), spelled out.
@@ -126,7 +104,7 @@ async fn a_client_generated_from_the_spec_compiles_strictly_and_works_against_th
 #[test]
 fn the_readme_shows_the_example_as_compiled_and_run() {
     let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
-    let example = std::fs::read_to_string(browser_dir().join("client/example.ts")).unwrap();
+    let example = std::fs::read_to_string(common::browser_dir().join("client/example.ts")).unwrap();
     assert!(
         readme.contains(&format!("```ts\n{example}```")),
         "README.md's \"From a frontend\" differs from tests/browser/client/example.ts: copy the file into it"

@@ -128,29 +128,12 @@ impl StoreState {
         }
     }
 
-    /// Note the outcome of a write: as [`StoreState::saw`], and a full disk refuses writes (logged
-    /// once) until a write succeeds again.
+    /// Note the outcome of a write: as [`StoreState::saw`], and a full disk or a read-only store
+    /// refuses writes (logged once) until a write succeeds again.
     pub fn wrote<T>(&self, result: &Result<T, StoreError>) {
         self.saw(result);
-        match result {
-            Ok(_) => self.read_only.store(false, Ordering::Relaxed),
-            Err(e) if e.is_read_only() => {
-                if !self.read_only.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("{READ_ONLY} (writes answer 503, reads answer from memory)");
-                }
-            }
-            Err(_) => {}
-        }
-        let full = match result {
-            Ok(_) => false,
-            Err(e) if e.is_full() => true,
-            Err(_) => return,
-        };
-        match (self.full.swap(full, Ordering::Relaxed), full) {
-            (false, true) => tracing::warn!("{FULL} (writes answer 507, reads answer from memory)"),
-            (true, false) => tracing::info!("the catalog store takes writes again"),
-            _ => {}
-        }
+        refusal(&self.full, result, StoreError::is_full, FULL, "507");
+        refusal(&self.read_only, result, StoreError::is_read_only, READ_ONLY, "503");
     }
 
     pub fn is_available(&self) -> bool {
@@ -176,6 +159,21 @@ impl StoreState {
             applied_generation: pg.then(|| self.applied.load(Ordering::Relaxed)),
             listening: pg.then(|| self.listening.load(Ordering::Relaxed)),
         }
+    }
+}
+
+/// Set a refusal flag when a write failed for its cause (`is`), clear it when a write succeeded (any
+/// other error leaves it), and log each change.
+fn refusal<T>(flag: &AtomicBool, result: &Result<T, StoreError>, is: fn(&StoreError) -> bool, why: &str, answer: &str) {
+    let refused = match result {
+        Ok(_) => false,
+        Err(e) if is(e) => true,
+        Err(_) => return,
+    };
+    match (flag.swap(refused, Ordering::Relaxed), refused) {
+        (false, true) => tracing::warn!("{why} (writes answer {answer}, reads answer from memory)"),
+        (true, false) => tracing::info!("the catalog store takes writes again"),
+        _ => {}
     }
 }
 

@@ -163,18 +163,31 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The arguments of `cinevec serve` on `dir`'s artifacts and SQLite store, on `port`, with the real
+/// default model.
+pub fn serve_args(dir: &Path, port: u16) -> Vec<std::ffi::OsString> {
+    let model = common::minilm_dir();
+    let bind = format!("127.0.0.1:{port}");
+    let args: [&std::ffi::OsStr; 11] = [
+        "serve".as_ref(),
+        "--bind".as_ref(),
+        bind.as_ref(),
+        "--cpu".as_ref(),
+        "--model".as_ref(),
+        model.as_ref(),
+        "--models-dir".as_ref(),
+        model.parent().unwrap().as_ref(),
+        "--artifacts".as_ref(),
+        dir.as_ref(),
+        "--db".as_ref(),
+    ];
+    args.into_iter().map(Into::into).chain([dir.join("catalog.db").into_os_string()]).collect()
+}
+
 /// The real server binary on `dir`'s artifacts and SQLite store, its log discarded.
 pub fn spawn(dir: &Path, port: u16) -> Child {
-    let model = common::minilm_dir();
     Command::new(env!("CARGO_BIN_EXE_cinevec"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--cpu", "--model"])
-        .arg(&model)
-        .arg("--models-dir")
-        .arg(model.parent().unwrap())
-        .arg("--artifacts")
-        .arg(dir)
-        .arg("--db")
-        .arg(dir.join("catalog.db"))
+        .args(serve_args(dir, port))
         .env("CINEVEC_API_KEY", KEY)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
